@@ -1,0 +1,314 @@
+//! Lambda side: building [`Services`] from the environment the templates set, and the
+//! adapters from API Gateway events to the handler functions. Each binary in `src/bin/`
+//! is one call into this module.
+
+use crate::admin::AdminRequest;
+use crate::auth::{Denied, Identity, Scopes};
+use crate::limits::Limits;
+use crate::sender::{ManagementApiConfig, ManagementApiSender, SendOutcome};
+use crate::service::{Caller, ConnectError, ConnectInfo, Services};
+use crate::store::dynamo::{self, DynamoConnectionStore, DynamoKeyStore};
+use crate::store::now_ms;
+use crate::store::redis::{RedisConfig, RedisRoomStore};
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
+    ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
+};
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::future::Future;
+use std::sync::Arc;
+
+/// Configuration read from the function's environment.
+#[derive(Debug, Clone)]
+pub struct LambdaEnv {
+    /// Stage name.
+    pub stage: String,
+    /// Connections table.
+    pub connections_table: String,
+    /// API-keys table.
+    pub keys_table: String,
+    /// Redis URL (`rediss://` for TLS).
+    pub redis_url: String,
+    /// Cluster-mode Redis.
+    pub redis_cluster: bool,
+    /// Management API endpoint including the stage.
+    pub management_endpoint: String,
+    /// Limits (JSON in `WSCTL_LIMITS`).
+    pub limits: Limits,
+    /// Fan-out concurrency of the publish function (`WSCTL_FANOUT_CONCURRENCY`).
+    pub fanout_concurrency: usize,
+}
+
+/// A missing or malformed environment variable.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name}: {problem}")]
+pub struct EnvError {
+    /// Variable name.
+    pub name: &'static str,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl LambdaEnv {
+    /// Reads the environment through `get` (std::env::var in production).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
+        let need = |name: &'static str| get(name).ok_or(EnvError { name, problem: "not set".into() });
+        let limits = match get("WSCTL_LIMITS") {
+            Some(json) => {
+                serde_json::from_str(&json).map_err(|e| EnvError { name: "WSCTL_LIMITS", problem: e.to_string() })?
+            }
+            None => Limits::default(),
+        };
+        let fanout_concurrency = match get("WSCTL_FANOUT_CONCURRENCY") {
+            Some(v) => v
+                .parse()
+                .map_err(|_| EnvError { name: "WSCTL_FANOUT_CONCURRENCY", problem: format!("not a number: {v}") })?,
+            None => ManagementApiConfig::default().concurrency,
+        };
+        Ok(LambdaEnv {
+            stage: get("WSCTL_STAGE").unwrap_or_else(|| "dev".into()),
+            connections_table: need("CONNECTIONS_TABLE")?,
+            keys_table: need("API_KEYS_TABLE")?,
+            redis_url: need("REDIS_URL")?,
+            redis_cluster: get("REDIS_CLUSTER").is_some_and(|v| v == "true"),
+            management_endpoint: need("WS_MANAGEMENT_ENDPOINT")?,
+            limits,
+            fanout_concurrency,
+        })
+    }
+
+    /// Builds the services: DynamoDB stores, Redis rooms (connected lazily), the
+    /// management-API sender.
+    pub async fn services(&self) -> Result<Services, Error> {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        self.services_with(&sdk)
+    }
+
+    /// Like [`LambdaEnv::services`] with a given SDK configuration.
+    pub fn services_with(&self, sdk: &aws_config::SdkConfig) -> Result<Services, Error> {
+        let ddb = dynamo::client(sdk);
+        let rooms = RedisRoomStore::new(RedisConfig {
+            url: self.redis_url.clone(),
+            cluster: self.redis_cluster,
+            history: self.limits.room_history,
+            connection_ttl_secs: self.limits.record_ttl_secs(),
+        })?;
+        let sender = ManagementApiSender::new(
+            sdk,
+            &self.management_endpoint,
+            ManagementApiConfig { concurrency: self.fanout_concurrency, ..Default::default() },
+        );
+        Ok(Services::new(
+            Arc::new(rooms),
+            Arc::new(DynamoConnectionStore::new(ddb.clone(), &self.connections_table)),
+            Arc::new(DynamoKeyStore::new(ddb, &self.keys_table)),
+            Arc::new(sender),
+            self.limits.clone(),
+        ))
+    }
+}
+
+/// Structured JSON logs on stdout (CloudWatch), level from `RUST_LOG`.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).without_time().try_init();
+}
+
+/// Runs a Lambda function: logging, services from the environment, then `handler` for
+/// every event, emitting the invocation's counters as CloudWatch EMF afterwards.
+pub async fn run<E, R, F, Fut>(function: &'static str, handler: F) -> Result<(), Error>
+where
+    E: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+    F: Fn(Arc<Services>, E) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, Error>> + Send,
+{
+    init_logging();
+    let env = LambdaEnv::from_lookup(|k| std::env::var(k).ok())?;
+    let services = Arc::new(env.services().await?);
+    let handler = Arc::new(handler);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
+        let services = services.clone();
+        let handler = handler.clone();
+        async move {
+            let out = handler(services.clone(), event.payload).await;
+            println!("{}", services.metrics.emf("wsctl", function, now_ms()));
+            services.metrics.reset();
+            out
+        }
+    }))
+    .await
+}
+
+/// The identity API Gateway passes from the authorizer's context to every route.
+pub fn identity_of(event: &ApiGatewayWebsocketProxyRequest) -> Option<Identity> {
+    let a = &event.request_context.authorizer;
+    let field = |k: &str| a.fields.get(k).and_then(|v| v.as_str().map(str::to_owned));
+    Some(Identity {
+        key_id: field("keyId")?,
+        scopes: Scopes::parse_list(&field("scopes").unwrap_or_default()).ok()?,
+        max_connections: field("maxConnections").and_then(|v| v.parse().ok()).unwrap_or(0),
+    })
+}
+
+fn response(status: i64, body: Option<String>) -> ApiGatewayProxyResponse {
+    let mut r = ApiGatewayProxyResponse::default();
+    r.status_code = status;
+    r.body = body.map(Body::Text);
+    r
+}
+
+/// The REQUEST authorizer on `$connect`: Allow with the key's context, Deny (403) for a
+/// bad or revoked key, "Unauthorized" (401) for a missing one.
+pub async fn authorizer(
+    svc: Arc<Services>,
+    event: ApiGatewayCustomAuthorizerRequestTypeRequest,
+) -> Result<ApiGatewayCustomAuthorizerResponse, Error> {
+    let query = event.query_string_parameters.first("apiKey");
+    let header = event.headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    let method_arn = event.method_arn.clone().unwrap_or_default();
+    let policy = |effect: IamPolicyEffect| {
+        let mut statement = IamPolicyStatement::default();
+        statement.action = vec!["execute-api:Invoke".into()];
+        statement.effect = effect;
+        // The method ARN ends in `/$connect`: a REST-style `stage/*/*` would not match.
+        statement.resource = vec![method_arn.clone()];
+        let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
+        policy.version = Some("2012-10-17".into());
+        policy.statement = vec![statement];
+        policy
+    };
+    let answer = |principal: String, effect: IamPolicyEffect, context: serde_json::Value| {
+        let mut r = ApiGatewayCustomAuthorizerResponse::default();
+        r.principal_id = Some(principal);
+        r.policy_document = policy(effect);
+        r.context = context;
+        r
+    };
+    match svc.authorize(crate::auth::extract_key(query, header)).await {
+        Ok(identity) => Ok(answer(
+            identity.key_id.clone(),
+            IamPolicyEffect::Allow,
+            serde_json::json!({
+                "keyId": identity.key_id,
+                "scopes": identity.scopes.to_string(),
+                "maxConnections": identity.max_connections.to_string(),
+            }),
+        )),
+        // API Gateway answers 401 when the authorizer fails with exactly "Unauthorized".
+        Err(ConnectError::Denied(Denied::MissingKey)) => Err("Unauthorized".into()),
+        Err(ConnectError::Denied(why)) => {
+            tracing::info!(reason = %why, "connect denied");
+            Ok(answer("denied".into(), IamPolicyEffect::Deny, serde_json::json!({})))
+        }
+        Err(ConnectError::Store(e)) => Err(Box::new(e)),
+    }
+}
+
+/// `$connect`: records the connection.
+pub async fn connect(
+    svc: Arc<Services>,
+    event: ApiGatewayWebsocketProxyRequest,
+) -> Result<ApiGatewayProxyResponse, Error> {
+    let ctx = &event.request_context;
+    let (Some(connection_id), Some(identity)) = (ctx.connection_id.clone(), identity_of(&event)) else {
+        return Ok(response(403, Some("no authorizer context: is the authorizer attached to $connect?".into())));
+    };
+    let info = ConnectInfo {
+        connection_id,
+        identity,
+        source_ip: ctx.identity.source_ip.clone().unwrap_or_default(),
+        user_agent: ctx.identity.user_agent.clone().unwrap_or_default(),
+        connected_at_ms: u64::try_from(ctx.connected_at).unwrap_or_else(|_| now_ms()),
+    };
+    match svc.connect(&info).await {
+        Ok(()) => Ok(response(200, None)),
+        Err(e) => {
+            tracing::error!(connection_id = %info.connection_id, error = %e, "connect failed");
+            Ok(response(500, None))
+        }
+    }
+}
+
+/// `$disconnect`: removes the connection everywhere.
+pub async fn disconnect(
+    svc: Arc<Services>,
+    event: ApiGatewayWebsocketProxyRequest,
+) -> Result<ApiGatewayProxyResponse, Error> {
+    let id = event.request_context.connection_id.clone().unwrap_or_default();
+    match svc.disconnect(&id).await {
+        Ok(_) => Ok(response(200, None)),
+        Err(e) => {
+            // TTL and the 410 path clean up what this could not.
+            tracing::error!(connection_id = %id, error = %e, "disconnect cleanup failed");
+            Ok(response(500, None))
+        }
+    }
+}
+
+/// `$default`: one reply goes back as the route response; a reply followed by replayed
+/// messages is posted in order through the management API instead.
+pub async fn message(
+    svc: Arc<Services>,
+    event: ApiGatewayWebsocketProxyRequest,
+) -> Result<ApiGatewayProxyResponse, Error> {
+    let ctx = &event.request_context;
+    let id = ctx.connection_id.clone().unwrap_or_default();
+    let Some(identity) = identity_of(&event) else {
+        return Ok(response(403, None));
+    };
+    let caller = Caller { connection_id: &id, identity: &identity, request_id: ctx.request_id.as_deref() };
+    let mut frames = svc.message(caller, event.body.as_deref().unwrap_or("")).await;
+    if frames.len() == 1 {
+        let body = frames.pop().map(|f| f.as_str().to_owned());
+        return Ok(response(200, body));
+    }
+    for frame in &frames {
+        if let SendOutcome::Gone = svc.sender.send(&id, frame).await {
+            break;
+        }
+    }
+    Ok(response(200, None))
+}
+
+/// What producers send to the `publish` function.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishEvent {
+    /// Room name.
+    pub room: String,
+    /// Any JSON value.
+    pub data: Box<RawValue>,
+}
+
+/// The `publish` function's reply: the report, or an error with its code.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PublishResult {
+    /// Success.
+    Ok(crate::service::PublishReport),
+    /// Failure.
+    Err {
+        /// Code.
+        code: crate::protocol::ErrorCode,
+        /// What was wrong and what to do.
+        message: String,
+    },
+}
+
+/// `publish`: fans a message out to a room.
+pub async fn publish(svc: Arc<Services>, event: PublishEvent) -> Result<PublishResult, Error> {
+    Ok(match svc.publish(&event.room, &event.data).await {
+        Ok(report) => PublishResult::Ok(report),
+        Err(e) => PublishResult::Err { code: e.code, message: e.message },
+    })
+}
+
+/// `admin`: one operator request.
+pub async fn admin(svc: Arc<Services>, request: AdminRequest) -> Result<crate::admin::AdminReply, Error> {
+    Ok(svc.admin(request).await)
+}

@@ -1,0 +1,107 @@
+//! Per-stage runtime limits. Defaults match API Gateway's WebSocket quotas; every field can
+//! be overridden under `limits:` in a stage file.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Limits applied to every connection and to the node as a whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case", default)]
+pub struct Limits {
+    /// Largest inbound message in bytes (API Gateway: 128 KiB); larger closes with 1009.
+    pub max_message_bytes: usize,
+    /// Largest single frame in bytes (API Gateway: 32 KiB); larger closes with 1009.
+    pub max_frame_bytes: usize,
+    /// Rooms one connection may be subscribed to at once.
+    pub max_rooms_per_connection: usize,
+    /// Longest room name in characters.
+    pub max_room_name_len: usize,
+    /// Sustained requests per second per connection (token-bucket refill rate).
+    pub requests_per_second: u32,
+    /// Requests a connection may burst above the sustained rate (token-bucket size).
+    pub request_burst: u32,
+    /// Outbound queue per connection, in messages; a consumer that falls further behind is closed.
+    pub outbound_queue_messages: usize,
+    /// Outbound queue per connection, in bytes.
+    pub outbound_queue_bytes: usize,
+    /// Seconds without traffic in either direction before the gateway closes a connection.
+    pub idle_timeout_secs: u64,
+    /// Seconds after which every connection is closed (API Gateway: 2 h).
+    pub max_lifetime_secs: u64,
+    /// Live connections one gateway node accepts; beyond it upgrades get 503.
+    pub max_connections: usize,
+    /// New connections per second one gateway node accepts; beyond it upgrades get 503.
+    pub connects_per_second: u32,
+    /// Messages of each room kept for `since` replay and the latest value.
+    pub room_history: usize,
+    /// Extra seconds a connection record outlives `max_lifetime_secs` before DynamoDB's TTL may remove it.
+    pub record_ttl_margin_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 128 * 1024,
+            max_frame_bytes: 32 * 1024,
+            max_rooms_per_connection: 128,
+            max_room_name_len: 128,
+            requests_per_second: 100,
+            request_burst: 200,
+            outbound_queue_messages: 1000,
+            outbound_queue_bytes: 1024 * 1024,
+            idle_timeout_secs: 600,
+            max_lifetime_secs: 7200,
+            max_connections: 100_000,
+            connects_per_second: 5_000,
+            room_history: 100,
+            record_ttl_margin_secs: 900,
+        }
+    }
+}
+
+impl Limits {
+    /// The idle timeout as a [`Duration`].
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// The maximum connection lifetime as a [`Duration`].
+    pub fn max_lifetime(&self) -> Duration {
+        Duration::from_secs(self.max_lifetime_secs)
+    }
+
+    /// Seconds a connection record stays valid: lifetime plus margin (its DynamoDB `ttl`).
+    pub fn record_ttl_secs(&self) -> u64 {
+        self.max_lifetime_secs + self.record_ttl_margin_secs
+    }
+
+    /// Checks that the values are usable; returns the name of the first bad field and why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let positive: [(&'static str, u64); 11] = [
+            ("max_message_bytes", self.max_message_bytes as u64),
+            ("max_frame_bytes", self.max_frame_bytes as u64),
+            ("max_rooms_per_connection", self.max_rooms_per_connection as u64),
+            ("max_room_name_len", self.max_room_name_len as u64),
+            ("requests_per_second", self.requests_per_second.into()),
+            ("outbound_queue_messages", self.outbound_queue_messages as u64),
+            ("outbound_queue_bytes", self.outbound_queue_bytes as u64),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("max_lifetime_secs", self.max_lifetime_secs),
+            ("max_connections", self.max_connections as u64),
+            ("connects_per_second", self.connects_per_second.into()),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err((name, "must be greater than 0".into()));
+        }
+        if self.max_frame_bytes > self.max_message_bytes {
+            return Err(("max_frame_bytes", format!("must not exceed max_message_bytes ({})", self.max_message_bytes)));
+        }
+        if self.max_room_name_len > 255 {
+            return Err(("max_room_name_len", "must be at most 255".into()));
+        }
+        if self.room_history > 10_000 {
+            return Err(("room_history", "must be at most 10000".into()));
+        }
+        Ok(())
+    }
+}

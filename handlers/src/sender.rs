@@ -1,0 +1,193 @@
+//! Sending to connections, behind one trait: the API Gateway management API in Lambda
+//! (also pointed at `wsctl dev`'s `@connections` endpoint), and the local gateway's
+//! in-process queues (implemented beside the gateway).
+
+use crate::protocol::Frame;
+use crate::store::ConnId;
+use async_trait::async_trait;
+use aws_sdk_apigatewaymanagement::primitives::{Blob, DateTime};
+use aws_sdk_apigatewaymanagement::Client;
+use futures_util::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What happened to one send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Accepted for delivery.
+    Delivered,
+    /// The connection no longer exists (API Gateway 410): prune it.
+    Gone,
+    /// Any other failure, with its reason.
+    Failed(String),
+}
+
+/// Totals of a fan-out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FanoutReport {
+    /// Sends accepted.
+    pub delivered: usize,
+    /// Connections found gone (to be pruned by the caller).
+    #[serde(skip)]
+    pub gone: Vec<ConnId>,
+    /// Sends that failed otherwise.
+    pub failed: usize,
+}
+
+/// What the management API knows of a live connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveInfo {
+    /// Connect time, epoch ms.
+    pub connected_at_ms: u64,
+    /// Last activity, epoch ms.
+    pub last_active_at_ms: u64,
+    /// Client address.
+    pub source_ip: String,
+    /// Client user agent.
+    pub user_agent: String,
+}
+
+/// Why a management call failed.
+#[derive(Debug, thiserror::Error)]
+#[error("management API: {0}")]
+pub struct SendError(pub String);
+
+/// Delivers frames to connections and manages them.
+#[async_trait]
+pub trait Sender: Send + Sync {
+    /// Sends one frame to one connection.
+    async fn send(&self, conn: &str, frame: &Frame) -> SendOutcome;
+    /// Sends one frame to many connections; gone ones are reported, not retried.
+    async fn send_many(&self, conns: &[ConnId], frame: &Frame) -> FanoutReport;
+    /// Closes a connection; returns false if it was already gone.
+    async fn disconnect(&self, conn: &str) -> Result<bool, SendError>;
+    /// Live details of a connection, None if gone.
+    async fn info(&self, conn: &str) -> Result<Option<LiveInfo>, SendError>;
+}
+
+/// Settings of the management-API sender.
+#[derive(Debug, Clone)]
+pub struct ManagementApiConfig {
+    /// Concurrent PostToConnection calls per fan-out.
+    pub concurrency: usize,
+    /// Attempts for a throttled (429) send, with exponential backoff and jitter.
+    pub max_attempts: u32,
+}
+
+impl Default for ManagementApiConfig {
+    fn default() -> Self {
+        ManagementApiConfig { concurrency: 64, max_attempts: 4 }
+    }
+}
+
+/// [`Sender`] through the API Gateway management API (PostToConnection and friends).
+pub struct ManagementApiSender {
+    client: Client,
+    config: ManagementApiConfig,
+}
+
+impl ManagementApiSender {
+    /// A sender for the management endpoint `endpoint`
+    /// (`https://{apiId}.execute-api.{region}.amazonaws.com/{stage}`; never derived from
+    /// the event's domain name, which may be a custom domain).
+    pub fn new(sdk: &aws_config::SdkConfig, endpoint: &str, config: ManagementApiConfig) -> Self {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .operation_timeout(Duration::from_secs(5))
+            .build();
+        let conf = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
+            .endpoint_url(endpoint)
+            .timeout_config(timeouts)
+            // 429s are retried here with our own backoff; other errors are final.
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        ManagementApiSender { client: Client::from_conf(conf), config }
+    }
+
+    async fn post(&self, conn: &str, data: &[u8]) -> SendOutcome {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let res = self.client.post_to_connection().connection_id(conn).data(Blob::new(data.to_vec())).send().await;
+            let status = match &res {
+                Ok(_) => return SendOutcome::Delivered,
+                Err(e) => e.raw_response().map(|r| r.status().as_u16()),
+            };
+            match status {
+                // 410 bodies are often empty, so key on the status, not the error code.
+                Some(410) => return SendOutcome::Gone,
+                Some(429) if attempt < self.config.max_attempts => backoff(attempt).await,
+                _ => {
+                    let detail =
+                        res.err().map(|e| aws_sdk_apigatewaymanagement::error::DisplayErrorContext(e).to_string());
+                    return SendOutcome::Failed(detail.unwrap_or_default());
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps `base * 2^attempt` with full jitter, capped at one second.
+async fn backoff(attempt: u32) {
+    use rand::Rng;
+    let cap = (20u64 << attempt.min(6)).min(1000);
+    let ms = rand::rng().random_range(0..=cap);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+fn epoch_ms(t: Option<&DateTime>) -> u64 {
+    t.and_then(|t| t.to_millis().ok()).map_or(0, |v| v.max(0) as u64)
+}
+
+#[async_trait]
+impl Sender for ManagementApiSender {
+    async fn send(&self, conn: &str, frame: &Frame) -> SendOutcome {
+        self.post(conn, frame.as_bytes()).await
+    }
+
+    async fn send_many(&self, conns: &[ConnId], frame: &Frame) -> FanoutReport {
+        let data = frame.as_bytes();
+        let outcomes: Vec<(ConnId, SendOutcome)> = stream::iter(conns.iter().cloned())
+            .map(|c| async move {
+                let o = self.post(&c, data).await;
+                (c, o)
+            })
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect()
+            .await;
+        let mut report = FanoutReport::default();
+        for (conn, outcome) in outcomes {
+            match outcome {
+                SendOutcome::Delivered => report.delivered += 1,
+                SendOutcome::Gone => report.gone.push(conn),
+                SendOutcome::Failed(why) => {
+                    tracing::warn!(connection_id = %conn, error = %why, "send failed");
+                    report.failed += 1;
+                }
+            }
+        }
+        report
+    }
+
+    async fn disconnect(&self, conn: &str) -> Result<bool, SendError> {
+        match self.client.delete_connection().connection_id(conn).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(410) => Ok(false),
+            Err(e) => Err(SendError(aws_sdk_apigatewaymanagement::error::DisplayErrorContext(e).to_string())),
+        }
+    }
+
+    async fn info(&self, conn: &str) -> Result<Option<LiveInfo>, SendError> {
+        match self.client.get_connection().connection_id(conn).send().await {
+            Ok(out) => Ok(Some(LiveInfo {
+                connected_at_ms: epoch_ms(out.connected_at()),
+                last_active_at_ms: epoch_ms(out.last_active_at()),
+                source_ip: out.identity().and_then(|i| i.source_ip()).unwrap_or_default().to_owned(),
+                user_agent: out.identity().and_then(|i| i.user_agent()).unwrap_or_default().to_owned(),
+            })),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(410) => Ok(None),
+            Err(e) => Err(SendError(aws_sdk_apigatewaymanagement::error::DisplayErrorContext(e).to_string())),
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! The handlers' logic, independent of how it is invoked: the Lambda binaries and the
+//! local gateway both call these functions with their own stores and sender.
+
+use crate::auth::{self, Denied, Identity, Scope};
+use crate::error::{HandlerError, StoreError};
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use crate::protocol::{self, ErrorCode, Frame, MessageTemplate, Reply, Request};
+use crate::room::RoomName;
+use crate::sender::Sender;
+use crate::store::{now_ms, ConnId, ConnectionRecord, ConnectionStore, KeyStore, RoomStore, SubscribeError};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// Everything a handler needs: stores, sender, limits, counters.
+pub struct Services {
+    /// Rooms and live state.
+    pub rooms: Arc<dyn RoomStore>,
+    /// Durable connection records.
+    pub connections: Arc<dyn ConnectionStore>,
+    /// API keys.
+    pub keys: Arc<dyn KeyStore>,
+    /// Delivery to connections.
+    pub sender: Arc<dyn Sender>,
+    /// Limits of the stage.
+    pub limits: Limits,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    order: PublishOrder,
+}
+
+/// Striped per-room locks that keep one process's publishes to a room in seq order from
+/// seq assignment through enqueueing. Different rooms rarely share a stripe.
+struct PublishOrder([tokio::sync::Mutex<()>; 64]);
+
+impl PublishOrder {
+    fn new() -> Self {
+        PublishOrder(std::array::from_fn(|_| tokio::sync::Mutex::new(())))
+    }
+
+    fn stripe(&self, room: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        room.hash(&mut h);
+        &self.0[(h.finish() % 64) as usize]
+    }
+}
+
+/// Why a connect was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The authorizer said no.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// A store failed; nothing was written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Details API Gateway (or the local gateway) knows at `$connect`.
+#[derive(Debug, Clone)]
+pub struct ConnectInfo {
+    /// The new connection's id.
+    pub connection_id: String,
+    /// The authorizer's identity.
+    pub identity: Identity,
+    /// Client address.
+    pub source_ip: String,
+    /// Client user agent.
+    pub user_agent: String,
+    /// Connect time, epoch ms.
+    pub connected_at_ms: u64,
+}
+
+/// The calling connection of a `message`.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// Connection id.
+    pub connection_id: &'a str,
+    /// Identity from the authorizer context.
+    pub identity: &'a Identity,
+    /// API Gateway request id, echoed in errors.
+    pub request_id: Option<&'a str>,
+}
+
+/// Outcome of a publish.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishReport {
+    /// The room.
+    pub room: String,
+    /// The seq the message got.
+    pub seq: u64,
+    /// Subscribers at publish time.
+    pub subscribers: usize,
+    /// Deliveries accepted.
+    pub delivered: usize,
+    /// Subscribers found gone and pruned.
+    pub pruned: usize,
+    /// Deliveries that failed otherwise.
+    pub failed: usize,
+}
+
+/// Outcome of a disconnect.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisconnectReport {
+    /// Rooms the connection was removed from.
+    pub rooms: Vec<String>,
+    /// Whether a connection record existed.
+    pub had_record: bool,
+}
+
+impl Services {
+    /// Bundles the parts.
+    pub fn new(
+        rooms: Arc<dyn RoomStore>,
+        connections: Arc<dyn ConnectionStore>,
+        keys: Arc<dyn KeyStore>,
+        sender: Arc<dyn Sender>,
+        limits: Limits,
+    ) -> Self {
+        Services {
+            rooms,
+            connections,
+            keys,
+            sender,
+            limits,
+            metrics: Arc::new(Metrics::default()),
+            order: PublishOrder::new(),
+        }
+    }
+
+    /// The authorizer: checks the raw key (by its hash, compared in constant time), its
+    /// revocation and its connection cap.
+    pub async fn authorize(&self, raw_key: Option<&str>) -> Result<Identity, ConnectError> {
+        let raw = raw_key.ok_or(Denied::MissingKey)?;
+        if !raw.starts_with(auth::KEY_PREFIX) || raw.len() > 128 {
+            return Err(Denied::UnknownKey.into());
+        }
+        let hash = auth::hash_key(raw);
+        let record = self.keys.get_by_hash(&hash).await?.ok_or(Denied::UnknownKey)?;
+        if !auth::hashes_match(&record.key_hash, &hash) {
+            return Err(Denied::UnknownKey.into());
+        }
+        if record.is_revoked() {
+            return Err(Denied::Revoked.into());
+        }
+        if record.max_connections > 0
+            && self.connections.count_by_key(&record.key_id).await? >= u64::from(record.max_connections)
+        {
+            return Err(Denied::ConnectionCap(record.max_connections).into());
+        }
+        Ok(Identity { key_id: record.key_id, scopes: record.scopes, max_connections: record.max_connections })
+    }
+
+    /// `$connect`: writes the durable record. Nothing else is written, so a failure leaves
+    /// nothing behind.
+    pub async fn connect(&self, info: &ConnectInfo) -> Result<(), StoreError> {
+        let record = ConnectionRecord {
+            connection_id: info.connection_id.clone(),
+            key_id: info.identity.key_id.clone(),
+            source_ip: info.source_ip.clone(),
+            user_agent: info.user_agent.clone(),
+            connected_at: info.connected_at_ms,
+            ttl: info.connected_at_ms / 1000 + self.limits.record_ttl_secs(),
+        };
+        self.connections.put(&record).await?;
+        self.metrics.connects.fetch_add(1, Relaxed);
+        tracing::info!(connection_id = %info.connection_id, key_id = %info.identity.key_id, "connected");
+        Ok(())
+    }
+
+    /// `$disconnect` (and pruning): removes the connection from every room and deletes its
+    /// record. Idempotent; tries both stores even if one fails.
+    pub async fn disconnect(&self, connection_id: &str) -> Result<DisconnectReport, StoreError> {
+        let rooms = self.rooms.remove_connection(connection_id).await;
+        let record = self.connections.delete(connection_id).await;
+        let report = DisconnectReport { rooms: rooms?, had_record: record? };
+        self.metrics.disconnects.fetch_add(1, Relaxed);
+        tracing::info!(connection_id, rooms = report.rooms.len(), "disconnected");
+        Ok(report)
+    }
+
+    /// `$default`: parses one frame, routes it by `action`, and returns the frames to send
+    /// back to the caller (the reply first, then any replayed messages).
+    pub async fn message(&self, caller: Caller<'_>, body: &str) -> Vec<Frame> {
+        self.metrics.requests.fetch_add(1, Relaxed);
+        if body.len() > self.limits.max_message_bytes {
+            let err = HandlerError::new(
+                ErrorCode::MessageTooLarge,
+                format!("message is {} bytes; the limit is {}", body.len(), self.limits.max_message_bytes),
+            );
+            return vec![self.error(&err, caller, None)];
+        }
+        let inbound = protocol::parse(body);
+        let id = inbound.id;
+        match inbound.request {
+            Ok(request) => match self.route(caller, request, id).await {
+                Ok(frames) => frames,
+                Err(err) => vec![self.error(&err, caller, id)],
+            },
+            Err(err) => vec![self.error(&err, caller, id)],
+        }
+    }
+
+    /// Encodes an error reply and counts it.
+    pub fn error(&self, err: &HandlerError, caller: Caller<'_>, id: Option<&RawValue>) -> Frame {
+        self.metrics.error(err.code);
+        tracing::debug!(connection_id = caller.connection_id, code = err.code.as_str(), "request refused");
+        protocol::error_frame(err, caller.request_id, id)
+    }
+
+    fn room(&self, name: &str) -> Result<RoomName, HandlerError> {
+        RoomName::parse(name, self.limits.max_room_name_len)
+            .map_err(|e| HandlerError::new(ErrorCode::InvalidRoom, e.to_string()))
+    }
+
+    fn require(identity: &Identity, scope: Scope) -> Result<(), HandlerError> {
+        if identity.scopes.has(scope) {
+            return Ok(());
+        }
+        Err(HandlerError::new(
+            ErrorCode::Forbidden,
+            format!("this API key lacks the '{}' scope; create a key with --scopes {}", scope.as_str(), scope.as_str()),
+        ))
+    }
+
+    async fn route(
+        &self,
+        caller: Caller<'_>,
+        request: Request<'_>,
+        id: Option<&RawValue>,
+    ) -> Result<Vec<Frame>, HandlerError> {
+        match request {
+            Request::Ping => Ok(vec![Reply::Pong { id }.encode()]),
+            Request::Subscribe { room, since } => {
+                Self::require(caller.identity, Scope::Subscribe)?;
+                let room = self.room(&room)?;
+                let max = self.limits.max_rooms_per_connection;
+                let sub = self.rooms.subscribe(caller.connection_id, &room, since, max).await.map_err(|e| match e {
+                    SubscribeError::TooManyRooms(n) => HandlerError::new(
+                        ErrorCode::TooManyRooms,
+                        format!("already in {n} rooms, the limit; unsubscribe from one first"),
+                    ),
+                    SubscribeError::Store(e) => e.into(),
+                })?;
+                let latest = sub.latest.as_ref().and_then(|f| serde_json::from_str::<&RawValue>(f.as_str()).ok());
+                let reply = Reply::Subscribed {
+                    room: room.as_str(),
+                    seq: sub.seq,
+                    latest,
+                    replayed: since.map(|_| sub.replay.len()),
+                    truncated: sub.truncated,
+                    id,
+                }
+                .encode();
+                let mut frames = Vec::with_capacity(1 + sub.replay.len());
+                frames.push(reply);
+                frames.extend(sub.replay);
+                Ok(frames)
+            }
+            Request::Unsubscribe { room } => {
+                let room = self.room(&room)?;
+                self.rooms.unsubscribe(caller.connection_id, &room).await?;
+                Ok(vec![Reply::Unsubscribed { room: room.as_str(), id }.encode()])
+            }
+            Request::Rooms => {
+                let rooms = self.rooms.rooms_of(caller.connection_id).await?;
+                Ok(vec![Reply::Rooms { rooms: &rooms, id }.encode()])
+            }
+            Request::Publish { room, data } => {
+                Self::require(caller.identity, Scope::Publish)?;
+                let report = self.publish(&room, data).await?;
+                Ok(vec![
+                    Reply::Published { room: &report.room, seq: report.seq, delivered: report.delivered, id }.encode()
+                ])
+            }
+        }
+    }
+
+    /// `publish`: assigns the next seq, fans the message out to every subscriber with
+    /// bounded concurrency, and prunes subscribers found gone.
+    pub async fn publish(&self, room: &str, data: &RawValue) -> Result<PublishReport, HandlerError> {
+        let room = self.room(room)?;
+        if data.get().len() > self.limits.max_message_bytes {
+            return Err(HandlerError::new(
+                ErrorCode::MessageTooLarge,
+                format!("data is {} bytes; the limit is {}", data.get().len(), self.limits.max_message_bytes),
+            ));
+        }
+        let now = now_ms();
+        let template = MessageTemplate::new(room.as_str(), data, now);
+        let (published, fanout) = {
+            let _in_order = self.order.stripe(room.as_str()).lock().await;
+            let published = self.rooms.publish(&room, &template, now).await?;
+            let fanout = self.sender.send_many(&published.members, &published.frame).await;
+            (published, fanout)
+        };
+        self.metrics.publishes.fetch_add(1, Relaxed);
+        self.metrics.deliveries.fetch_add(fanout.delivered as u64, Relaxed);
+        self.metrics.delivery_failures.fetch_add(fanout.failed as u64, Relaxed);
+        let pruned = self.prune(&fanout.gone).await;
+        Ok(PublishReport {
+            room: room.as_str().to_owned(),
+            seq: published.seq,
+            subscribers: published.members.len(),
+            delivered: fanout.delivered,
+            pruned,
+            failed: fanout.failed,
+        })
+    }
+
+    /// Removes connections found gone from every room and the table; returns how many.
+    pub async fn prune(&self, gone: &[ConnId]) -> usize {
+        let mut pruned = 0;
+        for conn in gone {
+            match self.disconnect(conn).await {
+                Ok(_) => pruned += 1,
+                Err(e) => tracing::warn!(connection_id = %conn, error = %e, "could not prune a gone connection"),
+            }
+        }
+        self.metrics.prunes.fetch_add(pruned as u64, Relaxed);
+        pruned
+    }
+}

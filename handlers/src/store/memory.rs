@@ -1,0 +1,368 @@
+//! In-memory stores: the embedded default of `wsctl dev`. The key store can persist its
+//! records (hashes only) to a JSON file so local keys survive a restart.
+
+use super::*;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+const STORE: &str = "in-memory store";
+
+fn poisoned() -> StoreError {
+    StoreError::corrupt(STORE, "a previous operation panicked while holding the lock")
+}
+
+#[derive(Default)]
+struct Room {
+    members: HashSet<ConnId>,
+    seq: u64,
+    history: VecDeque<(u64, Frame)>,
+    last_publish_ms: Option<u64>,
+}
+
+impl Room {
+    fn info(&self, name: &str) -> RoomInfo {
+        RoomInfo {
+            room: name.to_owned(),
+            subscribers: self.members.len() as u64,
+            seq: self.seq,
+            last_publish_ms: self.last_publish_ms,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Rooms {
+    rooms: BTreeMap<String, Room>,
+    by_conn: HashMap<ConnId, BTreeSet<String>>,
+}
+
+/// Rooms, membership and history in process memory. Every operation takes one short lock
+/// and never awaits while holding it.
+pub struct MemoryRoomStore {
+    history: usize,
+    inner: Mutex<Rooms>,
+}
+
+impl MemoryRoomStore {
+    /// A store keeping `history` messages per room.
+    pub fn new(history: usize) -> Self {
+        MemoryRoomStore { history, inner: Mutex::new(Rooms::default()) }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Rooms>, StoreError> {
+        self.inner.lock().map_err(|_| poisoned())
+    }
+}
+
+/// Builds the subscribe answer from a room's seq and history.
+pub(crate) fn subscription_from(seq: u64, history: &[(u64, Frame)], since: Option<u64>) -> Subscription {
+    match since {
+        None => Subscription { seq, latest: history.last().map(|(_, f)| f.clone()), replay: vec![], truncated: false },
+        Some(since) => {
+            let replay: Vec<Frame> = history.iter().filter(|(s, _)| *s > since).map(|(_, f)| f.clone()).collect();
+            let oldest = history.first().map_or(seq + 1, |(s, _)| *s);
+            let truncated = since < seq && oldest > since + 1;
+            Subscription { seq, latest: None, replay, truncated }
+        }
+    }
+}
+
+#[async_trait]
+impl RoomStore for MemoryRoomStore {
+    async fn subscribe(
+        &self,
+        conn: &str,
+        room: &RoomName,
+        since: Option<u64>,
+        max_rooms: usize,
+    ) -> Result<Subscription, SubscribeError> {
+        let mut g = self.lock()?;
+        let Rooms { rooms, by_conn } = &mut *g;
+        let id: ConnId = match by_conn.get_key_value(conn) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(conn),
+        };
+        let mine = by_conn.entry(id.clone()).or_default();
+        if !mine.contains(room.as_str()) && mine.len() >= max_rooms {
+            let n = mine.len();
+            if mine.is_empty() {
+                by_conn.remove(conn);
+            }
+            return Err(SubscribeError::TooManyRooms(n));
+        }
+        mine.insert(room.as_str().to_owned());
+        let r = rooms.entry(room.as_str().to_owned()).or_default();
+        r.members.insert(id);
+        let history: Vec<(u64, Frame)> = r.history.iter().cloned().collect();
+        Ok(subscription_from(r.seq, &history, since))
+    }
+
+    async fn unsubscribe(&self, conn: &str, room: &RoomName) -> Result<bool, StoreError> {
+        let mut g = self.lock()?;
+        let Rooms { rooms, by_conn } = &mut *g;
+        let was = by_conn.get_mut(conn).is_some_and(|set| set.remove(room.as_str()));
+        if by_conn.get(conn).is_some_and(BTreeSet::is_empty) {
+            by_conn.remove(conn);
+        }
+        if let Some(r) = rooms.get_mut(room.as_str()) {
+            r.members.remove(conn);
+            if r.members.is_empty() && r.history.is_empty() {
+                rooms.remove(room.as_str());
+            }
+        }
+        Ok(was)
+    }
+
+    async fn rooms_of(&self, conn: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.lock()?.by_conn.get(conn).map(|s| s.iter().cloned().collect()).unwrap_or_default())
+    }
+
+    async fn remove_connection(&self, conn: &str) -> Result<Vec<String>, StoreError> {
+        let mut g = self.lock()?;
+        let Rooms { rooms, by_conn } = &mut *g;
+        let Some(mine) = by_conn.remove(conn) else { return Ok(vec![]) };
+        for name in &mine {
+            if let Some(r) = rooms.get_mut(name) {
+                r.members.remove(conn);
+                if r.members.is_empty() && r.history.is_empty() {
+                    rooms.remove(name);
+                }
+            }
+        }
+        Ok(mine.into_iter().collect())
+    }
+
+    async fn publish(&self, room: &RoomName, message: &MessageTemplate, now_ms: u64) -> Result<Published, StoreError> {
+        let mut g = self.lock()?;
+        let r = g.rooms.entry(room.as_str().to_owned()).or_default();
+        r.seq += 1;
+        r.last_publish_ms = Some(now_ms);
+        let frame = message.render(r.seq);
+        if self.history > 0 {
+            if r.history.len() == self.history {
+                r.history.pop_front();
+            }
+            r.history.push_back((r.seq, frame.clone()));
+        }
+        let members = r.members.iter().cloned().collect();
+        Ok(Published { seq: r.seq, frame, members })
+    }
+
+    async fn members(&self, room: &RoomName) -> Result<Vec<ConnId>, StoreError> {
+        Ok(self.lock()?.rooms.get(room.as_str()).map(|r| r.members.iter().cloned().collect()).unwrap_or_default())
+    }
+
+    async fn list_rooms(&self, prefix: &str, cursor: Option<&str>, limit: usize) -> Result<Page<RoomInfo>, StoreError> {
+        let g = self.lock()?;
+        let start = cursor.unwrap_or(prefix);
+        let mut items = Vec::new();
+        let mut next = None;
+        for (name, room) in g.rooms.range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded)) {
+            if !name.starts_with(prefix) {
+                break;
+            }
+            if cursor == Some(name.as_str()) {
+                continue;
+            }
+            if items.len() == limit {
+                next = items.last().map(|i: &RoomInfo| i.room.clone());
+                break;
+            }
+            items.push(room.info(name));
+        }
+        Ok(Page { items, next })
+    }
+
+    async fn room_info(&self, room: &RoomName) -> Result<Option<RoomInfo>, StoreError> {
+        Ok(self.lock()?.rooms.get(room.as_str()).map(|r| r.info(room.as_str())))
+    }
+}
+
+#[derive(Default)]
+struct Connections {
+    records: BTreeMap<String, ConnectionRecord>,
+    by_key: HashMap<String, BTreeSet<String>>,
+}
+
+/// Connection records in process memory, with an index by key id.
+#[derive(Default)]
+pub struct MemoryConnectionStore {
+    inner: Mutex<Connections>,
+}
+
+impl MemoryConnectionStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connections>, StoreError> {
+        self.inner.lock().map_err(|_| poisoned())
+    }
+}
+
+fn page_of<'a>(
+    ids: impl Iterator<Item = &'a String>,
+    records: &BTreeMap<String, ConnectionRecord>,
+    cursor: Option<&str>,
+    limit: usize,
+    now_s: u64,
+) -> Page<ConnectionRecord> {
+    let mut items = Vec::new();
+    let mut next = None;
+    for id in ids.filter(|id| cursor.is_none_or(|c| id.as_str() > c)) {
+        let Some(rec) = records.get(id) else { continue };
+        if rec.expired(now_s) {
+            continue;
+        }
+        if items.len() == limit {
+            next = items.last().map(|r: &ConnectionRecord| r.connection_id.clone());
+            break;
+        }
+        items.push(rec.clone());
+    }
+    Page { items, next }
+}
+
+#[async_trait]
+impl ConnectionStore for MemoryConnectionStore {
+    async fn put(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
+        let mut g = self.lock()?;
+        if let Some(old) = g.records.insert(record.connection_id.clone(), record.clone()) {
+            if let Some(set) = g.by_key.get_mut(&old.key_id) {
+                set.remove(&old.connection_id);
+            }
+        }
+        g.by_key.entry(record.key_id.clone()).or_default().insert(record.connection_id.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
+        let now_s = now_ms() / 1000;
+        Ok(self.lock()?.records.get(id).filter(|r| !r.expired(now_s)).cloned())
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let mut g = self.lock()?;
+        let Some(old) = g.records.remove(id) else { return Ok(false) };
+        if let Some(set) = g.by_key.get_mut(&old.key_id) {
+            set.remove(id);
+            if set.is_empty() {
+                g.by_key.remove(&old.key_id);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn list(&self, cursor: Option<&str>, limit: usize) -> Result<Page<ConnectionRecord>, StoreError> {
+        let g = self.lock()?;
+        Ok(page_of(g.records.keys(), &g.records, cursor, limit, now_ms() / 1000))
+    }
+
+    async fn list_by_key(
+        &self,
+        key_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ConnectionRecord>, StoreError> {
+        let g = self.lock()?;
+        let Some(ids) = g.by_key.get(key_id) else { return Ok(Page { items: vec![], next: None }) };
+        Ok(page_of(ids.iter(), &g.records, cursor, limit, now_ms() / 1000))
+    }
+
+    async fn count_by_key(&self, key_id: &str) -> Result<u64, StoreError> {
+        let g = self.lock()?;
+        let now_s = now_ms() / 1000;
+        Ok(g.by_key.get(key_id).map_or(0, |ids| {
+            ids.iter().filter(|id| g.records.get(*id).is_some_and(|r| !r.expired(now_s))).count() as u64
+        }))
+    }
+}
+
+/// API-key records in memory, optionally persisted (hashes only) to a JSON file.
+pub struct MemoryKeyStore {
+    path: Option<PathBuf>,
+    inner: Mutex<HashMap<String, KeyRecord>>,
+}
+
+impl MemoryKeyStore {
+    /// A store that lives only in memory.
+    pub fn new() -> Self {
+        MemoryKeyStore { path: None, inner: Mutex::new(HashMap::new()) }
+    }
+
+    /// A store backed by `path`: loads it if present, rewrites it (atomically) on changes.
+    pub fn open(path: PathBuf) -> Result<Self, StoreError> {
+        let records: Vec<KeyRecord> = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| StoreError::corrupt("key file", format!("{}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+            Err(e) => return Err(StoreError::unavailable("key file", format!("{}: {e}", path.display()))),
+        };
+        let map = records.into_iter().map(|r| (r.key_hash.clone(), r)).collect();
+        Ok(MemoryKeyStore { path: Some(path), inner: Mutex::new(map) })
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, KeyRecord>>, StoreError> {
+        self.inner.lock().map_err(|_| poisoned())
+    }
+
+    fn persist(&self, map: &HashMap<String, KeyRecord>) -> Result<(), StoreError> {
+        let Some(path) = &self.path else { return Ok(()) };
+        let mut records: Vec<&KeyRecord> = map.values().collect();
+        records.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
+        let text = serde_json::to_string_pretty(&records).map_err(|e| StoreError::corrupt("key file", e))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| StoreError::unavailable("key file", format!("{}: {e}", path.display())))
+    }
+}
+
+impl Default for MemoryKeyStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryKeyStore {
+    async fn create(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        let mut g = self.lock()?;
+        if g.contains_key(&record.key_hash) {
+            return Err(StoreError::AlreadyExists(format!("key {}", record.key_id)));
+        }
+        g.insert(record.key_hash.clone(), record.clone());
+        if let Err(e) = self.persist(&g) {
+            g.remove(&record.key_hash);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn get_by_hash(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self.lock()?.get(key_hash).cloned())
+    }
+
+    async fn get_by_id(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self.lock()?.values().find(|r| r.key_id == key_id).cloned())
+    }
+
+    async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut all: Vec<KeyRecord> = self.lock()?.values().cloned().collect();
+        all.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
+        Ok(all)
+    }
+
+    async fn revoke(&self, key_id: &str, now_ms: u64) -> Result<Option<KeyRecord>, StoreError> {
+        let mut g = self.lock()?;
+        let Some(rec) = g.values_mut().find(|r| r.key_id == key_id) else { return Ok(None) };
+        if rec.revoked_at.is_none() {
+            rec.revoked_at = Some(now_ms);
+        }
+        let out = rec.clone();
+        self.persist(&g)?;
+        Ok(Some(out))
+    }
+}

@@ -1,0 +1,175 @@
+//! Storage behind traits, each with real implementations:
+//! - [`RoomStore`]: rooms, membership, per-room seq and history (in-memory or Redis);
+//! - [`ConnectionStore`]: durable connection records with a TTL (in-memory or DynamoDB);
+//! - [`KeyStore`]: API-key records, by hash (in-memory/file or DynamoDB).
+
+pub mod dynamo;
+pub mod memory;
+pub mod redis;
+
+use crate::auth::KeyRecord;
+use crate::error::StoreError;
+use crate::protocol::{Frame, MessageTemplate};
+use crate::room::RoomName;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A connection id, shared cheaply between the stores, the registry and fan-outs.
+pub type ConnId = Arc<str>;
+
+/// Result of a subscribe.
+#[derive(Debug, Clone, Default)]
+pub struct Subscription {
+    /// The room's current seq (0 if nothing was published yet).
+    pub seq: u64,
+    /// The room's last message (when no `since` was given).
+    pub latest: Option<Frame>,
+    /// Messages after `since` that history still holds, oldest first.
+    pub replay: Vec<Frame>,
+    /// True when history no longer reaches back to `since + 1`.
+    pub truncated: bool,
+}
+
+/// Why a subscribe was refused by the store.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    /// The connection already holds the maximum number of rooms.
+    #[error("already subscribed to {0} rooms, the limit")]
+    TooManyRooms(usize),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Result of a publish at the store: the message's seq, its frame, and who is subscribed.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The seq assigned.
+    pub seq: u64,
+    /// The encoded `message` frame.
+    pub frame: Frame,
+    /// Subscribers of the room at publish time.
+    pub members: Vec<ConnId>,
+}
+
+/// A room as listed by operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomInfo {
+    /// Room name.
+    pub room: String,
+    /// Current subscribers.
+    pub subscribers: u64,
+    /// Last seq (0 if never published).
+    pub seq: u64,
+    /// Time of the last publish, epoch ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_publish_ms: Option<u64>,
+}
+
+/// One page of a listing; `next` continues it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// Items of this page.
+    pub items: Vec<T>,
+    /// Cursor for the next page, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Rooms, membership and message history.
+#[async_trait]
+pub trait RoomStore: Send + Sync {
+    /// Adds `conn` to `room` (at most `max_rooms` rooms per connection) and returns the
+    /// room's seq, latest message or replay after `since` (bounded by `history`).
+    async fn subscribe(
+        &self,
+        conn: &str,
+        room: &RoomName,
+        since: Option<u64>,
+        max_rooms: usize,
+    ) -> Result<Subscription, SubscribeError>;
+    /// Removes `conn` from `room`; returns whether it was a member.
+    async fn unsubscribe(&self, conn: &str, room: &RoomName) -> Result<bool, StoreError>;
+    /// The rooms `conn` is in, sorted.
+    async fn rooms_of(&self, conn: &str) -> Result<Vec<String>, StoreError>;
+    /// Removes `conn` from every room; returns the rooms it was in. Idempotent.
+    async fn remove_connection(&self, conn: &str) -> Result<Vec<String>, StoreError>;
+    /// Assigns the next seq, stores the message in the room's bounded history, and returns
+    /// the frame and current members, atomically per room.
+    async fn publish(&self, room: &RoomName, message: &MessageTemplate, now_ms: u64) -> Result<Published, StoreError>;
+    /// Current members of `room`.
+    async fn members(&self, room: &RoomName) -> Result<Vec<ConnId>, StoreError>;
+    /// Rooms whose name starts with `prefix`, in name order, paginated.
+    async fn list_rooms(&self, prefix: &str, cursor: Option<&str>, limit: usize) -> Result<Page<RoomInfo>, StoreError>;
+    /// One room's counters, or None if it has neither members nor history.
+    async fn room_info(&self, room: &RoomName) -> Result<Option<RoomInfo>, StoreError>;
+}
+
+/// A durable connection record (the connections table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionRecord {
+    /// API Gateway connection id.
+    pub connection_id: String,
+    /// Public id of the key it connected with (never the key).
+    pub key_id: String,
+    /// Client address.
+    pub source_ip: String,
+    /// Client user agent.
+    pub user_agent: String,
+    /// Connect time, epoch ms.
+    pub connected_at: u64,
+    /// Expiry, epoch seconds (DynamoDB TTL attribute `ttl`).
+    pub ttl: u64,
+}
+
+impl ConnectionRecord {
+    /// Whether the record is past its TTL at `now_s` (expired items linger in DynamoDB).
+    pub fn expired(&self, now_s: u64) -> bool {
+        self.ttl <= now_s
+    }
+}
+
+/// Durable connection records.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Writes a record (overwrites).
+    async fn put(&self, record: &ConnectionRecord) -> Result<(), StoreError>;
+    /// Reads a record; expired records read as absent.
+    async fn get(&self, id: &str) -> Result<Option<ConnectionRecord>, StoreError>;
+    /// Deletes a record; returns whether it existed. Idempotent.
+    async fn delete(&self, id: &str) -> Result<bool, StoreError>;
+    /// All live records, paginated (sorted by connection id within the in-memory store).
+    async fn list(&self, cursor: Option<&str>, limit: usize) -> Result<Page<ConnectionRecord>, StoreError>;
+    /// Live records of one key, paginated.
+    async fn list_by_key(
+        &self,
+        key_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ConnectionRecord>, StoreError>;
+    /// Live connections of one key.
+    async fn count_by_key(&self, key_id: &str) -> Result<u64, StoreError>;
+}
+
+/// API-key records, looked up by the key's hash.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Stores a new record; fails with `AlreadyExists` if the hash is taken.
+    async fn create(&self, record: &KeyRecord) -> Result<(), StoreError>;
+    /// The record for a key hash.
+    async fn get_by_hash(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError>;
+    /// The record for a public key id.
+    async fn get_by_id(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError>;
+    /// Every record (keys are few).
+    async fn list(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Marks a key revoked at `now_ms`; returns the updated record, None if unknown.
+    async fn revoke(&self, key_id: &str, now_ms: u64) -> Result<Option<KeyRecord>, StoreError>;
+}
+
+/// Current time in epoch milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

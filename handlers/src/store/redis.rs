@@ -1,0 +1,449 @@
+//! Rooms in Redis (Debian's `redis-server` locally, ElastiCache in production).
+//!
+//! Layout (every multi-key command stays inside one hash slot, as cluster mode requires):
+//! - `room:{R}:connections` SET of connection ids, `room:{R}:seq` counter,
+//!   `room:{R}:history` ZSET (score = seq, member = frame), `room:{R}:meta` HASH;
+//! - `connection:{ID}:rooms` SET of room names (expires with the connection record) and
+//!   `connection:{ID}:gone` tombstone written by disconnect;
+//! - `rooms` ZSET (lexicographic) indexing room names for paginated listing.
+//!
+//! A subscribe writes the connection side first, then the room side, then re-checks the
+//! tombstone, so a disconnect racing a subscribe never leaves a member behind. The
+//! client is created lazily and reconnects by itself, so a Redis outage turns into
+//! `unavailable` errors (never a hang or a false acknowledgement) and heals without a
+//! restart.
+
+use super::*;
+use crate::store::memory::subscription_from;
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::ClusterClientBuilder;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+const STORE: &str = "Redis";
+/// Hard bound on any single Redis operation.
+const OP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Connection settings for [`RedisRoomStore`].
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://host:port` or `rediss://host:port` (TLS).
+    pub url: String,
+    /// Use the cluster-mode client (ElastiCache cluster mode enabled).
+    pub cluster: bool,
+    /// Messages kept per room.
+    pub history: usize,
+    /// Seconds a connection's room set lives (its record TTL).
+    pub connection_ttl_secs: u64,
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        p: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(p, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(p, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The Redis-backed [`RoomStore`].
+pub struct RedisRoomStore {
+    config: RedisConfig,
+    conn: OnceCell<Conn>,
+    subscribe_conn_side: Script,
+    subscribe_room_side: Script,
+    publish: Script,
+}
+
+fn err(e: RedisError) -> StoreError {
+    StoreError::unavailable(STORE, e)
+}
+
+fn room_key(room: &str, what: &str) -> String {
+    format!("room:{{{room}}}:{what}")
+}
+
+fn conn_key(id: &str, what: &str) -> String {
+    format!("connection:{{{id}}}:{what}")
+}
+
+const ROOMS_INDEX: &str = "rooms";
+
+impl RedisRoomStore {
+    /// Validates the URL; connects on first use.
+    pub fn new(config: RedisConfig) -> Result<Self, StoreError> {
+        ::redis::parse_redis_url(&config.url)
+            .ok_or_else(|| StoreError::corrupt(STORE, format!("not a redis:// or rediss:// URL: {}", config.url)))?;
+        Ok(RedisRoomStore {
+            config,
+            conn: OnceCell::new(),
+            // KEYS: conn rooms, conn tombstone. ARGV: room, max rooms, ttl.
+            subscribe_conn_side: Script::new(
+                r"if redis.call('EXISTS', KEYS[2]) == 1 then return -2 end
+                  if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then
+                    if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
+                    redis.call('SADD', KEYS[1], ARGV[1])
+                  end
+                  redis.call('EXPIRE', KEYS[1], ARGV[3])
+                  return redis.call('SCARD', KEYS[1])",
+            ),
+            // KEYS: members, seq, history. ARGV: conn, since ('' = latest only).
+            // Returns {seq, oldest seq in history (0 = none), frames...}.
+            subscribe_room_side: Script::new(
+                r"redis.call('SADD', KEYS[1], ARGV[1])
+                  local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
+                  local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+                  local out = {seq, tonumber(oldest[2] or '0')}
+                  local frames
+                  if ARGV[2] == '' then
+                    frames = redis.call('ZRANGE', KEYS[3], -1, -1)
+                  else
+                    frames = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[2], '+inf')
+                  end
+                  for i = 1, #frames do out[#out + 1] = frames[i] end
+                  return out",
+            ),
+            // KEYS: seq, history, members, meta. ARGV: prefix, suffix, history len, now ms.
+            // Returns {seq, frame, member...}.
+            publish: Script::new(
+                r"local seq = redis.call('INCR', KEYS[1])
+                  local frame = ARGV[1] .. seq .. ARGV[2]
+                  local keep = tonumber(ARGV[3])
+                  if keep > 0 then
+                    redis.call('ZADD', KEYS[2], seq, frame)
+                    redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(keep + 1))
+                  end
+                  redis.call('HSET', KEYS[4], 'last_publish_ms', ARGV[4])
+                  local out = {seq, frame}
+                  local members = redis.call('SMEMBERS', KEYS[3])
+                  for i = 1, #members do out[#out + 1] = members[i] end
+                  return out",
+            ),
+        })
+    }
+
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        let c = self
+            .conn
+            .get_or_try_init(|| async {
+                if self.config.cluster {
+                    let client = ClusterClientBuilder::new(vec![self.config.url.as_str()])
+                        .connection_timeout(Duration::from_millis(1000))
+                        .response_timeout(Duration::from_millis(2000))
+                        .retries(2)
+                        .build()
+                        .map_err(err)?;
+                    let c = tokio::time::timeout(OP_TIMEOUT, client.get_async_connection())
+                        .await
+                        .map_err(|_| StoreError::unavailable(STORE, "timed out connecting"))?
+                        .map_err(err)?;
+                    Ok::<Conn, StoreError>(Conn::Cluster(c))
+                } else {
+                    let client = ::redis::Client::open(self.config.url.as_str()).map_err(err)?;
+                    let cfg = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(Duration::from_millis(1000)))
+                        .set_response_timeout(Some(Duration::from_millis(2000)))
+                        .set_number_of_retries(1)
+                        .set_min_delay(Duration::from_millis(20))
+                        .set_max_delay(Duration::from_millis(500));
+                    Ok(Conn::Single(ConnectionManager::new_lazy_with_config(client, cfg).map_err(err)?))
+                }
+            })
+            .await?;
+        Ok(c.clone())
+    }
+
+    /// Runs `f` with a connection, bounded by [`OP_TIMEOUT`].
+    async fn with<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
+        let conn = self.conn().await?;
+        match tokio::time::timeout(OP_TIMEOUT, f(conn)).await {
+            Ok(r) => r.map_err(err),
+            Err(_) => Err(StoreError::unavailable(STORE, "operation timed out")),
+        }
+    }
+
+    /// Checks that Redis answers (used at start-up to fail fast with a clear message).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.with(|mut c| async move { ::redis::cmd("PING").query_async::<String>(&mut c).await }).await.map(|_| ())
+    }
+}
+
+fn as_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+fn as_string(v: Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl RoomStore for RedisRoomStore {
+    async fn subscribe(
+        &self,
+        conn: &str,
+        room: &RoomName,
+        since: Option<u64>,
+        max_rooms: usize,
+    ) -> Result<Subscription, SubscribeError> {
+        let (rooms_key, gone_key) = (conn_key(conn, "rooms"), conn_key(conn, "gone"));
+        let ttl = self.config.connection_ttl_secs;
+        let added: i64 = self
+            .with(|mut c| {
+                let mut inv = self.subscribe_conn_side.key(&rooms_key);
+                inv.key(&gone_key).arg(room.as_str()).arg(max_rooms).arg(ttl);
+                async move { inv.invoke_async(&mut c).await }
+            })
+            .await?;
+        match added {
+            -1 => return Err(SubscribeError::TooManyRooms(max_rooms)),
+            -2 => return Err(StoreError::unavailable(STORE, "connection is disconnecting").into()),
+            _ => {}
+        }
+        let keys = [
+            room_key(room.as_str(), "connections"),
+            room_key(room.as_str(), "seq"),
+            room_key(room.as_str(), "history"),
+        ];
+        let since_arg = since.map(|s| s.to_string()).unwrap_or_default();
+        let room_side: Result<Vec<Value>, StoreError> = self
+            .with(|mut c| {
+                let mut inv = self.subscribe_room_side.key(&keys[0]);
+                inv.key(&keys[1]).key(&keys[2]).arg(conn).arg(&since_arg);
+                async move { inv.invoke_async(&mut c).await }
+            })
+            .await;
+        let reply = match room_side {
+            Ok(v) => v,
+            Err(e) => {
+                // Undo the connection side so the acknowledged state stays exact.
+                let _ = self
+                    .with(|mut c| async move {
+                        ::redis::cmd("SREM").arg(&rooms_key).arg(room.as_str()).query_async::<i64>(&mut c).await
+                    })
+                    .await;
+                return Err(e.into());
+            }
+        };
+        // A disconnect that started meanwhile has already swept the rooms: undo our add.
+        let gone: bool =
+            self.with(|mut c| async move { ::redis::cmd("EXISTS").arg(&gone_key).query_async(&mut c).await }).await?;
+        if gone {
+            let member_key = keys[0].clone();
+            let _ = self
+                .with(|mut c| async move {
+                    ::redis::cmd("SREM").arg(&member_key).arg(conn).query_async::<i64>(&mut c).await
+                })
+                .await;
+            return Err(StoreError::unavailable(STORE, "connection is disconnecting").into());
+        }
+        let name = room.as_str().to_owned();
+        let _ = self
+            .with(|mut c| async move {
+                ::redis::cmd("ZADD").arg(ROOMS_INDEX).arg(0).arg(&name).query_async::<i64>(&mut c).await
+            })
+            .await;
+        let mut it = reply.into_iter();
+        let seq = it.next().as_ref().and_then(as_u64).ok_or_else(|| StoreError::corrupt(STORE, "subscribe reply"))?;
+        let oldest = it.next().as_ref().and_then(as_u64).unwrap_or(0);
+        let frames: Vec<Frame> = it.filter_map(as_string).map(Frame::from).collect();
+        // Reconstruct (seq, frame) pairs: replayed frames are consecutive up to `seq`.
+        let n = frames.len() as u64;
+        let history: Vec<(u64, Frame)> =
+            frames.into_iter().enumerate().map(|(i, f)| (seq + 1 - n + i as u64, f)).collect();
+        let mut sub = subscription_from(seq, &history, since);
+        if let Some(since) = since {
+            sub.truncated = since < seq && (oldest == 0 || oldest > since + 1);
+        }
+        Ok(sub)
+    }
+
+    async fn unsubscribe(&self, conn: &str, room: &RoomName) -> Result<bool, StoreError> {
+        let rooms_key = conn_key(conn, "rooms");
+        let member_key = room_key(room.as_str(), "connections");
+        let removed: i64 =
+            self.with(|mut c| async move {
+                ::redis::cmd("SREM").arg(&rooms_key).arg(room.as_str()).query_async(&mut c).await
+            })
+            .await?;
+        self.with(
+            |mut c| async move { ::redis::cmd("SREM").arg(&member_key).arg(conn).query_async::<i64>(&mut c).await },
+        )
+        .await?;
+        Ok(removed > 0)
+    }
+
+    async fn rooms_of(&self, conn: &str) -> Result<Vec<String>, StoreError> {
+        let key = conn_key(conn, "rooms");
+        let mut rooms: Vec<String> =
+            self.with(|mut c| async move { ::redis::cmd("SMEMBERS").arg(&key).query_async(&mut c).await }).await?;
+        rooms.sort();
+        Ok(rooms)
+    }
+
+    async fn remove_connection(&self, conn: &str) -> Result<Vec<String>, StoreError> {
+        let (rooms_key, gone_key) = (conn_key(conn, "rooms"), conn_key(conn, "gone"));
+        let ttl = self.config.connection_ttl_secs;
+        let rooms: Vec<String> = self
+            .with(|mut c| async move {
+                ::redis::cmd("SET").arg(&gone_key).arg(1).arg("EX").arg(ttl).query_async::<()>(&mut c).await?;
+                ::redis::cmd("SMEMBERS").arg(&rooms_key).query_async(&mut c).await
+            })
+            .await?;
+        for room in &rooms {
+            let key = room_key(room, "connections");
+            self.with(|mut c| async move { ::redis::cmd("SREM").arg(&key).arg(conn).query_async::<i64>(&mut c).await })
+                .await?;
+        }
+        let key = conn_key(conn, "rooms");
+        self.with(|mut c| async move { ::redis::cmd("DEL").arg(&key).query_async::<i64>(&mut c).await }).await?;
+        let mut rooms = rooms;
+        rooms.sort();
+        Ok(rooms)
+    }
+
+    async fn publish(&self, room: &RoomName, message: &MessageTemplate, now_ms: u64) -> Result<Published, StoreError> {
+        let r = room.as_str();
+        let keys = [room_key(r, "seq"), room_key(r, "history"), room_key(r, "connections"), room_key(r, "meta")];
+        let history = self.config.history;
+        let reply: Vec<Value> = self
+            .with(|mut c| {
+                let mut inv = self.publish.key(&keys[0]);
+                inv.key(&keys[1])
+                    .key(&keys[2])
+                    .key(&keys[3])
+                    .arg(&message.prefix)
+                    .arg(&message.suffix)
+                    .arg(history)
+                    .arg(now_ms);
+                async move { inv.invoke_async(&mut c).await }
+            })
+            .await?;
+        let name = r.to_owned();
+        let _ = self
+            .with(|mut c| async move {
+                ::redis::cmd("ZADD").arg(ROOMS_INDEX).arg(0).arg(&name).query_async::<i64>(&mut c).await
+            })
+            .await;
+        let mut it = reply.into_iter();
+        let seq = it.next().as_ref().and_then(as_u64).ok_or_else(|| StoreError::corrupt(STORE, "publish reply"))?;
+        let frame = it
+            .next()
+            .and_then(as_string)
+            .map(Frame::from)
+            .ok_or_else(|| StoreError::corrupt(STORE, "publish frame"))?;
+        let members = it.filter_map(as_string).map(ConnId::from).collect();
+        Ok(Published { seq, frame, members })
+    }
+
+    async fn members(&self, room: &RoomName) -> Result<Vec<ConnId>, StoreError> {
+        let key = room_key(room.as_str(), "connections");
+        let ids: Vec<String> =
+            self.with(|mut c| async move { ::redis::cmd("SMEMBERS").arg(&key).query_async(&mut c).await }).await?;
+        Ok(ids.into_iter().map(ConnId::from).collect())
+    }
+
+    async fn list_rooms(&self, prefix: &str, cursor: Option<&str>, limit: usize) -> Result<Page<RoomInfo>, StoreError> {
+        let min = match cursor {
+            Some(c) => format!("({c}"),
+            None => format!("[{prefix}"),
+        };
+        let max = format!("[{prefix}\u{7f}");
+        let names: Vec<String> = self
+            .with(|mut c| async move {
+                ::redis::cmd("ZRANGEBYLEX")
+                    .arg(ROOMS_INDEX)
+                    .arg(&min)
+                    .arg(&max)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit + 1)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let mut items = Vec::with_capacity(names.len().min(limit));
+        for name in names.iter().take(limit) {
+            let room =
+                RoomName::parse(name, 255).map_err(|e| StoreError::corrupt(STORE, format!("room index: {e}")))?;
+            match self.room_info(&room).await? {
+                Some(info) => items.push(info),
+                None => {
+                    // The room has neither members nor history any more: drop it from the index.
+                    let n = name.clone();
+                    let _ = self
+                        .with(|mut c| async move {
+                            ::redis::cmd("ZREM").arg(ROOMS_INDEX).arg(&n).query_async::<i64>(&mut c).await
+                        })
+                        .await;
+                }
+            }
+        }
+        let next = (names.len() > limit).then(|| names[limit - 1].clone()).filter(|_| limit > 0);
+        Ok(Page { items, next })
+    }
+
+    async fn room_info(&self, room: &RoomName) -> Result<Option<RoomInfo>, StoreError> {
+        let r = room.as_str();
+        let (members, seq, meta, history) =
+            (room_key(r, "connections"), room_key(r, "seq"), room_key(r, "meta"), room_key(r, "history"));
+        let (subscribers, seq, last, hist): (u64, Option<u64>, Option<u64>, u64) = self
+            .with(|mut c| async move {
+                ::redis::pipe()
+                    .cmd("SCARD")
+                    .arg(&members)
+                    .cmd("GET")
+                    .arg(&seq)
+                    .cmd("HGET")
+                    .arg(&meta)
+                    .arg("last_publish_ms")
+                    .cmd("ZCARD")
+                    .arg(&history)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        if subscribers == 0 && hist == 0 {
+            return Ok(None);
+        }
+        Ok(Some(RoomInfo { room: r.to_owned(), subscribers, seq: seq.unwrap_or(0), last_publish_ms: last }))
+    }
+}

@@ -1,0 +1,42 @@
+//! Output formats, exit codes and logging set-up shared by every command.
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+/// Exit code for success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code for any failure.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code of `plan` when the stage has changes to apply.
+pub const EXIT_CHANGES: u8 = 2;
+
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON document on stdout; logs stay on stderr.
+    Json,
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Logs go to stderr, as text; `RUST_LOG` overrides the level chosen by `-v`.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,wsctl=info,wsctl_handlers=info",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
