@@ -151,10 +151,8 @@ impl Ctx {
 /// reordering).
 pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
     let c = a.common;
-    let url = c
-        .url
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("--url is required, e.g. --url ws://127.0.0.1:8080/local"))?;
+    let url =
+        c.url.clone().ok_or_else(|| anyhow::anyhow!("--url is required, e.g. --url ws://127.0.0.1:8080/local"))?;
     let conns = a.scenario.connections();
     let nofile = client::raise_nofile();
     if conns as u64 + 64 > nofile {
@@ -162,25 +160,9 @@ pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     client::pregrow_fd_table((conns as u64 + 256).min(nofile.saturating_sub(1)));
     let timeout = Duration::from_millis(c.connect_timeout_ms.max(1));
-    let target = Target::new(
-        &url,
-        c.key.as_deref(),
-        c.key_via,
-        conns,
-        c.sources,
-        c.read_buf,
-        timeout,
-    )?;
+    let target = Target::new(&url, c.key.as_deref(), c.key_via, conns, c.sources, c.read_buf, timeout)?;
     let pub_key = c.publish_key.as_deref().or(c.key.as_deref());
-    let pub_target = Target::new(
-        &url,
-        pub_key,
-        c.key_via,
-        conns,
-        c.sources,
-        c.read_buf,
-        timeout,
-    )?;
+    let pub_target = Target::new(&url, pub_key, c.key_via, conns, c.sources, c.read_buf, timeout)?;
     let started_ms = stats::now_us() / 1000;
     let meta = Meta {
         scenario: a.scenario.name(),
@@ -207,38 +189,28 @@ pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
     let json = g.output == OutputFormat::Json;
     let scenario = a.scenario;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("wsctl-bench".into())
-        .spawn(move || {
-            let rt = if threads == 1 {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-            } else {
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(threads)
-                    .thread_name("wsctl-bench-worker")
-                    .enable_all()
-                    .build()
-            };
-            let r = match rt {
-                Ok(rt) => {
-                    let r = rt.block_on(run_scenario(ctx, scenario, json));
-                    rt.shutdown_timeout(Duration::from_secs(2));
-                    r
-                }
-                Err(e) => Err(anyhow::anyhow!("cannot start the bench runtime: {e}")),
-            };
-            let _ = tx.send(r);
-        })?;
-    let problems = rx
-        .await
-        .map_err(|_| anyhow::anyhow!("the bench thread ended without a report"))??;
-    Ok(ExitCode::from(if problems.is_empty() {
-        EXIT_OK
-    } else {
-        EXIT_FAILURE
-    }))
+    std::thread::Builder::new().name("wsctl-bench".into()).spawn(move || {
+        let rt = if threads == 1 {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("wsctl-bench-worker")
+                .enable_all()
+                .build()
+        };
+        let r = match rt {
+            Ok(rt) => {
+                let r = rt.block_on(run_scenario(ctx, scenario, json));
+                rt.shutdown_timeout(Duration::from_secs(2));
+                r
+            }
+            Err(e) => Err(anyhow::anyhow!("cannot start the bench runtime: {e}")),
+        };
+        let _ = tx.send(r);
+    })?;
+    let problems = rx.await.map_err(|_| anyhow::anyhow!("the bench thread ended without a report"))??;
+    Ok(ExitCode::from(if problems.is_empty() { EXIT_OK } else { EXIT_FAILURE }))
 }
 
 async fn run_scenario(ctx: Ctx, s: Scenario, json: bool) -> anyhow::Result<Vec<String>> {

@@ -1,0 +1,662 @@
+//! The `fanout` scenario: S subscribers in one room, P messages published over a separate
+//! publisher connection. Also the publisher loop that `mixed` reuses.
+//!
+//! Each message carries `{"ts":<wall µs>,"k":<index>}` in its data. A subscriber matches
+//! deliveries on `k` (checked against the `ts` actually sent), so publish → delivery
+//! latency, publish → last delivery per message and loss are exact; `seq` continuity is
+//! checked separately from the `subscribed` reply's `seq`.
+
+use super::client::{self, Frame, Ws};
+use super::connect::{self, PhaseReport};
+use super::report::{self, Meta, Progress, Summary};
+use super::stats::{self, Failures, Latency, LatencySummary, SeqCheck, SeqTotals, ValueSummary};
+use super::Ctx;
+use clap::Args;
+use futures_util::StreamExt;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::Message;
+
+/// `wsctl bench fanout`
+#[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    /// Subscribers (connections) in the room.
+    #[arg(short = 's', long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Messages to publish.
+    #[arg(short = 'm', long, default_value_t = 20)]
+    pub messages: usize,
+    /// Interval between publishes, ms.
+    #[arg(long, default_value_t = 200)]
+    pub interval_ms: u64,
+    /// Subscriber connection attempts per second.
+    #[arg(long, default_value_t = 2000.0)]
+    pub connect_rate: f64,
+    /// Room (default: bench:fanout:<run id>, fresh for every run).
+    #[arg(long)]
+    pub room: Option<String>,
+    /// Padding bytes added to each message's data.
+    #[arg(long, default_value_t = 0)]
+    pub payload_bytes: usize,
+    /// Pause between the last subscribe and the first publish, ms.
+    #[arg(long, default_value_t = 500)]
+    pub settle_ms: u64,
+    /// After the last publish, wait at most this long for outstanding deliveries, ms.
+    #[arg(long, default_value_t = 5000)]
+    pub drain_ms: u64,
+}
+
+// ---------------------------------------------------------------------------------------
+// publisher (shared with `mixed`)
+
+/// What a publisher connection does: `count` publishes `every` apart from `first`
+/// (none at or after `end`); publish j carries `k = k_base + j * k_step` and goes to
+/// `rooms[k % rooms.len()]`.
+pub struct PubPlan {
+    /// Rooms to publish into.
+    pub rooms: Arc<Vec<String>>,
+    /// First publish.
+    pub first: Instant,
+    /// Interval.
+    pub every: Duration,
+    /// Publishes at most.
+    pub count: u64,
+    /// No publish at or after this.
+    pub end: Instant,
+    /// k of the first publish.
+    pub k_base: u64,
+    /// k step between publishes.
+    pub k_step: u64,
+    /// Padding in each message's data.
+    pub pad: String,
+}
+
+/// What a publisher saw.
+#[derive(Default)]
+pub struct PubStats {
+    /// Publishes sent.
+    pub sent: u64,
+    /// `published` replies.
+    pub acked: u64,
+    /// Sum of `delivered` over the replies.
+    pub delivered: u64,
+    /// Error replies by code (and `send_failed`, `closed`).
+    pub errors: Failures,
+    /// Publish → `published` reply, µs.
+    pub ack: Latency,
+}
+
+impl PubStats {
+    /// Adds another publisher's counts.
+    pub fn merge(&mut self, o: &PubStats) {
+        self.sent += o.sent;
+        self.acked += o.acked;
+        self.delivered += o.delivered;
+        self.errors.merge(&o.errors);
+        self.ack.merge(&o.ack);
+    }
+}
+
+fn handle_reply(s: &str, out: &mut VecDeque<(u64, Instant)>, st: &mut PubStats) {
+    let Some(f) = Frame::parse(s) else { return };
+    let ok = match f.ty() {
+        "published" => true,
+        "error" => false,
+        _ => return,
+    };
+    let pos = match f.id {
+        Some(id) => out.iter().position(|o| o.0 == id),
+        None if out.is_empty() => None,
+        None => Some(0),
+    };
+    let sent_at = pos.and_then(|p| out.remove(p)).map(|o| o.1);
+    if ok {
+        st.acked += 1;
+        st.delivered += f.delivered.unwrap_or(0);
+        if let Some(t) = sent_at {
+            st.ack.record_us(t.elapsed().as_micros() as u64);
+        }
+    } else {
+        st.errors.add(format!("error_{}", f.code.as_deref().unwrap_or("unknown")));
+    }
+}
+
+/// Publishes per `plan` (calling `on_send(k, ts)` just before each frame goes out), reads
+/// the replies, then waits briefly for outstanding ones and closes the connection.
+pub async fn publish_loop(mut ws: Ws, plan: PubPlan, mut on_send: impl FnMut(u64, u64)) -> PubStats {
+    let mut st = PubStats::default();
+    let mut out: VecDeque<(u64, Instant)> = VecDeque::new();
+    let mut last_ts = 0;
+    let mut closed = false;
+    'outer: for j in 0..plan.count {
+        let at = plan.first + plan.every.mul_f64(j as f64);
+        if at >= plan.end {
+            break;
+        }
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => break,
+                m = ws.next() => match m {
+                    Some(Ok(Message::Text(s))) => handle_reply(s.as_str(), &mut out, &mut st),
+                    Some(Ok(_)) => {}
+                    _ => { closed = true; break 'outer; }
+                }
+            }
+        }
+        let k = plan.k_base + j * plan.k_step;
+        let room = &plan.rooms[(k % plan.rooms.len() as u64) as usize];
+        let ts = stats::now_us().max(last_ts + 1);
+        last_ts = ts;
+        on_send(k, ts);
+        let sent_at = Instant::now();
+        if client::send(&mut ws, client::publish_frame(room, ts, k, &plan.pad, k)).await.is_err() {
+            st.errors.add("send_failed");
+            closed = true;
+            break;
+        }
+        st.sent += 1;
+        out.push_back((k, sent_at));
+    }
+    if !closed {
+        // servers that acknowledge publishes do so within this; the others never do
+        let drain_end = Instant::now() + Duration::from_secs(3);
+        let quiet_end = Instant::now() + Duration::from_millis(300);
+        while !out.is_empty() {
+            if st.acked == 0 && st.errors.total() == 0 && Instant::now() >= quiet_end {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(drain_end.into()) => break,
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                m = ws.next() => match m {
+                    Some(Ok(Message::Text(s))) => handle_reply(s.as_str(), &mut out, &mut st),
+                    Some(Ok(_)) => {}
+                    _ => { closed = true; break; }
+                }
+            }
+        }
+    }
+    if closed {
+        st.errors.add("closed");
+    } else {
+        client::close(ws).await;
+    }
+    st
+}
+
+// ---------------------------------------------------------------------------------------
+// subscribers
+
+struct Shared {
+    /// ts sent for message k (0: not sent).
+    pub_ts: Vec<AtomicU64>,
+    /// deliveries of message k.
+    count: Vec<AtomicU64>,
+    /// latest receive time of message k, wall µs.
+    last: Vec<AtomicU64>,
+    delivered: AtomicU64,
+    latency: Mutex<Latency>,
+}
+
+struct SubResult {
+    check: SeqCheck,
+    unique: u64,
+    duplicates: u64,
+    foreign: u64,
+    closed_early: bool,
+}
+
+async fn subscriber(
+    mut ws: Ws,
+    room: Arc<str>,
+    base_seq: u64,
+    sh: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> SubResult {
+    let p = sh.pub_ts.len();
+    let mut seen = vec![0u64; p.div_ceil(64)];
+    let mut r = SubResult { check: SeqCheck::default(), unique: 0, duplicates: 0, foreign: 0, closed_early: false };
+    r.check.subscribed(&room, base_seq);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            m = ws.next() => match m {
+                Some(Ok(Message::Text(s))) => {
+                    let recv = stats::now_us();
+                    let Some(f) = Frame::parse(s.as_str()) else { continue };
+                    if f.ty() != "message" {
+                        continue;
+                    }
+                    if f.room.as_deref() != Some(&*room) {
+                        r.foreign += 1;
+                        continue;
+                    }
+                    if let Some(seq) = f.seq {
+                        r.check.message(&room, seq);
+                    }
+                    let d = f.data.unwrap_or_default();
+                    let (Some(k), Some(ts)) = (d.k, d.ts) else {
+                        r.foreign += 1;
+                        continue;
+                    };
+                    let k = k as usize;
+                    if k >= p || ts == 0 || sh.pub_ts[k].load(Relaxed) != ts {
+                        r.foreign += 1;
+                        continue;
+                    }
+                    let (w, b) = (k / 64, 1u64 << (k % 64));
+                    if seen[w] & b != 0 {
+                        r.duplicates += 1;
+                        continue;
+                    }
+                    seen[w] |= b;
+                    r.unique += 1;
+                    sh.count[k].fetch_add(1, Relaxed);
+                    sh.last[k].fetch_max(recv, Relaxed);
+                    sh.delivered.fetch_add(1, Relaxed);
+                    sh.latency
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .record_us(recv.saturating_sub(ts));
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    r.closed_early = true;
+                    return r;
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+    client::close(ws).await;
+    r
+}
+
+// ---------------------------------------------------------------------------------------
+// report
+
+/// One message's fan-out.
+#[derive(Debug, Serialize)]
+pub struct PerMessage {
+    /// Message index (from 1).
+    pub msg: usize,
+    /// Publish → last subscriber's receipt, ms.
+    pub publish_to_last_ms: Option<f64>,
+    /// Subscribers that received it.
+    pub delivered: u64,
+}
+
+/// Publisher side of the run.
+#[derive(Debug, Serialize)]
+pub struct PublisherReport {
+    /// Publishes sent.
+    pub sent: u64,
+    /// `published` replies.
+    pub acked: u64,
+    /// Sum of `delivered` in the replies (what the server says it fanned out to).
+    pub server_delivered: u64,
+    /// Error replies by code.
+    pub errors: Failures,
+    /// Publish → `published` reply, ms.
+    pub ack_ms: LatencySummary,
+}
+
+impl PublisherReport {
+    /// The reportable form of publisher counts.
+    pub fn of(p: &PubStats) -> Self {
+        PublisherReport {
+            sent: p.sent,
+            acked: p.acked,
+            server_delivered: p.delivered,
+            errors: p.errors.clone(),
+            ack_ms: p.ack.summary(),
+        }
+    }
+}
+
+/// Server CPU during the publish window.
+#[derive(Debug, Serialize)]
+pub struct ServerCpu {
+    /// PID sampled.
+    pub pid: u32,
+    /// CPU seconds the server used in the window.
+    pub cpu_s: Option<f64>,
+    /// Window, s.
+    pub window_s: f64,
+    /// VmRSS at the end, KiB.
+    pub rss_kib: Option<u64>,
+}
+
+/// Report of `wsctl bench fanout`.
+#[derive(Debug, Serialize)]
+pub struct FanoutReport {
+    #[serde(flatten)]
+    meta: Meta,
+    /// Room used.
+    pub room: String,
+    /// Subscriber connections requested.
+    pub subscribers_requested: usize,
+    /// Subscribed.
+    pub subscribed: usize,
+    /// Subscribe phase (connect + subscribe latency, failures).
+    pub subscribe_phase: PhaseReport,
+    /// Messages requested.
+    pub messages_requested: usize,
+    /// Interval between publishes, ms.
+    pub interval_ms: u64,
+    /// Padding bytes per message.
+    pub payload_bytes: usize,
+    /// The publisher connection.
+    pub publisher: PublisherReport,
+    /// subscribed × published.
+    pub expected: u64,
+    /// Distinct (subscriber, message) deliveries.
+    pub delivered: u64,
+    /// expected − delivered.
+    pub missing: u64,
+    /// Same message twice at one subscriber.
+    pub duplicates: u64,
+    /// Frames that were not this run's messages.
+    pub foreign: u64,
+    /// Per-subscriber `seq` continuity.
+    pub seq: SeqTotals,
+    /// Subscribers the server closed during the run.
+    pub closed_early: u64,
+    /// Messages every subscriber received.
+    pub messages_complete: usize,
+    /// Publish → delivery, every delivery, ms.
+    pub delivery_latency_ms: LatencySummary,
+    /// Publish → last delivery, per message, ms.
+    pub publish_to_last_ms: LatencySummary,
+    /// Per message: deliveries ÷ publish→last time.
+    pub burst_deliveries_per_s: ValueSummary,
+    /// Deliveries ÷ (last receipt − first publish).
+    pub deliveries_per_s: f64,
+    /// Bench CPU seconds during the publish window.
+    pub bench_cpu_s: f64,
+    /// Server CPU/RSS (with --server-pid).
+    pub server: Option<ServerCpu>,
+    /// Warm-up (with --warmup).
+    pub warmup: Option<connect::WarmupReport>,
+    /// Each message.
+    pub per_message: Vec<PerMessage>,
+}
+
+/// Runs the `fanout` scenario.
+pub async fn run(ctx: &Ctx, a: FanoutArgs) -> anyhow::Result<FanoutReport> {
+    if a.messages == 0 || a.subscribers == 0 {
+        anyhow::bail!("fanout needs --subscribers and --messages above zero");
+    }
+    let warm = connect::warmup(ctx).await;
+    let room: Arc<str> = a.room.clone().unwrap_or_else(|| ctx.room("fanout")).into();
+    let pb = Progress::new(ctx.progress(), a.subscribers as u64, "subscribe");
+    let r2 = room.clone();
+    let (phase, subs) =
+        connect::open_many(ctx, &ctx.target, a.subscribers, a.connect_rate, 0, &pb, move |i, mut ws| {
+            let room = r2.clone();
+            async move {
+                let seq = client::subscribe(&mut ws, &room, i as u64).await?;
+                Ok((ws, seq))
+            }
+        })
+        .await;
+    pb.finish();
+    let subscribed = subs.len();
+
+    let p = a.messages;
+    let sh = Arc::new(Shared {
+        pub_ts: (0..p).map(|_| AtomicU64::new(0)).collect(),
+        count: (0..p).map(|_| AtomicU64::new(0)).collect(),
+        last: (0..p).map(|_| AtomicU64::new(0)).collect(),
+        delivered: AtomicU64::new(0),
+        latency: Mutex::new(Latency::default()),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    for (_, (ws, seq)) in subs {
+        tasks.spawn(subscriber(ws, room.clone(), seq, sh.clone(), stop_rx.clone()));
+    }
+
+    let publisher = client::open(&ctx.pub_target, a.subscribers)
+        .await
+        .map_err(|e| anyhow::anyhow!("the publisher connection failed: {e}"))?;
+    tokio::time::sleep(Duration::from_millis(a.settle_ms)).await;
+
+    let pid = ctx.common.server_pid;
+    let cpu0 = (pid.and_then(stats::proc_cpu_s), stats::self_cpu_s());
+    let first = Instant::now() + Duration::from_millis(5);
+    let plan = PubPlan {
+        rooms: Arc::new(vec![room.to_string()]),
+        first,
+        every: Duration::from_millis(a.interval_ms),
+        count: p as u64,
+        end: ctx.deadline,
+        k_base: 0,
+        k_step: 1,
+        pad: "x".repeat(a.payload_bytes),
+    };
+    let pb = Progress::new(ctx.progress(), (subscribed * p) as u64, "deliveries");
+    let progress = {
+        let (sh, pb) = (sh.clone(), pb.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                pb.set(sh.delivered.load(Relaxed));
+            }
+        })
+    };
+    let sh2 = sh.clone();
+    let pubstats = publish_loop(publisher.ws, plan, move |k, ts| {
+        if let Some(slot) = sh2.pub_ts.get(k as usize) {
+            slot.store(ts, Relaxed);
+        }
+    })
+    .await;
+    let published = pubstats.sent;
+    let expected = subscribed as u64 * published;
+    let drain_end = (Instant::now() + Duration::from_millis(a.drain_ms)).min(ctx.deadline);
+    while sh.delivered.load(Relaxed) < expected && Instant::now() < drain_end {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let cpu1 = (pid.and_then(stats::proc_cpu_s), stats::self_cpu_s());
+    let first_ts = sh.pub_ts.first().map(|t| t.load(Relaxed)).unwrap_or(0);
+    let window_s = stats::now_us().saturating_sub(first_ts) as f64 / 1e6;
+    progress.abort();
+    pb.finish();
+    let _ = stop_tx.send(true);
+    let mut results = Vec::with_capacity(subscribed);
+    let _ = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(r) = tasks.join_next().await {
+            if let Ok(r) = r {
+                results.push(r);
+            }
+        }
+    })
+    .await;
+    tasks.abort_all();
+
+    // aggregate
+    let mut seq = SeqTotals::default();
+    let (mut unique, mut dups, mut foreign, mut closed) = (0, 0, 0, 0);
+    for r in &results {
+        seq.add(&r.check);
+        unique += r.unique;
+        dups += r.duplicates;
+        foreign += r.foreign;
+        closed += r.closed_early as u64;
+    }
+    let mut p2l = Latency::default();
+    let mut bursts = Vec::new();
+    let mut per_message = Vec::with_capacity(p);
+    let mut last_any = 0;
+    let mut complete = 0;
+    for k in 0..p {
+        let ts = sh.pub_ts[k].load(Relaxed);
+        let n = sh.count[k].load(Relaxed);
+        let last = sh.last[k].load(Relaxed);
+        let mut ms = None;
+        if n > 0 && ts > 0 {
+            let span = last.saturating_sub(ts).max(1);
+            p2l.record_us(span);
+            bursts.push(n as f64 * 1e6 / span as f64);
+            ms = Some(stats::round3(span as f64 / 1000.0));
+            last_any = last_any.max(last);
+        }
+        if ts > 0 && n == subscribed as u64 && n > 0 {
+            complete += 1;
+        }
+        per_message.push(PerMessage { msg: k + 1, publish_to_last_ms: ms, delivered: n });
+    }
+    let span_s = last_any.saturating_sub(first_ts) as f64 / 1e6;
+    let latency = sh.latency.lock().unwrap_or_else(|e| e.into_inner()).summary();
+    let server = pid.map(|pid| ServerCpu {
+        pid,
+        cpu_s: match (cpu0.0, cpu1.0) {
+            (Some(a), Some(b)) => Some(stats::round3(b - a)),
+            _ => None,
+        },
+        window_s: stats::round3(window_s),
+        rss_kib: stats::proc_rss_kib(pid).map(|r| r.0),
+    });
+    Ok(FanoutReport {
+        meta: ctx.meta.clone(),
+        room: room.to_string(),
+        subscribers_requested: a.subscribers,
+        subscribed,
+        subscribe_phase: phase.report(),
+        messages_requested: p,
+        interval_ms: a.interval_ms,
+        payload_bytes: a.payload_bytes,
+        publisher: PublisherReport::of(&pubstats),
+        expected,
+        delivered: unique,
+        missing: expected.saturating_sub(unique),
+        duplicates: dups,
+        foreign,
+        seq,
+        closed_early: closed,
+        messages_complete: complete,
+        delivery_latency_ms: latency,
+        publish_to_last_ms: p2l.summary(),
+        burst_deliveries_per_s: ValueSummary::of(&bursts),
+        deliveries_per_s: if span_s > 0.0 { (unique as f64 / span_s).round() } else { 0.0 },
+        bench_cpu_s: stats::round3(cpu1.1 - cpu0.1),
+        server,
+        warmup: warm,
+        per_message,
+    })
+}
+
+impl Summary for FanoutReport {
+    fn table(&self, o: &mut String) {
+        report::header(o, &self.meta);
+        let s = &self.subscribe_phase;
+        report::row(
+            o,
+            "subscribers",
+            format!(
+                "{} requested, {} subscribed, {} failed in {} s (connect+subscribe p50 {} p99 {} ms)",
+                self.subscribers_requested,
+                self.subscribed,
+                s.failed,
+                s.phase_s,
+                s.connect_ms.p50.map_or("-".into(), |v| v.to_string()),
+                s.connect_ms.p99.map_or("-".into(), |v| v.to_string()),
+            ),
+        );
+        if !s.failures.0.is_empty() {
+            report::row(o, "failures", serde_json::to_string(&s.failures).unwrap_or_default());
+        }
+        let pb = &self.publisher;
+        report::row(
+            o,
+            "messages",
+            format!(
+                "{} published every {} ms into {} ({} acked, server says {} delivered, {} errors)",
+                pb.sent,
+                self.interval_ms,
+                self.room,
+                pb.acked,
+                pb.server_delivered,
+                pb.errors.total()
+            ),
+        );
+        report::row(
+            o,
+            "deliveries",
+            format!(
+                "{} / {} expected; missing {}, duplicates {}, foreign {}, closed early {}",
+                self.delivered, self.expected, self.missing, self.duplicates, self.foreign, self.closed_early
+            ),
+        );
+        report::row(
+            o,
+            "seq",
+            format!(
+                "in order {}, gaps {} ({} missing), reordered {}, duplicates {}; {} subscribers affected",
+                self.seq.in_order,
+                self.seq.gaps,
+                self.seq.missing,
+                self.seq.reordered,
+                self.seq.duplicates,
+                self.seq.subscribers_with_anomalies
+            ),
+        );
+        report::row(o, "delivery ms", report::lat(&self.delivery_latency_ms));
+        report::row(o, "publish->last", report::lat(&self.publish_to_last_ms));
+        report::row(
+            o,
+            "throughput",
+            format!(
+                "{} deliveries/s overall; burst deliveries/s {}",
+                self.deliveries_per_s,
+                report::vals(&self.burst_deliveries_per_s)
+            ),
+        );
+        report::row(o, "publish ack ms", report::lat(&pb.ack_ms));
+        if let Some(sv) = &self.server {
+            report::row(
+                o,
+                "cpu",
+                format!(
+                    "server {} s, bench {} s over a {} s window; server rss {} KiB",
+                    sv.cpu_s.map_or("-".into(), |v| v.to_string()),
+                    self.bench_cpu_s,
+                    sv.window_s,
+                    sv.rss_kib.map_or("-".into(), |v| v.to_string())
+                ),
+            );
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.subscribe_phase.failed > 0 {
+            v.push(format!("{} subscribers failed", self.subscribe_phase.failed));
+        }
+        if self.publisher.sent < self.messages_requested as u64 {
+            v.push(format!("only {} of {} messages were published", self.publisher.sent, self.messages_requested));
+        }
+        if self.publisher.errors.total() > 0 {
+            v.push(format!("publish errors: {}", serde_json::to_string(&self.publisher.errors).unwrap_or_default()));
+        }
+        if self.missing > 0 {
+            v.push(format!("{} deliveries missing", self.missing));
+        }
+        if self.duplicates > 0 {
+            v.push(format!("{} duplicate deliveries", self.duplicates));
+        }
+        let s = &self.seq;
+        if s.gaps + s.reordered + s.duplicates > 0 {
+            v.push(format!("seq anomalies: {} gaps, {} reordered, {} duplicates", s.gaps, s.reordered, s.duplicates));
+        }
+        if self.closed_early > 0 {
+            v.push(format!("{} subscribers closed early", self.closed_early));
+        }
+        v
+    }
+}

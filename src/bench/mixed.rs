@@ -1,0 +1,669 @@
+//! The `mixed` scenario, a soak: N connection slots that each connect, subscribe to a few
+//! of many rooms, swap one room half-way through their life, ping, and close (gracefully
+//! or abruptly) to be replaced, while publishers publish into the rooms at a steady rate.
+//! Every subscriber checks each room's `seq` from its `subscribed` reply on; the server's
+//! RSS is sampled over time to show whether memory stays flat.
+
+use super::client::{self, Frame, Ws};
+use super::connect;
+use super::fanout::{self, PubPlan, PubStats, PublisherReport};
+use super::report::{self, Meta, Progress, Summary};
+use super::stats::{self, Failures, Latency, LatencySummary, SeqCheck, SeqTotals};
+use super::Ctx;
+use clap::Args;
+use futures_util::StreamExt;
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::Message;
+
+/// `wsctl bench mixed`
+#[derive(Debug, Clone, Args)]
+pub struct MixedArgs {
+    /// Concurrent subscriber connections (slots; each is replaced when it closes).
+    #[arg(short = 'n', long, default_value_t = 200)]
+    pub connections: usize,
+    /// How long the soak runs, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub duration_s: f64,
+    /// Rooms the subscriptions and publishes spread over.
+    #[arg(long, default_value_t = 100)]
+    pub rooms: usize,
+    /// Rooms each connection subscribes to.
+    #[arg(long, default_value_t = 4)]
+    pub rooms_per_conn: usize,
+    /// Connections closed and replaced per second, over all slots (0: no churn).
+    #[arg(long, default_value_t = 20.0)]
+    pub churn_rate: f64,
+    /// Publishes per second, over all publishers.
+    #[arg(long, default_value_t = 100.0)]
+    pub publish_rate: f64,
+    /// Publisher connections (default: one per 50 publishes/s, under the per-connection
+    /// rate limit).
+    #[arg(long)]
+    pub publishers: Option<usize>,
+    /// Connection attempts per second while ramping up.
+    #[arg(long, default_value_t = 1000.0)]
+    pub connect_rate: f64,
+    /// Each connection pings this often, seconds (keep-alive; 0: never).
+    #[arg(long, default_value_t = 30.0)]
+    pub ping_s: f64,
+    /// Sample the server's RSS this often, ms (with --server-pid).
+    #[arg(long, default_value_t = 1000)]
+    pub sample_ms: u64,
+    /// Padding bytes added to each message's data.
+    #[arg(long, default_value_t = 0)]
+    pub payload_bytes: usize,
+}
+
+/// xorshift64*: enough randomness for lifetimes and room picks, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[derive(Default)]
+struct Totals {
+    connects_ok: u64,
+    connect_failures: Failures,
+    connect: Latency,
+    closed_graceful: u64,
+    closed_abrupt: u64,
+    closed_by_server: u64,
+    subscribes_sent: u64,
+    subscribed: u64,
+    unsubscribes: u64,
+    pings: u64,
+    pongs: u64,
+    errors: Failures,
+    deliveries: u64,
+    latency: Latency,
+    seq: SeqTotals,
+}
+
+struct Plan {
+    rooms: Arc<Vec<String>>,
+    rooms_per_conn: usize,
+    end: Instant,
+    mean_life: Option<Duration>,
+    ping_every: Option<Duration>,
+}
+
+struct Live {
+    ws: Ws,
+    rooms: Vec<String>,
+    check: SeqCheck,
+    next_id: u64,
+}
+
+impl Live {
+    async fn subscribe(&mut self, room: String, tot: &Mutex<Totals>) -> Result<(), String> {
+        self.check.subscribing(&room);
+        self.next_id += 1;
+        client::send(&mut self.ws, client::subscribe_frame(&room, self.next_id, None)).await?;
+        self.rooms.push(room);
+        lock(tot).subscribes_sent += 1;
+        Ok(())
+    }
+
+    fn on_frame(&mut self, s: &str, tot: &Mutex<Totals>) {
+        let Some(f) = Frame::parse(s) else { return };
+        match f.ty() {
+            "message" => {
+                let recv = stats::now_us();
+                let Some(room) = f.room.as_deref() else { return };
+                if let Some(seq) = f.seq {
+                    self.check.message(room, seq);
+                }
+                let mut t = lock(tot);
+                t.deliveries += 1;
+                if let Some(ts) = f.data.and_then(|d| d.ts) {
+                    t.latency.record_us(recv.saturating_sub(ts));
+                }
+            }
+            "subscribed" => {
+                if let Some(room) = f.room.as_deref() {
+                    self.check.subscribed(room, f.seq.unwrap_or(0));
+                }
+                lock(tot).subscribed += 1;
+            }
+            "unsubscribed" => lock(tot).unsubscribes += 1,
+            "pong" => lock(tot).pongs += 1,
+            "error" => lock(tot).errors.add(f.code.as_deref().unwrap_or("unknown").to_string()),
+            _ => {}
+        }
+    }
+}
+
+fn lock(m: &Mutex<Totals>) -> std::sync::MutexGuard<'_, Totals> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One slot: connect, live, close, replace, until the end.
+async fn slot(
+    i: usize,
+    first_at: Instant,
+    target: Arc<client::Target>,
+    plan: Arc<Plan>,
+    tot: Arc<Mutex<Totals>>,
+    live_n: Arc<AtomicU64>,
+    seed: u64,
+) {
+    let mut rng = Rng::new(seed ^ (i as u64 + 1));
+    tokio::time::sleep_until(first_at.into()).await;
+    let mut generation: u64 = 0;
+    while Instant::now() < plan.end {
+        let life = match plan.mean_life {
+            Some(m) if generation == 0 => m.mul_f64(0.1 + 1.4 * rng.unit()),
+            Some(m) => m.mul_f64(0.5 + rng.unit()),
+            None => plan.end.saturating_duration_since(Instant::now()),
+        };
+        let born = Instant::now();
+        let die = (born + life).min(plan.end);
+        generation += 1;
+        let ws = match client::open(&target, i).await {
+            Ok(o) => {
+                let mut t = lock(&tot);
+                t.connects_ok += 1;
+                t.connect.record_us(born.elapsed().as_micros() as u64);
+                o.ws
+            }
+            Err(cause) => {
+                lock(&tot).connect_failures.add(cause);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        live_n.fetch_add(1, Relaxed);
+        let mut c = Live { ws, rooms: Vec::new(), check: SeqCheck::default(), next_id: 0 };
+        let n_rooms = plan.rooms.len();
+        let mut ok = true;
+        let start_room = rng.next() as usize;
+        for j in 0..plan.rooms_per_conn.min(n_rooms) {
+            let room = plan.rooms[(start_room + j) % n_rooms].clone();
+            if c.subscribe(room, &tot).await.is_err() {
+                ok = false;
+                break;
+            }
+        }
+        let swap_at = born + (die - born) / 2;
+        let mut swapped = false;
+        let mut next_ping = plan.ping_every.map(|p| born + p);
+        let mut by_server = !ok;
+        while ok {
+            let wake = match next_ping {
+                Some(p) if p < die => p,
+                _ => die,
+            };
+            let wake = if swapped { wake } else { wake.min(swap_at) };
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    let now = Instant::now();
+                    if now >= die {
+                        break;
+                    }
+                    if !swapped && now >= swap_at {
+                        swapped = true;
+                        // leave the oldest room, join one not yet joined
+                        if !c.rooms.is_empty() && n_rooms > c.rooms.len() {
+                            let old = c.rooms.remove(0);
+                            c.check.unsubscribed(&old);
+                            c.next_id += 1;
+                            let f = client::unsubscribe_frame(&old, c.next_id);
+                            if client::send(&mut c.ws, f).await.is_err() {
+                                by_server = true;
+                                break;
+                            }
+                            let mut room = plan.rooms[rng.next() as usize % n_rooms].clone();
+                            while c.rooms.contains(&room) || room == old {
+                                room = plan.rooms[rng.next() as usize % n_rooms].clone();
+                            }
+                            if c.subscribe(room, &tot).await.is_err() {
+                                by_server = true;
+                                break;
+                            }
+                        }
+                    }
+                    if let (Some(p), Some(every)) = (next_ping, plan.ping_every) {
+                        if now >= p {
+                            next_ping = Some(p + every);
+                            c.next_id += 1;
+                            if client::send(&mut c.ws, client::ping_frame(c.next_id)).await.is_err() {
+                                by_server = true;
+                                break;
+                            }
+                            lock(&tot).pings += 1;
+                        }
+                    }
+                }
+                m = c.ws.next() => match m {
+                    Some(Ok(Message::Text(s))) => c.on_frame(s.as_str(), &tot),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                        by_server = true;
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+        live_n.fetch_sub(1, Relaxed);
+        {
+            let mut t = lock(&tot);
+            t.seq.add(&c.check);
+            if by_server {
+                t.closed_by_server += 1;
+            } else if generation % 2 == 0 {
+                t.closed_abrupt += 1;
+            } else {
+                t.closed_graceful += 1;
+            }
+        }
+        if !by_server {
+            if generation % 2 == 0 {
+                drop(c.ws); // abrupt: TCP close without a close frame
+            } else {
+                client::close(c.ws).await;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// One RSS sample.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Seconds since the start of the soak.
+    pub t_s: f64,
+    /// Server VmRSS, KiB.
+    pub rss_kib: u64,
+    /// Bench connections open at that moment.
+    pub live: u64,
+}
+
+/// Server memory over the soak.
+#[derive(Debug, Serialize)]
+pub struct ServerMemory {
+    /// PID sampled.
+    pub pid: u32,
+    /// First sample, KiB.
+    pub rss_start_kib: Option<u64>,
+    /// Last sample, KiB.
+    pub rss_end_kib: Option<u64>,
+    /// Largest sample, KiB.
+    pub rss_max_kib: Option<u64>,
+    /// Least-squares slope over the second half of the soak, KiB per minute (flat memory:
+    /// near zero).
+    pub rss_growth_kib_per_min_second_half: Option<f64>,
+    /// Every sample.
+    pub samples: Vec<Sample>,
+}
+
+/// Connection churn totals.
+#[derive(Debug, Serialize)]
+pub struct Churn {
+    /// Connections opened.
+    pub connects_ok: u64,
+    /// Connection failures by cause.
+    pub connect_failures: Failures,
+    /// Connect latency, ms.
+    pub connect_ms: LatencySummary,
+    /// Closed by the bench with a close frame.
+    pub closed_graceful: u64,
+    /// Closed by the bench without a close frame.
+    pub closed_abrupt: u64,
+    /// Closed by the server (or failed while sending).
+    pub closed_by_server: u64,
+}
+
+/// Report of `wsctl bench mixed`.
+#[derive(Debug, Serialize)]
+pub struct MixedReport {
+    #[serde(flatten)]
+    meta: Meta,
+    /// Soak length, s.
+    pub duration_s: f64,
+    /// Connection slots.
+    pub connections: usize,
+    /// Rooms.
+    pub rooms: usize,
+    /// Rooms per connection.
+    pub rooms_per_conn: usize,
+    /// Target replacements per second.
+    pub churn_rate: f64,
+    /// Target publishes per second.
+    pub publish_rate: f64,
+    /// Publisher connections.
+    pub publishers: usize,
+    /// Connection churn.
+    pub churn: Churn,
+    /// Subscribes sent.
+    pub subscribes_sent: u64,
+    /// `subscribed` replies.
+    pub subscribed: u64,
+    /// `unsubscribed` replies.
+    pub unsubscribed: u64,
+    /// Pings sent.
+    pub pings: u64,
+    /// Pongs received.
+    pub pongs: u64,
+    /// Error replies to subscribers, by code.
+    pub errors: Failures,
+    /// Publishers.
+    pub publisher: PublisherReport,
+    /// Messages received by subscribers.
+    pub deliveries: u64,
+    /// Deliveries per second over the soak.
+    pub deliveries_per_s: f64,
+    /// Publish → delivery, ms.
+    pub delivery_latency_ms: LatencySummary,
+    /// Per-subscriber `seq` continuity (gaps, reorders and duplicates must be zero).
+    pub seq: SeqTotals,
+    /// Server memory over time (with --server-pid).
+    pub server: Option<ServerMemory>,
+}
+
+/// Runs the `mixed` scenario.
+pub async fn run(ctx: &Ctx, a: MixedArgs) -> anyhow::Result<MixedReport> {
+    if a.connections == 0 || a.rooms == 0 || a.duration_s <= 0.0 {
+        anyhow::bail!("mixed needs --connections, --rooms and --duration-s above zero");
+    }
+    let _ = connect::warmup(ctx).await;
+    let prefix = ctx.room("mixed");
+    let rooms: Arc<Vec<String>> = Arc::new((0..a.rooms).map(|r| format!("{prefix}:{r}")).collect());
+    let t0 = Instant::now();
+    let end = (t0 + Duration::from_secs_f64(a.duration_s)).min(ctx.deadline);
+    let plan = Arc::new(Plan {
+        rooms: rooms.clone(),
+        rooms_per_conn: a.rooms_per_conn.max(1),
+        end,
+        mean_life: (a.churn_rate > 0.0).then(|| Duration::from_secs_f64(a.connections as f64 / a.churn_rate)),
+        ping_every: (a.ping_s > 0.0).then(|| Duration::from_secs_f64(a.ping_s)),
+    });
+    let tot = Arc::new(Mutex::new(Totals::default()));
+    let live = Arc::new(AtomicU64::new(0));
+    let seed = stats::now_us();
+
+    // RSS sampler
+    let sampler = ctx.common.server_pid.map(|pid| {
+        let (live, every) = (live.clone(), Duration::from_millis(a.sample_ms.max(10)));
+        tokio::spawn(async move {
+            let mut v = Vec::new();
+            loop {
+                if let Some((rss, _)) = stats::proc_rss_kib(pid) {
+                    v.push(Sample {
+                        t_s: stats::round3(t0.elapsed().as_secs_f64()),
+                        rss_kib: rss,
+                        live: live.load(Relaxed),
+                    });
+                }
+                if Instant::now() >= end || v.len() >= 100_000 {
+                    return v;
+                }
+                tokio::time::sleep(
+                    every.min(end.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))),
+                )
+                .await;
+            }
+        })
+    });
+
+    // subscriber slots
+    let ramp = Duration::from_secs_f64(1.0 / a.connect_rate.max(0.001));
+    let mut slots = JoinSet::new();
+    for i in 0..a.connections {
+        slots.spawn(slot(
+            i,
+            t0 + ramp.mul_f64(i as f64),
+            ctx.target.clone(),
+            plan.clone(),
+            tot.clone(),
+            live.clone(),
+            seed,
+        ));
+    }
+
+    // publishers
+    let np = a.publishers.unwrap_or_else(|| (a.publish_rate / 50.0).ceil() as usize).max(1);
+    let mut pubs = JoinSet::new();
+    let mut pub_failures = Failures::default();
+    if a.publish_rate > 0.0 {
+        let every = Duration::from_secs_f64(np as f64 / a.publish_rate);
+        let count = (a.publish_rate * a.duration_s / np as f64).ceil() as u64 + 1;
+        for p in 0..np {
+            let ws = match client::open(&ctx.pub_target, a.connections + p).await {
+                Ok(o) => o.ws,
+                Err(e) => {
+                    pub_failures.add(format!("publisher_connect_{e}"));
+                    continue;
+                }
+            };
+            let plan = PubPlan {
+                rooms: rooms.clone(),
+                first: t0 + Duration::from_millis(100) + Duration::from_secs_f64(p as f64 / a.publish_rate),
+                every,
+                count,
+                end,
+                k_base: p as u64,
+                k_step: np as u64,
+                pad: "x".repeat(a.payload_bytes),
+            };
+            pubs.spawn(fanout::publish_loop(ws, plan, |_, _| {}));
+        }
+    }
+
+    let pb = Progress::new(ctx.progress(), (a.duration_s * 10.0) as u64, "soak");
+    let progress = {
+        let (pb, live, tot) = (pb.clone(), live.clone(), tot.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                pb.set((t0.elapsed().as_secs_f64() * 10.0) as u64);
+                let d = lock(&tot).deliveries;
+                pb.message(format!("{} live, {d} msgs", live.load(Relaxed)));
+            }
+        })
+    };
+    let mut pubstats = PubStats::default();
+    let _ = tokio::time::timeout_at((end + Duration::from_secs(15)).into(), async {
+        while slots.join_next().await.is_some() {}
+        while let Some(r) = pubs.join_next().await {
+            if let Ok(s) = r {
+                pubstats.merge(&s);
+            }
+        }
+    })
+    .await;
+    slots.abort_all();
+    pubs.abort_all();
+    progress.abort();
+    pb.finish();
+    pubstats.errors.merge(&pub_failures);
+    let elapsed = t0.elapsed().as_secs_f64();
+    let samples = match sampler {
+        Some(h) => h.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let server = ctx.common.server_pid.map(|pid| {
+        let half = elapsed / 2.0;
+        let pts: Vec<(f64, f64)> =
+            samples.iter().filter(|s| s.t_s >= half).map(|s| (s.t_s / 60.0, s.rss_kib as f64)).collect();
+        ServerMemory {
+            pid,
+            rss_start_kib: samples.first().map(|s| s.rss_kib),
+            rss_end_kib: samples.last().map(|s| s.rss_kib),
+            rss_max_kib: samples.iter().map(|s| s.rss_kib).max(),
+            rss_growth_kib_per_min_second_half: stats::slope(&pts).map(stats::round3),
+            samples,
+        }
+    });
+    let t = std::mem::take(&mut *lock(&tot));
+    Ok(MixedReport {
+        meta: ctx.meta.clone(),
+        duration_s: stats::round3(elapsed),
+        connections: a.connections,
+        rooms: a.rooms,
+        rooms_per_conn: a.rooms_per_conn,
+        churn_rate: a.churn_rate,
+        publish_rate: a.publish_rate,
+        publishers: np,
+        churn: Churn {
+            connects_ok: t.connects_ok,
+            connect_failures: t.connect_failures,
+            connect_ms: t.connect.summary(),
+            closed_graceful: t.closed_graceful,
+            closed_abrupt: t.closed_abrupt,
+            closed_by_server: t.closed_by_server,
+        },
+        subscribes_sent: t.subscribes_sent,
+        subscribed: t.subscribed,
+        unsubscribed: t.unsubscribes,
+        pings: t.pings,
+        pongs: t.pongs,
+        errors: t.errors,
+        publisher: PublisherReport::of(&pubstats),
+        deliveries: t.deliveries,
+        deliveries_per_s: if elapsed > 0.0 { (t.deliveries as f64 / elapsed).round() } else { 0.0 },
+        delivery_latency_ms: t.latency.summary(),
+        seq: t.seq,
+        server,
+    })
+}
+
+impl Summary for MixedReport {
+    fn table(&self, o: &mut String) {
+        report::header(o, &self.meta);
+        report::row(
+            o,
+            "soak",
+            format!(
+                "{} s, {} connection slots, {} rooms ({} per connection), churn {}/s, {} publishes/s over {} publisher(s)",
+                self.duration_s,
+                self.connections,
+                self.rooms,
+                self.rooms_per_conn,
+                self.churn_rate,
+                self.publish_rate,
+                self.publishers
+            ),
+        );
+        let c = &self.churn;
+        report::row(
+            o,
+            "connections",
+            format!(
+                "{} opened, {} failed; closed {} gracefully, {} abruptly, {} by the server",
+                c.connects_ok,
+                c.connect_failures.total(),
+                c.closed_graceful,
+                c.closed_abrupt,
+                c.closed_by_server
+            ),
+        );
+        report::row(o, "connect ms", report::lat(&c.connect_ms));
+        report::row(
+            o,
+            "requests",
+            format!(
+                "{} subscribes ({} acked), {} unsubscribed, {} pings ({} pongs), {} errors",
+                self.subscribes_sent,
+                self.subscribed,
+                self.unsubscribed,
+                self.pings,
+                self.pongs,
+                self.errors.total()
+            ),
+        );
+        let p = &self.publisher;
+        report::row(
+            o,
+            "publishes",
+            format!(
+                "{} sent, {} acked (server says {} delivered), {} errors; ack {}",
+                p.sent,
+                p.acked,
+                p.server_delivered,
+                p.errors.total(),
+                report::lat(&p.ack_ms)
+            ),
+        );
+        report::row(o, "deliveries", format!("{} ({}/s)", self.deliveries, self.deliveries_per_s));
+        report::row(o, "delivery ms", report::lat(&self.delivery_latency_ms));
+        let s = &self.seq;
+        report::row(
+            o,
+            "seq",
+            format!(
+                "in order {}, gaps {} ({} missing), reordered {}, duplicates {}, early {}; {} subscribers affected",
+                s.in_order, s.gaps, s.missing, s.reordered, s.duplicates, s.early, s.subscribers_with_anomalies
+            ),
+        );
+        if let Some(m) = &self.server {
+            let f = |x: Option<u64>| x.map_or("-".to_string(), |v| v.to_string());
+            report::row(
+                o,
+                "server rss",
+                format!(
+                    "start {} KiB, end {} KiB, max {} KiB; second-half slope {} KiB/min ({} samples)",
+                    f(m.rss_start_kib),
+                    f(m.rss_end_kib),
+                    f(m.rss_max_kib),
+                    m.rss_growth_kib_per_min_second_half.map_or("-".into(), |v| v.to_string()),
+                    m.samples.len()
+                ),
+            );
+        }
+        if !self.errors.0.is_empty() {
+            report::row(o, "errors", serde_json::to_string(&self.errors).unwrap_or_default());
+        }
+        if !c.connect_failures.0.is_empty() {
+            report::row(o, "conn failures", serde_json::to_string(&c.connect_failures).unwrap_or_default());
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        let s = &self.seq;
+        if s.gaps + s.reordered + s.duplicates > 0 {
+            v.push(format!(
+                "seq anomalies: {} gaps ({} missing), {} reordered, {} duplicates at {} subscribers",
+                s.gaps, s.missing, s.reordered, s.duplicates, s.subscribers_with_anomalies
+            ));
+        }
+        if self.churn.connect_failures.total() > 0 {
+            v.push(format!(
+                "{} connection failures: {}",
+                self.churn.connect_failures.total(),
+                serde_json::to_string(&self.churn.connect_failures).unwrap_or_default()
+            ));
+        }
+        if self.churn.closed_by_server > 0 {
+            v.push(format!("{} connections closed by the server", self.churn.closed_by_server));
+        }
+        if self.errors.total() > 0 {
+            v.push(format!("error replies: {}", serde_json::to_string(&self.errors).unwrap_or_default()));
+        }
+        if self.publisher.errors.total() > 0 {
+            v.push(format!("publish errors: {}", serde_json::to_string(&self.publisher.errors).unwrap_or_default()));
+        }
+        if self.publish_rate > 0.0 && self.deliveries == 0 {
+            v.push("no deliveries at all".into());
+        }
+        v
+    }
+}
