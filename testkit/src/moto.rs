@@ -75,6 +75,18 @@ impl MotoServer {
         Ok(MotoServer { service })
     }
 
+    /// One server for the whole test binary, started on first use and killed when the
+    /// binary exits (moto takes about a second to start; this pays it once). Tests that
+    /// share it must use their own resource names (tables, stacks, buckets) and must not
+    /// [`MotoServer::reset`] it; fault tests need their own server.
+    ///
+    /// # Panics
+    /// If the server cannot be started.
+    pub fn shared() -> &'static MotoServer {
+        static SHARED: std::sync::OnceLock<MotoServer> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| MotoServer::start().unwrap_or_else(|e| panic!("start the shared moto_server: {e}")))
+    }
+
     /// `http://127.0.0.1:PORT`, the endpoint URL for every AWS SDK client.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.service.port)

@@ -80,6 +80,17 @@ impl RedisServer {
         Ok(RedisServer { service })
     }
 
+    /// One server for the whole test binary, started on first use and killed when the
+    /// binary exits. Tests that share it must keep to their own keys (e.g. a unique room
+    /// or connection id per test); fault tests ([`RedisServer::stop`]) need their own.
+    ///
+    /// # Panics
+    /// If the server cannot be started.
+    pub fn shared() -> &'static RedisServer {
+        static SHARED: std::sync::OnceLock<RedisServer> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| RedisServer::start().unwrap_or_else(|e| panic!("start the shared redis-server: {e}")))
+    }
+
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.service.port)

@@ -203,3 +203,14 @@ fn a_leaked_service_dies_with_the_test_process() {
     wait_for(Duration::from_secs(5), || !process_alive(pid))
         .unwrap_or_else(|_| panic!("redis-server {pid} outlived the test process"));
 }
+
+#[test]
+fn shared_servers_are_started_once() {
+    let a = RedisServer::shared();
+    let b = RedisServer::shared();
+    assert_eq!(a.port(), b.port());
+    a.ping().unwrap();
+    let m = MotoServer::shared();
+    assert_eq!(m.port(), MotoServer::shared().port());
+    assert_eq!(m.request("GET", "/moto-api/", &[], b"").unwrap().status, 200);
+}
