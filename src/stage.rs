@@ -61,8 +61,12 @@ pub struct Stage {
 pub enum Arch {
     /// AWS Graviton (cheaper, the default).
     #[default]
+    #[serde(rename = "arm64")]
+    #[value(name = "arm64")]
     Arm64,
     /// Intel/AMD.
+    #[serde(rename = "x86_64")]
+    #[value(name = "x86_64")]
     X86_64,
 }
 
@@ -280,12 +284,7 @@ pub struct RolloutSettings {
 
 impl Default for RolloutSettings {
     fn default() -> Self {
-        Self {
-            strategy: RolloutStrategy::AllAtOnce,
-            canary_percent: 10,
-            bake_minutes: 5,
-            error_threshold: 1,
-        }
+        Self { strategy: RolloutStrategy::AllAtOnce, canary_percent: 10, bake_minutes: 5, error_threshold: 1 }
     }
 }
 
@@ -304,10 +303,8 @@ pub enum StageError {
 }
 
 /// Log retention values CloudWatch Logs accepts.
-pub const LOG_RETENTION_DAYS: [u32; 22] = [
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
-    3288, 3653,
-];
+pub const LOG_RETENTION_DAYS: [u32; 22] =
+    [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
 
 impl Stage {
     /// Loads and validates `dir/NAME.yaml`.
@@ -332,10 +329,7 @@ impl Stage {
         let invalid = |message: String| StageError::Invalid { path: path.to_owned(), message };
         let mut stage: Stage = serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         stage.name = name.to_owned();
-        stage
-            .limits
-            .validate()
-            .map_err(|(key, why)| invalid(format!("limits.{key}: {why}")))?;
+        stage.limits.validate().map_err(|(key, why)| invalid(format!("limits.{key}: {why}")))?;
         stage.validate().map_err(|(key, why)| invalid(format!("{key}: {why}")))?;
         Ok(stage)
     }
@@ -416,7 +410,10 @@ impl Stage {
             return bad("redis.engine", format!("'{}' must be `redis` or `valkey`", r.engine));
         }
         if !r.node_type.starts_with("cache.") {
-            return bad("redis.node_type", format!("'{}' must be an ElastiCache node type such as cache.t4g.small", r.node_type));
+            return bad(
+                "redis.node_type",
+                format!("'{}' must be an ElastiCache node type such as cache.t4g.small", r.node_type),
+            );
         }
         if !(1..=500).contains(&r.shards) {
             return bad("redis.shards", format!("{} must be within 1..=500", r.shards));
@@ -428,17 +425,26 @@ impl Stage {
             return bad("redis.auth_token", "needs `redis.tls: true` (ElastiCache sends AUTH only over TLS)".into());
         }
         if r.snapshot_retention_days > 35 {
-            return bad("redis.snapshot_retention_days", format!("{} must be within 0..=35", r.snapshot_retention_days));
+            return bad(
+                "redis.snapshot_retention_days",
+                format!("{} must be within 0..=35", r.snapshot_retention_days),
+            );
         }
         match (r.mode, &r.url) {
             (RedisMode::Existing, None) => {
-                return bad("redis.url", "is required with `redis.mode: existing` (redis://host:6379 or rediss://…)".into())
+                return bad(
+                    "redis.url",
+                    "is required with `redis.mode: existing` (redis://host:6379 or rediss://…)".into(),
+                )
             }
             (RedisMode::Existing, Some(url)) if !(url.starts_with("redis://") || url.starts_with("rediss://")) => {
                 return bad("redis.url", format!("'{url}' must start with redis:// or rediss://"))
             }
             (RedisMode::Create, Some(_)) => {
-                return bad("redis.url", "is only allowed with `redis.mode: existing`; remove it or set the mode".into())
+                return bad(
+                    "redis.url",
+                    "is only allowed with `redis.mode: existing`; remove it or set the mode".into(),
+                )
             }
             _ => {}
         }
@@ -460,7 +466,10 @@ impl Stage {
                     return bad("network.vpc_id", "is required with `network.mode: existing` (vpc-…)".into());
                 }
                 if n.subnet_ids.len() < 2 || !n.subnet_ids.iter().all(|s| s.starts_with("subnet-")) {
-                    return bad("network.subnet_ids", "needs at least two private subnet ids (subnet-…) in different AZs".into());
+                    return bad(
+                        "network.subnet_ids",
+                        "needs at least two private subnet ids (subnet-…) in different AZs".into(),
+                    );
                 }
                 if !n.security_group_id.as_deref().is_some_and(|v| v.starts_with("sg-")) {
                     return bad("network.security_group_id", "is required with `network.mode: existing` (sg-…)".into());

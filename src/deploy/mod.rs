@@ -1,8 +1,42 @@
-//! Deployer: templates, build, deploy/plan/status/destroy. (Being built: issue 3.)
+//! Deployer: templates, build, deploy/plan/status/destroy.
+//!
+//! A stage is three CloudFormation stacks: the per-account/region bootstrap stack
+//! (artifact bucket, API Gateway CloudWatch role), the stage's long-lived data stack (VPC,
+//! Redis, tables) and its app stack (functions, API). See `docs/deploy.md`.
+//!
+//! Exit codes: 0 success (including "no changes"); 1 failure, refusal or declined
+//! confirmation; 2 from `plan` when there are changes.
+
+mod artifacts;
+mod builder;
+mod canary;
+mod cfn_yaml;
+mod clients;
+mod destroy;
+mod elf;
+mod engine;
+mod events;
+mod functions;
+mod manifest;
+mod package;
+mod render;
+mod stacks;
+mod status;
+mod ui;
+mod wiring;
 
 use crate::cli::Global;
+use crate::output::{print_json, EXIT_CHANGES, EXIT_FAILURE, EXIT_OK};
+use crate::stage::{Arch, Stage};
+use anyhow::Context;
 use clap::Args;
+use engine::{Ctx, Mode, Timing};
+use manifest::Manifest;
+use render::{AppInputs, StackKind};
+use serde_json::json;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use ui::Ui;
 
 /// `wsctl template`
 #[derive(Debug, Args)]
@@ -10,24 +44,59 @@ pub struct TemplateArgs {
     /// Stage name (stages/NAME.yaml).
     #[arg(long)]
     pub stage: String,
+    /// Which stack's template to print.
+    #[arg(long, value_enum, default_value_t = StackKind::App)]
+    pub stack: StackKind,
+    /// Build manifest whose artifacts name the Lambda versions (default: none).
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
 }
+
 /// `wsctl build`
 #[derive(Debug, Args)]
-pub struct BuildArgs {}
+pub struct BuildArgs {
+    /// Lambda architecture (default: arm64).
+    #[arg(long, value_enum, default_value_t = Arch::Arm64)]
+    pub arch: Arch,
+    /// Directory for the zips and manifest.json.
+    #[arg(long, default_value = "dist")]
+    pub out: PathBuf,
+    /// Cargo workspace holding the handlers package.
+    #[arg(long, default_value = ".")]
+    pub workspace: PathBuf,
+    /// Cargo package with one binary per function.
+    #[arg(long, default_value = "wsctl-handlers")]
+    pub package: String,
+}
+
 /// `wsctl deploy`
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     /// Stage name (stages/NAME.yaml).
     #[arg(long)]
     pub stage: String,
+    /// Apply without asking (required when no terminal is attached).
+    #[arg(long)]
+    pub yes: bool,
+    /// Deploy exactly the artifacts of an earlier `wsctl build` (default: build now into dist/).
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Give up waiting on one stack operation after this many minutes.
+    #[arg(long, default_value_t = 90)]
+    pub timeout_minutes: u64,
 }
+
 /// `wsctl plan`
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// Stage name (stages/NAME.yaml).
     #[arg(long)]
     pub stage: String,
+    /// Plan with the artifacts of an earlier `wsctl build` (default: build now into dist/).
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
 }
+
 /// `wsctl status`
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -35,32 +104,193 @@ pub struct StatusArgs {
     #[arg(long)]
     pub stage: String,
 }
+
 /// `wsctl destroy`
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
     /// Stage name (stages/NAME.yaml).
     #[arg(long)]
     pub stage: String,
+    /// Delete without asking (required when no terminal is attached).
+    #[arg(long)]
+    pub yes: bool,
+    /// Allow destroying a protected stage (and lift the data stack's termination protection).
+    #[arg(long)]
+    pub force: bool,
+    /// Delete only the app stack; keep the VPC, Redis and tables.
+    #[arg(long)]
+    pub keep_data: bool,
+    /// Give up waiting on one stack deletion after this many minutes.
+    #[arg(long, default_value_t = 90)]
+    pub timeout_minutes: u64,
 }
 
-fn not_yet() -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this command is not built yet")
+fn load_stage(global: &Global, name: &str) -> anyhow::Result<Stage> {
+    Ok(Stage::load(&global.stages_dir, name)?)
 }
-pub async fn template(_: &Global, _: TemplateArgs) -> anyhow::Result<ExitCode> {
-    not_yet()
+
+fn exit(code: u8) -> anyhow::Result<ExitCode> {
+    Ok(ExitCode::from(code))
 }
-pub async fn build(_: &Global, _: BuildArgs) -> anyhow::Result<ExitCode> {
-    not_yet()
+
+/// `wsctl template --stage S [--stack bootstrap|data|app]`: prints a rendered template.
+pub async fn template(global: &Global, args: TemplateArgs) -> anyhow::Result<ExitCode> {
+    let stage = load_stage(global, &args.stage)?;
+    let manifest = args.manifest.as_deref().map(Manifest::load).transpose()?;
+    let rendered = match args.stack {
+        StackKind::Bootstrap => render::render_bootstrap()?,
+        StackKind::Data => render::render_data(&stage)?,
+        StackKind::App => {
+            render::render_app(&stage, &AppInputs { wiring: None, artifact_bucket: None, manifest: manifest.as_ref() })?
+        }
+    };
+    if Ui::detect(global.output).json() {
+        print_json(&json!({
+            "stage": stage.name,
+            "stack": rendered.kind,
+            "stackName": rendered.stack_name,
+            "parameters": rendered.parameters,
+            "tags": rendered.tags,
+            "bytes": rendered.body.len(),
+            "template": rendered.body,
+        }))?;
+    } else {
+        print!("{}", rendered.body);
+    }
+    exit(EXIT_OK)
 }
-pub async fn deploy(_: &Global, _: DeployArgs) -> anyhow::Result<ExitCode> {
-    not_yet()
+
+/// `wsctl build`: cross-compiles, zips and writes the manifest.
+pub async fn build(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let ui = Ui::detect(global.output);
+    let plan =
+        builder::BuildPlan { arch: args.arch, out_dir: args.out, workspace: args.workspace, package: args.package };
+    let result =
+        tokio::task::spawn_blocking(move || builder::build(&plan)).await.context("the build task panicked")??;
+    if ui.json() {
+        print_json(&result)?;
+    } else {
+        for (name, a) in &result.manifest.functions {
+            println!("{name:<11} {}  {:>9} bytes  {}", a.sha256, a.size, a.file);
+        }
+        println!(
+            "manifest: {} ({}, glibc <= {})",
+            result.manifest_path.display(),
+            result.manifest.target,
+            result.glibc.as_deref().unwrap_or("none")
+        );
+    }
+    exit(EXIT_OK)
 }
-pub async fn plan(_: &Global, _: PlanArgs) -> anyhow::Result<ExitCode> {
-    not_yet()
+
+/// The manifest to deploy: the given one, or a fresh build for the stage's architecture.
+async fn manifest_for(stage: &Stage, given: Option<PathBuf>, ui: &Ui) -> anyhow::Result<(PathBuf, Manifest)> {
+    if let Some(path) = given {
+        let manifest = Manifest::load(&path)?;
+        return Ok((path, manifest));
+    }
+    ui.note(format!(
+        "building the handlers for {} (pass --manifest to deploy an earlier build)",
+        stage.lambda.architecture.lambda_name()
+    ));
+    let plan = builder::BuildPlan {
+        arch: stage.lambda.architecture,
+        out_dir: PathBuf::from("dist"),
+        workspace: PathBuf::from("."),
+        package: "wsctl-handlers".into(),
+    };
+    let result =
+        tokio::task::spawn_blocking(move || builder::build(&plan)).await.context("the build task panicked")??;
+    Ok((result.manifest_path, result.manifest))
 }
-pub async fn status(_: &Global, _: StatusArgs) -> anyhow::Result<ExitCode> {
-    not_yet()
+
+async fn run(
+    global: &Global,
+    stage_name: &str,
+    manifest: Option<PathBuf>,
+    mode: Mode,
+    timeout_minutes: u64,
+) -> anyhow::Result<engine::StageReport> {
+    let stage = load_stage(global, stage_name)?;
+    let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
+    let expected = stage.require_account().map_err(anyhow::Error::msg)?.to_owned();
+    let ui = Ui::detect(global.output);
+    let (manifest_path, manifest) = manifest_for(&stage, manifest, &ui).await?;
+    let clients = clients::Clients::new(global, &region).await;
+    let account = clients.guard_account(&expected, &stage.name).await?;
+    let mut ctx = Ctx { clients: &clients, ui, timing: Timing::from_env(timeout_minutes), bucket: None };
+    engine::run_stage(&mut ctx, &stage, &account, &manifest_path, &manifest, mode).await
 }
-pub async fn destroy(_: &Global, _: DestroyArgs) -> anyhow::Result<ExitCode> {
-    not_yet()
+
+/// `wsctl deploy --stage S`.
+pub async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitCode> {
+    let ui = Ui::detect(global.output);
+    let report = run(global, &args.stage, args.manifest, Mode::Apply { yes: args.yes }, args.timeout_minutes).await?;
+    if ui.json() {
+        print_json(&report)?;
+    } else if report.ok {
+        for (k, v) in &report.outputs {
+            println!("{k} = {v}");
+        }
+        let changed = report.stacks.iter().any(|s| s.has_changes());
+        println!("stage {}: {}", report.stage, if changed { "deployed" } else { "no changes" });
+    } else {
+        println!("stage {}: deploy did not complete", report.stage);
+    }
+    exit(if report.ok { EXIT_OK } else { EXIT_FAILURE })
+}
+
+/// `wsctl plan --stage S`: exit 0 without changes, 2 with changes.
+pub async fn plan(global: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
+    let ui = Ui::detect(global.output);
+    let report = run(global, &args.stage, args.manifest, Mode::Plan, 90).await?;
+    let changes = report.stacks.iter().any(|s| s.has_changes()) || report.artifacts.iter().any(|a| a.uploaded);
+    if ui.json() {
+        print_json(&json!({ "changes": changes, "plan": report }))?;
+    } else {
+        println!("stage {}: {}", report.stage, if changes { "changes pending" } else { "no changes" });
+    }
+    exit(if !report.ok {
+        EXIT_FAILURE
+    } else if changes {
+        EXIT_CHANGES
+    } else {
+        EXIT_OK
+    })
+}
+
+/// `wsctl status --stage S`.
+pub async fn status(global: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let stage = load_stage(global, &args.stage)?;
+    let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
+    let clients = clients::Clients::new(global, &region).await;
+    let report = status::gather(&clients, &stage).await?;
+    if Ui::detect(global.output).json() {
+        print_json(&report)?;
+    } else {
+        status::print_text(&report);
+    }
+    exit(EXIT_OK)
+}
+
+/// `wsctl destroy --stage S`.
+pub async fn destroy(global: &Global, args: DestroyArgs) -> anyhow::Result<ExitCode> {
+    let stage = load_stage(global, &args.stage)?;
+    let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
+    let expected = stage.require_account().map_err(anyhow::Error::msg)?.to_owned();
+    let ui = Ui::detect(global.output);
+    let clients = clients::Clients::new(global, &region).await;
+    clients.guard_account(&expected, &stage.name).await?;
+    let report = destroy::destroy(
+        &clients,
+        &ui,
+        Timing::from_env(args.timeout_minutes),
+        &stage,
+        destroy::DestroyOptions { yes: args.yes, force: args.force, keep_data: args.keep_data },
+    )
+    .await?;
+    if ui.json() {
+        print_json(&report)?;
+    }
+    exit(if report.ok { EXIT_OK } else { EXIT_FAILURE })
 }

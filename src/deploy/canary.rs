@@ -1,0 +1,215 @@
+//! Canary rollout on the `live` aliases, done by CloudFormation and CodeDeploy.
+//!
+//! With `rollout.strategy: canary`, every alias gets a `CodeDeployLambdaAliasUpdate`
+//! update policy: when a deploy publishes a new version, CodeDeploy moves
+//! `canary_percent` of the alias's traffic to it, waits `bake_minutes` while watching the
+//! alias's error alarm, then shifts the rest, or rolls the alias back by itself when the
+//! alarm fires. The stack update only completes once the shift has, so `wsctl deploy`
+//! reports the outcome.
+
+use super::cfn_yaml::{cfn_getatt, cfn_ref, cfn_sub, CfnYamlError, Template};
+use super::functions::FUNCTIONS;
+use crate::stage::RolloutSettings;
+use serde_yaml::{Mapping, Value};
+
+fn map(entries: Vec<(&str, Value)>) -> Value {
+    let mut m = Mapping::new();
+    for (k, v) in entries {
+        m.insert(Value::from(k), v);
+    }
+    Value::Mapping(m)
+}
+
+fn seq(items: Vec<Value>) -> Value {
+    Value::Sequence(items)
+}
+
+/// Adds the CodeDeploy application, role, deployment config, and per function an error
+/// alarm, a deployment group and the alias update policy.
+pub fn add_canary(template: &mut Template, rollout: &RolloutSettings) -> Result<(), CfnYamlError> {
+    template.insert_resource(
+        "CodeDeployApplication",
+        map(vec![
+            ("Type", "AWS::CodeDeploy::Application".into()),
+            ("Properties", map(vec![("ComputePlatform", "Lambda".into())])),
+        ]),
+    );
+    template.insert_resource(
+        "CanaryDeploymentConfig",
+        map(vec![
+            ("Type", "AWS::CodeDeploy::DeploymentConfig".into()),
+            (
+                "Properties",
+                map(vec![
+                    ("ComputePlatform", "Lambda".into()),
+                    (
+                        "TrafficRoutingConfig",
+                        map(vec![
+                            ("Type", "TimeBasedCanary".into()),
+                            (
+                                "TimeBasedCanary",
+                                map(vec![
+                                    ("CanaryPercentage", Value::from(rollout.canary_percent)),
+                                    ("CanaryInterval", Value::from(rollout.bake_minutes)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    );
+
+    let alias_arns: Vec<Value> =
+        FUNCTIONS.iter().map(|f| cfn_sub(&format!("${{{}Function.Arn}}:live", f.logical))).collect();
+    let function_arns: Vec<Value> =
+        FUNCTIONS.iter().map(|f| cfn_getatt(&format!("{}Function", f.logical), "Arn")).collect();
+    let alarm_arns: Vec<Value> =
+        FUNCTIONS.iter().map(|f| cfn_getatt(&format!("{}ErrorsAlarm", f.logical), "Arn")).collect();
+    let mut lambda_resources = alias_arns;
+    lambda_resources.extend(function_arns);
+    template.insert_resource(
+        "CodeDeployRole",
+        map(vec![
+            ("Type", "AWS::IAM::Role".into()),
+            (
+                "Properties",
+                map(vec![
+                    ("Description", "CodeDeploy shifts the live aliases (wsctl canary)".into()),
+                    (
+                        "AssumeRolePolicyDocument",
+                        map(vec![
+                            ("Version", "2012-10-17".into()),
+                            (
+                                "Statement",
+                                seq(vec![map(vec![
+                                    ("Effect", "Allow".into()),
+                                    ("Principal", map(vec![("Service", "codedeploy.amazonaws.com".into())])),
+                                    ("Action", "sts:AssumeRole".into()),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        "Policies",
+                        seq(vec![map(vec![
+                            ("PolicyName", "shift-live-aliases".into()),
+                            (
+                                "PolicyDocument",
+                                map(vec![
+                                    ("Version", "2012-10-17".into()),
+                                    (
+                                        "Statement",
+                                        seq(vec![
+                                            map(vec![
+                                                ("Effect", "Allow".into()),
+                                                (
+                                                    "Action",
+                                                    seq(vec![
+                                                        "lambda:GetAlias".into(),
+                                                        "lambda:UpdateAlias".into(),
+                                                        "lambda:GetFunction".into(),
+                                                        "lambda:GetProvisionedConcurrencyConfig".into(),
+                                                    ]),
+                                                ),
+                                                ("Resource", seq(lambda_resources)),
+                                            ]),
+                                            map(vec![
+                                                ("Effect", "Allow".into()),
+                                                ("Action", "cloudwatch:DescribeAlarms".into()),
+                                                ("Resource", seq(alarm_arns)),
+                                            ]),
+                                        ]),
+                                    ),
+                                ]),
+                            ),
+                        ])]),
+                    ),
+                ]),
+            ),
+        ]),
+    );
+
+    for f in FUNCTIONS {
+        let alarm = format!("{}ErrorsAlarm", f.logical);
+        let group = format!("{}DeploymentGroup", f.logical);
+        let function = format!("{}Function", f.logical);
+        template.insert_resource(
+            &alarm,
+            map(vec![
+                ("Type", "AWS::CloudWatch::Alarm".into()),
+                (
+                    "Properties",
+                    map(vec![
+                        ("AlarmDescription", format!("wsctl canary: errors of the {} live alias", f.name).into()),
+                        ("Namespace", "AWS/Lambda".into()),
+                        ("MetricName", "Errors".into()),
+                        (
+                            "Dimensions",
+                            seq(vec![
+                                map(vec![("Name", "FunctionName".into()), ("Value", cfn_ref(&function))]),
+                                map(vec![
+                                    ("Name", "Resource".into()),
+                                    ("Value", cfn_sub(&format!("${{{function}}}:live"))),
+                                ]),
+                            ]),
+                        ),
+                        ("Statistic", "Sum".into()),
+                        ("Period", Value::from(60)),
+                        ("EvaluationPeriods", Value::from(1)),
+                        ("Threshold", Value::from(rollout.error_threshold)),
+                        ("ComparisonOperator", "GreaterThanOrEqualToThreshold".into()),
+                        ("TreatMissingData", "notBreaching".into()),
+                    ]),
+                ),
+            ]),
+        );
+        template.insert_resource(
+            &group,
+            map(vec![
+                ("Type", "AWS::CodeDeploy::DeploymentGroup".into()),
+                (
+                    "Properties",
+                    map(vec![
+                        ("ApplicationName", cfn_ref("CodeDeployApplication")),
+                        ("ServiceRoleArn", cfn_getatt("CodeDeployRole", "Arn")),
+                        ("DeploymentConfigName", cfn_ref("CanaryDeploymentConfig")),
+                        (
+                            "DeploymentStyle",
+                            map(vec![
+                                ("DeploymentType", "BLUE_GREEN".into()),
+                                ("DeploymentOption", "WITH_TRAFFIC_CONTROL".into()),
+                            ]),
+                        ),
+                        (
+                            "AlarmConfiguration",
+                            map(vec![
+                                ("Enabled", Value::from(true)),
+                                ("Alarms", seq(vec![map(vec![("Name", cfn_ref(&alarm))])])),
+                            ]),
+                        ),
+                        (
+                            "AutoRollbackConfiguration",
+                            map(vec![
+                                ("Enabled", Value::from(true)),
+                                ("Events", seq(vec!["DEPLOYMENT_FAILURE".into(), "DEPLOYMENT_STOP_ON_ALARM".into()])),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ]),
+        );
+        template.set_attribute(
+            &format!("{}Alias", f.logical),
+            "UpdatePolicy",
+            map(vec![(
+                "CodeDeployLambdaAliasUpdate",
+                map(vec![
+                    ("ApplicationName", cfn_ref("CodeDeployApplication")),
+                    ("DeploymentGroupName", cfn_ref(&group)),
+                ]),
+            )]),
+        )?;
+    }
+    Ok(())
+}

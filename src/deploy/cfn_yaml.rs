@@ -1,0 +1,262 @@
+//! Structured edits of a CloudFormation template held as a YAML tree.
+//!
+//! Templates are parsed into `serde_yaml::Value` (short-form intrinsics such as `!Ref` stay
+//! tagged values), edited as data, and serialized again: stage values never enter a
+//! template by string pasting.
+
+use serde_yaml::value::{Tag, TaggedValue};
+use serde_yaml::{Mapping, Value};
+use sha2::{Digest, Sha256};
+
+/// A template that could not be parsed or edited.
+#[derive(Debug, thiserror::Error)]
+pub enum CfnYamlError {
+    /// The embedded template is not valid YAML.
+    #[error("template {name} is not valid YAML: {source}")]
+    Parse { name: &'static str, source: serde_yaml::Error },
+    /// A resource the renderer expects is missing from the template.
+    #[error("template has no resource {0}")]
+    MissingResource(String),
+    /// Serializing the edited tree failed.
+    #[error("cannot serialize the template: {0}")]
+    Serialize(#[from] serde_yaml::Error),
+}
+
+/// A parsed template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    root: Value,
+}
+
+impl Template {
+    /// Parses an embedded template; `name` is only used in errors.
+    pub fn parse(name: &'static str, text: &str) -> Result<Template, CfnYamlError> {
+        let root = serde_yaml::from_str(text).map_err(|source| CfnYamlError::Parse { name, source })?;
+        Ok(Template { root })
+    }
+
+    /// The `Resources` mapping.
+    pub fn resources(&self) -> Option<&Mapping> {
+        self.root.get("Resources")?.as_mapping()
+    }
+
+    fn resources_mut(&mut self) -> &mut Mapping {
+        let root = self.root.as_mapping_mut().expect("a template is a mapping");
+        root.entry(Value::from("Resources"))
+            .or_insert_with(|| Value::Mapping(Mapping::new()))
+            .as_mapping_mut()
+            .expect("Resources is a mapping")
+    }
+
+    /// One resource by logical id.
+    pub fn resource(&self, id: &str) -> Option<&Value> {
+        self.resources()?.get(id)
+    }
+
+    /// Mutable access to one resource.
+    pub fn resource_mut(&mut self, id: &str) -> Result<&mut Mapping, CfnYamlError> {
+        self.resources_mut()
+            .get_mut(id)
+            .and_then(Value::as_mapping_mut)
+            .ok_or_else(|| CfnYamlError::MissingResource(id.to_owned()))
+    }
+
+    /// Adds (or replaces) a resource.
+    pub fn insert_resource(&mut self, id: &str, body: Value) {
+        self.resources_mut().insert(Value::from(id), body);
+    }
+
+    /// Sets a resource attribute such as `DeletionPolicy` or `UpdatePolicy`.
+    pub fn set_attribute(&mut self, id: &str, attribute: &str, value: Value) -> Result<(), CfnYamlError> {
+        self.resource_mut(id)?.insert(Value::from(attribute), value);
+        Ok(())
+    }
+
+    /// Logical ids of the resources of the given type, in template order.
+    pub fn ids_of_type(&self, resource_type: &str) -> Vec<String> {
+        self.resources()
+            .into_iter()
+            .flatten()
+            .filter(|(_, body)| body.get("Type").and_then(Value::as_str) == Some(resource_type))
+            .filter_map(|(id, _)| id.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Renames a resource and every reference to it (`Ref`, `GetAtt`, `DependsOn`,
+    /// `${Id}` / `${Id.Attr}` inside `Sub`).
+    pub fn rename_resource(&mut self, old: &str, new: &str) -> Result<(), CfnYamlError> {
+        let resources = self.resources_mut();
+        if !resources.contains_key(old) {
+            return Err(CfnYamlError::MissingResource(old.to_owned()));
+        }
+        // Rebuild the mapping so the renamed resource keeps its place in the template.
+        let renamed: Mapping = std::mem::take(resources)
+            .into_iter()
+            .map(|(k, v)| if k.as_str() == Some(old) { (Value::from(new), v) } else { (k, v) })
+            .collect();
+        *resources = renamed;
+        rewrite_references(&mut self.root, old, new);
+        Ok(())
+    }
+
+    /// SHA-256 (hex) of the canonical serialization of the given resources.
+    pub fn hash_resources(&self, ids: &[String]) -> Result<String, CfnYamlError> {
+        let mut hasher = Sha256::new();
+        for id in ids {
+            let body = self.resource(id).ok_or_else(|| CfnYamlError::MissingResource(id.clone()))?;
+            hasher.update(id.as_bytes());
+            hasher.update(serde_yaml::to_string(body)?.as_bytes());
+        }
+        Ok(hex(&hasher.finalize()))
+    }
+
+    /// The template as YAML text.
+    pub fn to_yaml(&self) -> Result<String, CfnYamlError> {
+        Ok(serde_yaml::to_string(&self.root)?)
+    }
+}
+
+fn rewrite_references(value: &mut Value, old: &str, new: &str) {
+    match value {
+        Value::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            match (tag.as_str(), &mut tagged.value) {
+                ("!Ref", Value::String(s)) if s == old => *s = new.to_owned(),
+                ("!GetAtt", Value::String(s)) => rename_getatt_string(s, old, new),
+                ("!Sub", Value::String(s)) => *s = rename_in_sub(s, old, new),
+                ("!Sub", Value::Sequence(seq)) => {
+                    if let Some(Value::String(s)) = seq.first_mut() {
+                        *s = rename_in_sub(s, old, new);
+                    }
+                    for v in seq.iter_mut().skip(1) {
+                        rewrite_references(v, old, new);
+                    }
+                }
+                _ => rewrite_references(&mut tagged.value, old, new),
+            }
+            if tag == "!GetAtt" {
+                if let Value::Sequence(seq) = &mut tagged.value {
+                    if let Some(Value::String(s)) = seq.first_mut() {
+                        if s == old {
+                            *s = new.to_owned();
+                        }
+                    }
+                }
+            }
+        }
+        Value::Mapping(map) => {
+            for (key, v) in map.iter_mut() {
+                match key.as_str() {
+                    Some("Ref") => {
+                        if v.as_str() == Some(old) {
+                            *v = Value::from(new);
+                        }
+                    }
+                    Some("DependsOn") => match v {
+                        Value::String(s) if s == old => *s = new.to_owned(),
+                        Value::Sequence(seq) => {
+                            for item in seq {
+                                if item.as_str() == Some(old) {
+                                    *item = Value::from(new);
+                                }
+                            }
+                        }
+                        _ => {}
+                    },
+                    Some("Fn::GetAtt") => {
+                        if let Value::Sequence(seq) = v {
+                            if let Some(first) = seq.first_mut() {
+                                if first.as_str() == Some(old) {
+                                    *first = Value::from(new);
+                                }
+                            }
+                        }
+                    }
+                    Some("Fn::Sub") => match v {
+                        Value::String(s) => *s = rename_in_sub(s, old, new),
+                        Value::Sequence(seq) => {
+                            if let Some(Value::String(s)) = seq.first_mut() {
+                                *s = rename_in_sub(s, old, new);
+                            }
+                        }
+                        _ => {}
+                    },
+                    _ => rewrite_references(v, old, new),
+                }
+            }
+        }
+        Value::Sequence(seq) => {
+            for v in seq {
+                rewrite_references(v, old, new);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn rename_getatt_string(s: &mut String, old: &str, new: &str) {
+    if let Some(rest) = s.strip_prefix(old).and_then(|r| r.strip_prefix('.')) {
+        *s = format!("{new}.{rest}");
+    }
+}
+
+fn rename_in_sub(s: &str, old: &str, new: &str) -> String {
+    s.replace(&format!("${{{old}}}"), &format!("${{{new}}}")).replace(&format!("${{{old}."), &format!("${{{new}."))
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A short-form intrinsic such as `!Ref X`.
+pub fn tagged(tag: &str, value: Value) -> Value {
+    Value::Tagged(Box::new(TaggedValue { tag: Tag::new(tag), value }))
+}
+
+/// `!Ref id`.
+pub fn cfn_ref(id: &str) -> Value {
+    tagged("!Ref", Value::from(id))
+}
+
+/// `!Sub text`.
+pub fn cfn_sub(text: &str) -> Value {
+    tagged("!Sub", Value::from(text))
+}
+
+/// `!GetAtt id.attr`.
+pub fn cfn_getatt(id: &str, attr: &str) -> Value {
+    tagged("!GetAtt", Value::from(format!("{id}.{attr}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: &str = r#"
+Resources:
+  V:
+    Type: AWS::Lambda::Version
+  A:
+    Type: AWS::Lambda::Alias
+    DependsOn: [V]
+    Properties:
+      FunctionVersion: !GetAtt V.Version
+      Other: !Ref V
+      Long: {"Fn::GetAtt": [V, Version]}
+      S: !Sub "${V} ${V.Version} ${VV}"
+"#;
+
+    #[test]
+    fn rename_rewrites_every_reference_form() {
+        let mut t = Template::parse("t", T).unwrap();
+        t.rename_resource("V", "Vabc").unwrap();
+        let y = t.to_yaml().unwrap();
+        assert!(y.contains("Vabc:"), "{y}");
+        assert!(y.contains("!GetAtt Vabc.Version"), "{y}");
+        assert!(y.contains("!Ref Vabc"), "{y}");
+        assert!(y.contains("- Vabc"), "{y}");
+        assert!(y.contains("${Vabc} ${Vabc.Version} ${VV}"), "{y}");
+        assert!(!y.contains(" V:"), "{y}");
+    }
+}

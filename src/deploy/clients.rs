@@ -1,0 +1,64 @@
+//! The AWS clients of the deploy commands, all built from one SDK configuration (so
+//! `--endpoint-url`, `--region` and `--profile` apply to every one), and the account guard.
+
+use super::stacks::sdk_error;
+use crate::cli::Global;
+use anyhow::{bail, Context};
+
+/// Every client the deployer uses.
+pub struct Clients {
+    /// CloudFormation.
+    pub cfn: aws_sdk_cloudformation::Client,
+    /// S3 (artifacts, large templates).
+    pub s3: aws_sdk_s3::Client,
+    /// STS (account guard).
+    pub sts: aws_sdk_sts::Client,
+    /// ElastiCache (Redis endpoint and status).
+    pub elasticache: aws_sdk_elasticache::Client,
+    /// Lambda (versions, aliases).
+    pub lambda: aws_sdk_lambda::Client,
+    /// API Gateway v2 (routes).
+    pub apigw: aws_sdk_apigatewayv2::Client,
+    /// The region in use.
+    pub region: String,
+}
+
+impl Clients {
+    /// Builds the clients for a stage's region.
+    pub async fn new(global: &Global, stage_region: &str) -> Clients {
+        let config = crate::aws::sdk_config(global, Some(stage_region)).await;
+        let region = config.region().map(|r| r.as_ref().to_owned()).unwrap_or_else(|| stage_region.to_owned());
+        // moto and other local endpoints serve S3 on a path, not on bucket subdomains.
+        let s3_config =
+            aws_sdk_s3::config::Builder::from(&config).force_path_style(global.endpoint_url.is_some()).build();
+        Clients {
+            cfn: aws_sdk_cloudformation::Client::new(&config),
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            sts: aws_sdk_sts::Client::new(&config),
+            elasticache: aws_sdk_elasticache::Client::new(&config),
+            lambda: aws_sdk_lambda::Client::new(&config),
+            apigw: aws_sdk_apigatewayv2::Client::new(&config),
+            region,
+        }
+    }
+
+    /// The caller's account; an error when it is not `expected`.
+    pub async fn guard_account(&self, expected: &str, stage: &str) -> anyhow::Result<String> {
+        let me = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(sdk_error)
+            .context("asking STS which account these credentials belong to")?;
+        let account = me.account().unwrap_or_default().to_owned();
+        if account != expected {
+            bail!(
+                "refusing to touch stage '{stage}': the credentials belong to account {account} ({}), \
+                 but stages/{stage}.yaml says `account: \"{expected}\"`; switch profile (--profile) or fix the stage file",
+                me.arn().unwrap_or("unknown identity")
+            );
+        }
+        Ok(account)
+    }
+}

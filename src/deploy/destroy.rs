@@ -1,0 +1,164 @@
+//! `wsctl destroy`: deletes a stage's app stack, then its data stack. A protected stage
+//! needs `--force` (which also lifts the data stack's termination protection). The shared
+//! bootstrap stack is never deleted.
+
+use super::clients::Clients;
+use super::engine::Timing;
+use super::events::{self, Failure, Watch};
+use super::render::StackKind;
+use super::stacks::{self, sdk_error};
+use super::ui::Ui;
+use crate::stage::Stage;
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+/// What happened to one stack.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletedStack {
+    /// Stack name.
+    pub name: String,
+    /// `deleted`, `absent` or `failed`.
+    pub action: String,
+    /// Final status.
+    pub status: Option<String>,
+    /// Resources that failed to delete.
+    pub failures: Vec<Failure>,
+}
+
+/// The result.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestroyReport {
+    /// Stage.
+    pub stage: String,
+    /// Stacks, in deletion order.
+    pub stacks: Vec<DeletedStack>,
+    /// Resources kept by their DeletionPolicy.
+    pub retained: Vec<String>,
+    /// Overall success (false also when declined).
+    pub ok: bool,
+}
+
+/// Options of one destroy run.
+#[derive(Debug, Clone, Copy)]
+pub struct DestroyOptions {
+    /// Skip the confirmation.
+    pub yes: bool,
+    /// Allowed on a protected stage.
+    pub force: bool,
+    /// Delete only the app stack.
+    pub keep_data: bool,
+}
+
+/// Deletes the stage's stacks.
+pub async fn destroy(
+    clients: &Clients,
+    ui: &Ui,
+    timing: Timing,
+    stage: &Stage,
+    opts: DestroyOptions,
+) -> anyhow::Result<DestroyReport> {
+    if stage.protected && !opts.force {
+        bail!("stage '{}' is protected (`protected: true` in its stage file); destroying it needs --force", stage.name);
+    }
+    let mut kinds = vec![StackKind::App];
+    if !opts.keep_data {
+        kinds.push(StackKind::Data);
+    }
+    let mut present = Vec::new();
+    for kind in &kinds {
+        let name = kind.stack_name(stage);
+        if let Some(info) = stacks::describe_stack(&clients.cfn, &name).await? {
+            present.push((*kind, info));
+        }
+    }
+    let mut report = DestroyReport { stage: stage.name.clone(), stacks: Vec::new(), retained: Vec::new(), ok: false };
+    if present.is_empty() {
+        ui.line(format!("stage '{}' has no stacks to delete", stage.name));
+        for kind in kinds {
+            report.stacks.push(DeletedStack {
+                name: kind.stack_name(stage),
+                action: "absent".into(),
+                status: None,
+                failures: Vec::new(),
+            });
+        }
+        report.ok = true;
+        return Ok(report);
+    }
+    if present.iter().any(|(kind, _)| *kind == StackKind::Data) && stage.retain_data() {
+        report.retained = vec!["ConnectionsTable".into(), "ApiKeysTable".into()];
+        if stage.redis.mode == crate::stage::RedisMode::Create {
+            report.retained.push("RedisReplicationGroup (final snapshot)".into());
+        }
+    }
+    let names: Vec<&str> = present.iter().map(|(_, i)| i.name.as_str()).collect();
+    ui.line(format!("will delete: {}", names.join(", ")));
+    if !report.retained.is_empty() {
+        ui.line(format!("kept by DeletionPolicy: {}", report.retained.join(", ")));
+    }
+    if !ui.confirm(&format!("Delete {} of stage '{}'?", names.join(" and "), stage.name), opts.yes)? {
+        ui.line("nothing deleted (declined)");
+        return Ok(report);
+    }
+    for (_, info) in present {
+        if info.termination_protection {
+            if !opts.force {
+                bail!("stack {} has termination protection on; pass --force to lift it and delete", info.name);
+            }
+            clients
+                .cfn
+                .update_termination_protection()
+                .stack_name(&info.id)
+                .enable_termination_protection(false)
+                .send()
+                .await
+                .map_err(sdk_error)
+                .with_context(|| format!("lifting termination protection of {}", info.name))?;
+        }
+        let seen = events::existing_event_ids(&clients.cfn, &info.id).await?;
+        let resources = stacks::stack_resources(&clients.cfn, &info.id).await.map(|r| r.len()).unwrap_or(1);
+        clients
+            .cfn
+            .delete_stack()
+            .stack_name(&info.id)
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| format!("deleting stack {}", info.name))?;
+        let outcome = events::watch(
+            &clients.cfn,
+            ui,
+            Watch {
+                stack: &info.id,
+                seen,
+                total: resources,
+                success: &["DELETE_COMPLETE"],
+                poll: timing.poll,
+                timeout: timing.timeout,
+            },
+        )
+        .await?;
+        let failed = !outcome.success;
+        if failed {
+            ui.line(format!("{}: delete FAILED ({})", info.name, outcome.status));
+            for f in &outcome.failures {
+                ui.line(format!("  {} {} ({}): {}", f.status, f.logical_id, f.resource_type, f.reason));
+            }
+        } else {
+            ui.line(format!("{}: deleted", info.name));
+        }
+        report.stacks.push(DeletedStack {
+            name: info.name.clone(),
+            action: if failed { "failed".into() } else { "deleted".into() },
+            status: Some(outcome.status),
+            failures: outcome.failures,
+        });
+        if failed {
+            return Ok(report);
+        }
+    }
+    report.ok = true;
+    Ok(report)
+}

@@ -1,0 +1,279 @@
+//! Thin, typed wrappers over the CloudFormation calls the deployer makes: stack lookup,
+//! resources, outputs, change sets.
+
+use anyhow::{bail, Context};
+use aws_sdk_cloudformation::types::{Capability, ChangeSetStatus, ChangeSetType, Parameter, Stack, Tag};
+use aws_sdk_cloudformation::Client;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Turns an SDK error into an error whose message includes the service's own text.
+pub fn sdk_error<E: std::error::Error>(err: E) -> anyhow::Error {
+    anyhow::anyhow!("{}", aws_sdk_cloudformation::error::DisplayErrorContext(&err))
+}
+
+/// A deployed stack's state.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackInfo {
+    /// Stack name.
+    pub name: String,
+    /// Stack id (ARN).
+    pub id: String,
+    /// Status, e.g. `UPDATE_COMPLETE`.
+    pub status: String,
+    /// Reason CloudFormation gives for the status, if any.
+    pub status_reason: Option<String>,
+    /// Outputs by key.
+    pub outputs: BTreeMap<String, String>,
+    /// Termination protection on.
+    pub termination_protection: bool,
+}
+
+impl StackInfo {
+    fn from_sdk(s: &Stack) -> StackInfo {
+        StackInfo {
+            name: s.stack_name().unwrap_or_default().to_owned(),
+            id: s.stack_id().unwrap_or_default().to_owned(),
+            status: s.stack_status().map(|x| x.as_str().to_owned()).unwrap_or_default(),
+            status_reason: s.stack_status_reason().map(str::to_owned),
+            outputs: s
+                .outputs()
+                .iter()
+                .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
+                .collect(),
+            termination_protection: s.enable_termination_protection().unwrap_or(false),
+        }
+    }
+
+    /// Still being worked on by CloudFormation.
+    pub fn in_progress(&self) -> bool {
+        self.status.ends_with("_IN_PROGRESS")
+    }
+
+    /// Created by a change set that was never executed (or a create that never started).
+    pub fn in_review(&self) -> bool {
+        self.status == "REVIEW_IN_PROGRESS"
+    }
+
+    /// A failed first create; such a stack can only be deleted.
+    pub fn failed_create(&self) -> bool {
+        matches!(self.status.as_str(), "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED")
+    }
+}
+
+/// Describes a stack; `None` when it does not exist (or is deleted).
+pub async fn describe_stack(cfn: &Client, name: &str) -> anyhow::Result<Option<StackInfo>> {
+    match cfn.describe_stacks().stack_name(name).send().await {
+        Ok(out) => Ok(out.stacks().first().map(StackInfo::from_sdk).filter(|s| s.status != "DELETE_COMPLETE")),
+        Err(err) => {
+            let text = sdk_error(err).to_string();
+            if text.contains("does not exist") {
+                Ok(None)
+            } else {
+                Err(anyhow::anyhow!(text)).with_context(|| format!("describing stack {name}"))
+            }
+        }
+    }
+}
+
+/// A resource of a stack.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceInfo {
+    /// Logical id in the template.
+    pub logical_id: String,
+    /// Physical id (name, ARN or id, depending on the type).
+    pub physical_id: Option<String>,
+    /// Resource type.
+    pub resource_type: String,
+    /// Status.
+    pub status: String,
+}
+
+/// Lists a stack's resources by logical id.
+pub async fn stack_resources(cfn: &Client, name: &str) -> anyhow::Result<BTreeMap<String, ResourceInfo>> {
+    let out = cfn
+        .describe_stack_resources()
+        .stack_name(name)
+        .send()
+        .await
+        .map_err(sdk_error)
+        .with_context(|| format!("listing the resources of stack {name}"))?;
+    Ok(out
+        .stack_resources()
+        .iter()
+        .filter_map(|r| {
+            let logical_id = r.logical_resource_id()?.to_owned();
+            Some((
+                logical_id.clone(),
+                ResourceInfo {
+                    logical_id,
+                    physical_id: r.physical_resource_id().map(str::to_owned),
+                    resource_type: r.resource_type().unwrap_or_default().to_owned(),
+                    status: r.resource_status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                },
+            ))
+        })
+        .collect())
+}
+
+/// One line of a change set.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeRow {
+    /// `Add`, `Modify`, `Remove`, …
+    pub action: String,
+    /// Logical id.
+    pub logical_id: String,
+    /// Resource type.
+    pub resource_type: String,
+    /// `True`, `False` or `Conditional` for modifications.
+    pub replacement: Option<String>,
+}
+
+impl ChangeRow {
+    /// Whether the change replaces (deletes and recreates) the resource.
+    pub fn replaces(&self) -> bool {
+        matches!(self.replacement.as_deref(), Some("True") | Some("Conditional"))
+    }
+}
+
+/// A created change set.
+#[derive(Debug, Clone)]
+pub struct ChangeSet {
+    /// Change set ARN.
+    pub id: String,
+    /// Whether it creates the stack.
+    pub creates_stack: bool,
+    /// Its changes; empty with `empty == true` when CloudFormation found nothing to do.
+    pub changes: Vec<ChangeRow>,
+    /// CloudFormation reported that the submitted template and parameters change nothing.
+    pub empty: bool,
+}
+
+/// What to submit.
+pub struct ChangeSetRequest<'a> {
+    /// Stack name.
+    pub stack: &'a str,
+    /// Template inline or by S3 URL.
+    pub template: TemplateSource,
+    /// Parameters.
+    pub parameters: &'a BTreeMap<String, String>,
+    /// Stack tags.
+    pub tags: &'a BTreeMap<String, String>,
+    /// `CREATE` (stack absent or in review) or `UPDATE`.
+    pub create: bool,
+    /// How often to poll.
+    pub poll: Duration,
+}
+
+/// Where the template comes from.
+#[derive(Debug, Clone)]
+pub enum TemplateSource {
+    /// Inline body (at most 51,200 bytes).
+    Body(String),
+    /// An S3 URL (any size up to 1 MB).
+    Url(String),
+}
+
+/// Creates a change set and waits until CloudFormation has computed it.
+pub async fn create_change_set(cfn: &Client, req: ChangeSetRequest<'_>) -> anyhow::Result<ChangeSet> {
+    let name = format!(
+        "wsctl-{}",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
+    );
+    let params: Vec<Parameter> =
+        req.parameters.iter().map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build()).collect();
+    let tags: Vec<Tag> = req.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+    let mut call = cfn
+        .create_change_set()
+        .stack_name(req.stack)
+        .change_set_name(&name)
+        .change_set_type(if req.create { ChangeSetType::Create } else { ChangeSetType::Update })
+        .set_parameters(Some(params))
+        .set_tags(Some(tags))
+        .capabilities(Capability::CapabilityIam)
+        .description("created by wsctl");
+    call = match &req.template {
+        TemplateSource::Body(body) => call.template_body(body),
+        TemplateSource::Url(url) => call.template_url(url),
+    };
+    let created = call
+        .send()
+        .await
+        .map_err(sdk_error)
+        .with_context(|| format!("creating a change set for stack {}", req.stack))?;
+    let id = created.id().unwrap_or(&name).to_owned();
+
+    loop {
+        let mut changes = Vec::new();
+        let mut token: Option<String> = None;
+        let (status, reason) = loop {
+            let out = cfn
+                .describe_change_set()
+                .change_set_name(&id)
+                .stack_name(req.stack)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(sdk_error)
+                .with_context(|| format!("describing change set {id}"))?;
+            for c in out.changes() {
+                if let Some(rc) = c.resource_change() {
+                    changes.push(ChangeRow {
+                        action: rc.action().map(|a| a.as_str().to_owned()).unwrap_or_default(),
+                        logical_id: rc.logical_resource_id().unwrap_or_default().to_owned(),
+                        resource_type: rc.resource_type().unwrap_or_default().to_owned(),
+                        replacement: rc.replacement().map(|r| r.as_str().to_owned()),
+                    });
+                }
+            }
+            token = out.next_token().map(str::to_owned);
+            if token.is_none() {
+                break (out.status().cloned(), out.status_reason().map(str::to_owned));
+            }
+        };
+        match status {
+            Some(ChangeSetStatus::CreateComplete) => {
+                return Ok(ChangeSet { id, creates_stack: req.create, changes, empty: false })
+            }
+            Some(ChangeSetStatus::Failed) => {
+                let reason = reason.unwrap_or_default();
+                if reason.contains("didn't contain changes") || reason.contains("No updates are to be performed") {
+                    // An empty change set stays around as FAILED; remove it.
+                    let _ = cfn.delete_change_set().change_set_name(&id).stack_name(req.stack).send().await;
+                    return Ok(ChangeSet { id, creates_stack: req.create, changes: Vec::new(), empty: true });
+                }
+                bail!("CloudFormation could not compute the change set for stack {}: {reason}", req.stack);
+            }
+            _ => tokio::time::sleep(req.poll).await,
+        }
+    }
+}
+
+/// Deletes a change set that will not be executed; removes the stack too when the change
+/// set would have created it (CloudFormation leaves it in `REVIEW_IN_PROGRESS`).
+pub async fn discard_change_set(cfn: &Client, stack: &str, cs: &ChangeSet) -> anyhow::Result<()> {
+    cfn.delete_change_set()
+        .change_set_name(&cs.id)
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(sdk_error)
+        .with_context(|| format!("deleting change set {}", cs.id))?;
+    if cs.creates_stack {
+        if let Some(info) = describe_stack(cfn, stack).await? {
+            if info.in_review() {
+                cfn.delete_stack()
+                    .stack_name(stack)
+                    .send()
+                    .await
+                    .map_err(sdk_error)
+                    .with_context(|| format!("removing the empty stack {stack}"))?;
+            }
+        }
+    }
+    Ok(())
+}
