@@ -63,7 +63,7 @@ pub enum AdminRequest {
         /// Room name.
         room: String,
         /// Any JSON value.
-        data: Box<RawValue>,
+        data: serde_json::Value,
     },
     /// Create an API key (the reply carries the raw key, once).
     CreateKey {
@@ -294,7 +294,9 @@ impl Services {
                 Ok(AdminReply::Room { info, members })
             }
             AdminRequest::Publish { room, data } => {
-                Ok(AdminReply::Published { report: self.publish(&room, &data).await? })
+                let raw = RawValue::from_string(data.to_string())
+                    .map_err(|e| HandlerError::new(ErrorCode::BadRequest, format!("data: {e}")))?;
+                Ok(AdminReply::Published { report: self.publish(&room, &raw).await? })
             }
             AdminRequest::CreateKey { name, scopes, max_connections } => {
                 let scopes = Scopes::parse_list(&scopes).map_err(|e| HandlerError::new(ErrorCode::BadRequest, e))?;

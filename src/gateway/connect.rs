@@ -1,0 +1,100 @@
+//! `$connect` at the local gateway: admission control, the authorizer, the `connect`
+//! handler, then the upgrade, in API Gateway's order. A refused connect never upgrades.
+
+use super::registry::ConnHandle;
+use super::{session, Gateway};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use rand::RngCore;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use wsctl_handlers::auth::{extract_key, Denied};
+use wsctl_handlers::service::{ConnectError, ConnectInfo as HandlerConnectInfo};
+use wsctl_handlers::store::{now_ms, ConnId};
+
+/// An API Gateway-style connection id: 12 random bytes, URL-safe base64.
+pub fn new_connection_id() -> String {
+    let mut b = [0u8; 12];
+    rand::rng().fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn refuse(gw: &Gateway, status: StatusCode, message: &str) -> Response {
+    gw.services.metrics.connects_refused.fetch_add(1, Relaxed);
+    let mut r = (status, format!("{message}\n")).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    r
+}
+
+/// The WebSocket route (`GET /` or `GET /{stage}` with an upgrade).
+pub async fn upgrade(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if gw.shutting_down.load(Relaxed) {
+        return refuse(&gw, StatusCode::SERVICE_UNAVAILABLE, "gateway is shutting down");
+    }
+    let limits = &gw.services.limits;
+    if gw.registry.len() >= limits.max_connections {
+        return refuse(&gw, StatusCode::SERVICE_UNAVAILABLE, "connection limit of this gateway reached; retry later");
+    }
+    if !gw.admit() {
+        return refuse(&gw, StatusCode::SERVICE_UNAVAILABLE, "too many new connections per second; retry later");
+    }
+    let header_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    let identity = match gw.services.authorize(extract_key(query.get("apiKey").map(String::as_str), header_key)).await {
+        Ok(identity) => identity,
+        Err(ConnectError::Denied(d)) => {
+            let status = if matches!(d, Denied::MissingKey) { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
+            tracing::info!(peer = %peer, reason = %d, "connect refused");
+            return refuse(&gw, status, &d.to_string());
+        }
+        Err(ConnectError::Store(e)) => {
+            tracing::error!(error = %e, "authorizer failed");
+            return refuse(&gw, StatusCode::INTERNAL_SERVER_ERROR, "authorizer failed; retry later");
+        }
+    };
+    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let id: ConnId = ConnId::from(new_connection_id());
+    let info = HandlerConnectInfo {
+        connection_id: id.to_string(),
+        identity: identity.clone(),
+        source_ip: peer.ip().to_string(),
+        user_agent: user_agent.clone(),
+        connected_at_ms: now_ms(),
+    };
+    if let Err(e) = gw.services.connect(&info).await {
+        tracing::error!(error = %e, "connect handler failed");
+        return refuse(&gw, StatusCode::INTERNAL_SERVER_ERROR, "could not record the connection; retry later");
+    }
+    let (handle, outbox) = ConnHandle::new(
+        id,
+        identity.key_id.clone(),
+        info.source_ip,
+        user_agent,
+        limits.outbound_queue_messages,
+        limits.outbound_queue_bytes,
+    );
+    gw.registry.insert(handle.clone());
+    let failed = (gw.clone(), handle.clone());
+    ws.read_buffer_size(gw.read_buffer)
+        .max_message_size(limits.max_message_bytes)
+        .max_frame_size(limits.max_frame_bytes)
+        .max_write_buffer_size(limits.outbound_queue_bytes + limits.max_message_bytes * 2)
+        .on_failed_upgrade(move |e| {
+            tracing::debug!(error = %e, "upgrade failed");
+            let (gw, handle) = failed;
+            tokio::spawn(async move { gw.finish(&handle).await });
+        })
+        .on_upgrade(move |socket| session::run(gw, handle, identity, outbox, socket))
+}

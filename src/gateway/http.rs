@@ -1,0 +1,106 @@
+//! The gateway's HTTP side: the management API (`POST/GET/DELETE /@connections/{id}`,
+//! shaped like API Gateway's so the real SDK client works against it), the operator
+//! endpoint `/@admin` (bearer token), `/metrics` and `/healthz`.
+
+use super::Gateway;
+use aws_sdk_apigatewaymanagement::primitives::{DateTime, DateTimeFormat};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use wsctl_handlers::admin::AdminRequest;
+use wsctl_handlers::auth::hashes_match;
+use wsctl_handlers::sender::SendOutcome;
+
+fn aws_error(status: StatusCode, kind: &'static str, message: &str) -> Response {
+    let mut r = (status, axum::Json(serde_json::json!({ "message": message }))).into_response();
+    r.headers_mut().insert("x-amzn-ErrorType", HeaderValue::from_static(kind));
+    r
+}
+
+fn gone() -> Response {
+    aws_error(StatusCode::GONE, "GoneException", "connection is gone")
+}
+
+fn iso(ms: u64) -> String {
+    DateTime::from_millis(ms as i64).fmt(DateTimeFormat::DateTime).unwrap_or_default()
+}
+
+/// `POST @connections/{id}`: the body becomes one frame to that connection.
+pub async fn post_to_connection(
+    State(gw): State<Arc<Gateway>>,
+    Path(params): Path<Vec<(String, String)>>,
+    body: Bytes,
+) -> Response {
+    let Some(id) = connection_param(&params) else { return gone() };
+    let limit = gw.services.limits.max_message_bytes;
+    if body.len() > limit {
+        return aws_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLargeException",
+            &format!("payload exceeds {limit} bytes"),
+        );
+    }
+    let Some(handle) = gw.registry.get(id) else { return gone() };
+    let Ok(text) = axum::extract::ws::Utf8Bytes::try_from(body) else {
+        return aws_error(StatusCode::BAD_REQUEST, "BadRequestException", "payload must be UTF-8 text");
+    };
+    match handle.push(text) {
+        SendOutcome::Delivered => StatusCode::OK.into_response(),
+        SendOutcome::Gone | SendOutcome::Failed(_) => gone(),
+    }
+}
+
+/// `GET @connections/{id}`: ConnectedAt, LastActiveAt and Identity, as API Gateway returns.
+pub async fn get_connection(State(gw): State<Arc<Gateway>>, Path(params): Path<Vec<(String, String)>>) -> Response {
+    let Some(h) = connection_param(&params).and_then(|id| gw.registry.get(id)) else { return gone() };
+    let info = h.live_info();
+    axum::Json(serde_json::json!({
+        "ConnectedAt": iso(info.connected_at_ms),
+        "LastActiveAt": iso(info.last_active_at_ms),
+        "Identity": { "SourceIp": info.source_ip, "UserAgent": info.user_agent },
+    }))
+    .into_response()
+}
+
+/// `DELETE @connections/{id}`: closes the connection; its `$disconnect` runs.
+pub async fn delete_connection(State(gw): State<Arc<Gateway>>, Path(params): Path<Vec<(String, String)>>) -> Response {
+    let Some(h) = connection_param(&params).and_then(|id| gw.registry.get(id)) else { return gone() };
+    h.request_close(super::registry::CLOSE_KICKED, "disconnected by DeleteConnection");
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn connection_param(params: &[(String, String)]) -> Option<&str> {
+    params.iter().find(|(k, _)| k == "id").map(|(_, v)| v.as_str())
+}
+
+/// `POST /@admin`: one typed operator request (the same the `admin` Lambda serves).
+pub async fn admin(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !hashes_match(presented, &gw.admin_token) {
+        return (StatusCode::UNAUTHORIZED, "missing or wrong admin token (see the gateway's state directory)\n")
+            .into_response();
+    }
+    let request: AdminRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("malformed admin request: {e}\n")).into_response(),
+    };
+    axum::Json(gw.services.admin(request).await).into_response()
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    let mut r = gw.services.metrics.prometheus().into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r
+}
+
+/// `GET /healthz`.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}

@@ -1,0 +1,325 @@
+//! `wsctl dev`: a local gateway that behaves like API Gateway WebSocket and runs the same
+//! handler code in-process, on embedded stores by default (`--redis-url` and
+//! `--dynamodb-endpoint` switch to real services).
+
+pub mod connect;
+mod fdlimit;
+mod http;
+pub mod registry;
+mod session;
+mod sweeper;
+
+use crate::cli::Global;
+use crate::local::{GatewayInfo, LocalState};
+use crate::output::OutputFormat;
+use crate::stage::Stage;
+use anyhow::{Context, Result};
+use axum::routing::{get, post};
+use axum::Router;
+use clap::Args;
+use registry::{ConnHandle, LocalSender, Registry, CLOSE_GOING_AWAY};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wsctl_handlers::admin::{AdminReply, AdminRequest};
+use wsctl_handlers::auth::hash_key;
+use wsctl_handlers::ratelimit::TokenBucket;
+use wsctl_handlers::service::Services;
+use wsctl_handlers::store::dynamo::{self, DynamoConnectionStore, DynamoKeyStore};
+use wsctl_handlers::store::memory::{MemoryConnectionStore, MemoryKeyStore, MemoryRoomStore};
+use wsctl_handlers::store::redis::{RedisConfig, RedisRoomStore};
+use wsctl_handlers::store::{ConnectionStore, KeyStore, RoomStore};
+
+/// `wsctl dev`
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Stage file whose limits apply.
+    #[arg(long, default_value = "local")]
+    pub stage: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Keep rooms in this Redis (`redis://` or `rediss://`) instead of in memory.
+    #[arg(long, env = "WSCTL_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// The Redis is in cluster mode.
+    #[arg(long, requires = "redis_url")]
+    pub redis_cluster: bool,
+    /// Keep connection records and API keys in DynamoDB at this endpoint (e.g. moto_server).
+    #[arg(long)]
+    pub dynamodb_endpoint: Option<String>,
+    /// Table names used with --dynamodb-endpoint (created if missing).
+    #[arg(long, default_value = "wsctl-local-connections")]
+    pub connections_table: String,
+    /// API-keys table used with --dynamodb-endpoint (created if missing).
+    #[arg(long, default_value = "wsctl-local-api-keys")]
+    pub api_keys_table: String,
+    /// Directory for the dev key, key records and the admin token.
+    #[arg(long, env = "WSCTL_STATE_DIR", default_value = ".wsctl")]
+    pub state_dir: PathBuf,
+    /// WebSocket read buffer per connection, in bytes (small keeps memory per connection low).
+    #[arg(long, default_value_t = 4096)]
+    pub read_buffer: usize,
+}
+
+/// The running gateway: handler services plus the live connections.
+pub struct Gateway {
+    /// The handlers, wired to this gateway's stores and sender.
+    pub services: Arc<Services>,
+    /// Live connections.
+    pub registry: Arc<Registry>,
+    /// Set once Ctrl-C was received.
+    pub shutting_down: AtomicBool,
+    /// Bearer token of `/@admin`.
+    pub admin_token: String,
+    /// WebSocket read buffer size.
+    pub read_buffer: usize,
+    connect_rate: Mutex<TokenBucket>,
+}
+
+impl Gateway {
+    /// Takes a connect-rate token.
+    fn admit(&self) -> bool {
+        self.connect_rate.lock().map(|mut b| b.try_take()).unwrap_or(false)
+    }
+
+    /// Ends a connection: unregisters it and runs `$disconnect` (once).
+    pub async fn finish(&self, handle: &ConnHandle) {
+        if !self.registry.remove(&handle.id) {
+            return;
+        }
+        if let Err(e) = self.services.disconnect(&handle.id).await {
+            tracing::warn!(connection_id = %handle.id, error = %e, "$disconnect cleanup failed; the record expires by TTL");
+        }
+    }
+}
+
+/// Names of the stores in use, for the banner.
+struct Backends {
+    rooms: String,
+    records: String,
+}
+
+async fn build_stores(
+    args: &DevArgs,
+    global: &Global,
+    stage: &Stage,
+    state: &LocalState,
+) -> Result<(Arc<dyn RoomStore>, Arc<dyn ConnectionStore>, Arc<dyn KeyStore>, Backends)> {
+    let limits = &stage.limits;
+    let (rooms, rooms_name): (Arc<dyn RoomStore>, String) = match &args.redis_url {
+        Some(url) => {
+            let store = RedisRoomStore::new(RedisConfig {
+                url: url.clone(),
+                cluster: args.redis_cluster,
+                history: limits.room_history,
+                connection_ttl_secs: limits.record_ttl_secs(),
+            })?;
+            store.ping().await.with_context(|| format!("cannot reach Redis at {url}; is redis-server running?"))?;
+            (Arc::new(store), format!("Redis {url}"))
+        }
+        None => (Arc::new(MemoryRoomStore::new(limits.room_history)), "in-memory".into()),
+    };
+    let (connections, keys, records): (Arc<dyn ConnectionStore>, Arc<dyn KeyStore>, String) =
+        match &args.dynamodb_endpoint {
+            Some(endpoint) => {
+                let mut g = global.clone();
+                g.endpoint_url = Some(endpoint.clone());
+                let sdk = crate::aws::sdk_config(&g, Some(stage.region.as_deref().unwrap_or("us-east-1"))).await;
+                let client = dynamo::client(&sdk);
+                dynamo::ensure_tables(&client, &args.connections_table, &args.api_keys_table)
+                    .await
+                    .with_context(|| format!("cannot prepare DynamoDB tables at {endpoint}"))?;
+                (
+                    Arc::new(DynamoConnectionStore::new(client.clone(), &args.connections_table)),
+                    Arc::new(DynamoKeyStore::new(client, &args.api_keys_table)),
+                    format!("DynamoDB {endpoint}"),
+                )
+            }
+            None => (
+                Arc::new(MemoryConnectionStore::new()),
+                Arc::new(MemoryKeyStore::open(state.keys_file())?),
+                format!("in-memory (keys in {})", state.keys_file().display()),
+            ),
+        };
+    Ok((rooms, connections, keys, Backends { rooms: rooms_name, records }))
+}
+
+/// Returns the dev key, creating it (scopes subscribe and publish) on first run or when
+/// the stored one is unknown to the key store.
+async fn ensure_dev_key(services: &Services, state: &LocalState) -> Result<String> {
+    if let Some(raw) = state.dev_key() {
+        if let Some(rec) = services.keys.get_by_hash(&hash_key(&raw)).await? {
+            if !rec.is_revoked() {
+                return Ok(raw);
+            }
+        }
+    }
+    let request = AdminRequest::CreateKey {
+        name: "local dev key".into(),
+        scopes: "subscribe,publish".into(),
+        max_connections: 0,
+    };
+    match services.admin(request).await {
+        AdminReply::KeyCreated { key, .. } => {
+            state.save_dev_key(&key)?;
+            Ok(key)
+        }
+        AdminReply::Error { message, .. } => anyhow::bail!("cannot create the dev key: {message}"),
+        _ => anyhow::bail!("cannot create the dev key"),
+    }
+}
+
+/// Runs `wsctl dev` until Ctrl-C.
+pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
+    let stage = Stage::load(&global.stages_dir, &args.stage)?;
+    let limits = stage.limits.clone();
+    fdlimit::raise_and_pregrow(limits.max_connections);
+    let state = LocalState::open(&args.state_dir)?;
+    let (rooms, connections, keys, backends) = build_stores(&args, global, &stage, &state).await?;
+    let metrics = Arc::new(wsctl_handlers::metrics::Metrics::default());
+    let registry = Arc::new(Registry::new(metrics.clone()));
+    let mut services =
+        Services::new(rooms, connections, keys, Arc::new(LocalSender::new(registry.clone())), limits.clone());
+    services.metrics = metrics;
+    let services = Arc::new(services);
+    let dev_key = ensure_dev_key(&services, &state).await?;
+    let gw = Arc::new(Gateway {
+        services,
+        registry,
+        shutting_down: AtomicBool::new(false),
+        admin_token: state.admin_token()?,
+        read_buffer: args.read_buffer.max(1024),
+        connect_rate: Mutex::new(TokenBucket::new(limits.connects_per_second, limits.connects_per_second)),
+    });
+
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{} (in use? pick another with --port)", args.host, args.port))?;
+    let addr = listener.local_addr()?;
+    let http = format!("http://{addr}");
+    let info = GatewayInfo {
+        url: format!("ws://{addr}/{}", stage.name),
+        management_endpoint: format!("{http}/{}", stage.name),
+        http: http.clone(),
+        pid: std::process::id(),
+    };
+    state.write_gateway(&info)?;
+    print_banner(global.output, &info, &dev_key, &backends, &args)?;
+
+    let app = Router::new()
+        .route("/", get(connect::upgrade))
+        .route("/{stage}", get(connect::upgrade))
+        .route(
+            "/@connections/{id}",
+            post(http::post_to_connection).get(http::get_connection).delete(http::delete_connection),
+        )
+        .route(
+            "/{stage}/@connections/{id}",
+            post(http::post_to_connection).get(http::get_connection).delete(http::delete_connection),
+        )
+        .route("/@admin", post(http::admin))
+        .route("/metrics", get(http::metrics))
+        .route("/healthz", get(http::healthz))
+        .with_state(gw.clone());
+    let sweeper = tokio::spawn(sweeper::run(gw.clone()));
+    let shutdown_gw = gw.clone();
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            wait_for_signal().await;
+            drain(&shutdown_gw).await;
+        })
+        .await;
+    sweeper.abort();
+    state.remove_gateway();
+    served.context("gateway failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Closes every connection with 1001 and waits (bounded) for their `$disconnect`.
+async fn drain(gw: &Gateway) {
+    gw.shutting_down.store(true, Relaxed);
+    let open = gw.registry.all();
+    tracing::info!(connections = open.len(), "shutting down: closing every connection");
+    for h in &open {
+        h.request_close(CLOSE_GOING_AWAY, "server shutting down");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while gw.registry.len() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Whatever did not finish in time still gets its cleanup.
+    for h in gw.registry.all() {
+        gw.finish(&h).await;
+    }
+    eprintln!("wsctl dev: stopped; {} connection(s) closed", open.len());
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn print_banner(
+    format: OutputFormat,
+    info: &GatewayInfo,
+    key: &str,
+    backends: &Backends,
+    args: &DevArgs,
+) -> Result<()> {
+    match format {
+        OutputFormat::Json => {
+            let line = serde_json::json!({
+                "url": info.url,
+                "apiKey": key,
+                "managementEndpoint": info.management_endpoint,
+                "metrics": format!("{}/metrics", info.http),
+                "pid": info.pid,
+                "rooms": backends.rooms,
+                "records": backends.records,
+            });
+            println!("{line}");
+        }
+        OutputFormat::Text => {
+            println!("wsctl dev: local gateway for stage '{}'", args.stage);
+            println!("  rooms        {}", backends.rooms);
+            println!("  records      {}", backends.records);
+            println!("  WebSocket    {}?apiKey={key}", info.url);
+            println!(
+                "  API key      {key}  (scopes subscribe,publish; saved in {})",
+                args.state_dir.join("dev-key").display()
+            );
+            println!("  @connections {}/@connections/{{id}}", info.management_endpoint);
+            println!("  metrics      {}/metrics", info.http);
+            println!();
+            println!("Try it:  wscat -c '{}?apiKey={key}'", info.url);
+            println!(r#"         > {{"action":"subscribe","room":"tvl:protocol:aave"}}"#);
+            println!(r#"         wsctl publish --stage local --room tvl:protocol:aave '{{"tvl":1}}'"#);
+            println!("Ctrl-C stops the gateway (every connection gets its $disconnect).");
+        }
+    }
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    Ok(())
+}

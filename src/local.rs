@@ -1,0 +1,137 @@
+//! The local stage's state directory (`.wsctl/` by default): the dev API key, the key
+//! records (hashes only), the admin token, and where a running `wsctl dev` listens, so
+//! that `wsctl publish/connections/rooms/keys --stage local` find it.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use wsctl_handlers::admin::{AdminReply, AdminRequest};
+
+/// Where a running local gateway listens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayInfo {
+    /// WebSocket URL (without key).
+    pub url: String,
+    /// Base HTTP URL.
+    pub http: String,
+    /// Management API endpoint (point `WS_MANAGEMENT_ENDPOINT` here).
+    pub management_endpoint: String,
+    /// Process id of the gateway.
+    pub pid: u32,
+}
+
+/// The state directory.
+pub struct LocalState {
+    dir: PathBuf,
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+impl LocalState {
+    /// Opens (creating if needed) the state directory.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create state directory {}", dir.display()))?;
+        Ok(LocalState { dir: dir.to_owned() })
+    }
+
+    /// Opens an existing state directory (for commands that talk to a running gateway).
+    pub fn existing(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            bail!("no local gateway state in {}: start one with `wsctl dev` (or pass --state-dir)", dir.display());
+        }
+        Ok(LocalState { dir: dir.to_owned() })
+    }
+
+    /// File holding the key records (hashes only).
+    pub fn keys_file(&self) -> PathBuf {
+        self.dir.join("keys.json")
+    }
+
+    /// The raw dev key created on first run, if any.
+    pub fn dev_key(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.join("dev-key")).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+    }
+
+    /// Saves the raw dev key (mode 0600). Local only: deployed stages never store raw keys.
+    pub fn save_dev_key(&self, raw: &str) -> Result<()> {
+        write_private(&self.dir.join("dev-key"), raw)
+    }
+
+    /// The admin token, created on first use.
+    pub fn admin_token(&self) -> Result<String> {
+        let path = self.dir.join("admin-token");
+        if let Ok(t) = std::fs::read_to_string(&path) {
+            if !t.trim().is_empty() {
+                return Ok(t.trim().to_owned());
+            }
+        }
+        let token = wsctl_handlers::auth::hash_key(&crate::gateway::connect::new_connection_id());
+        write_private(&path, &token)?;
+        Ok(token)
+    }
+
+    /// Records where the running gateway listens.
+    pub fn write_gateway(&self, info: &GatewayInfo) -> Result<()> {
+        write_private(&self.dir.join("gateway.json"), &serde_json::to_string_pretty(info)?)
+    }
+
+    /// Forgets the running gateway.
+    pub fn remove_gateway(&self) {
+        let _ = std::fs::remove_file(self.dir.join("gateway.json"));
+    }
+
+    /// Where the running gateway listens.
+    pub fn gateway(&self) -> Result<GatewayInfo> {
+        let path = self.dir.join("gateway.json");
+        let text = std::fs::read_to_string(&path).map_err(|_| {
+            anyhow::anyhow!("no local gateway is running (no {}): start it with `wsctl dev`", path.display())
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("malformed {}", path.display()))
+    }
+
+    /// A client for the running gateway's `/@admin` endpoint.
+    pub fn admin_client(&self) -> Result<AdminClient> {
+        let info = self.gateway()?;
+        Ok(AdminClient { base: info.http, token: self.admin_token()? })
+    }
+}
+
+/// Talks to a running local gateway's `/@admin` endpoint.
+pub struct AdminClient {
+    base: String,
+    token: String,
+}
+
+impl AdminClient {
+    /// Sends one request and returns the typed reply.
+    pub async fn call(&self, request: &AdminRequest) -> Result<AdminReply> {
+        use http_body_util::{BodyExt, Full};
+        use hyper_util::client::legacy::Client;
+        use hyper_util::rt::TokioExecutor;
+        let client: Client<_, Full<axum::body::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let body = serde_json::to_vec(request)?;
+        let req = axum::http::Request::post(format!("{}/@admin", self.base))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .body(Full::new(axum::body::Bytes::from(body)))?;
+        let resp = client.request(req).await.with_context(|| {
+            format!("cannot reach the local gateway at {}: is `wsctl dev` still running?", self.base)
+        })?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.context("reading the gateway's reply")?.to_bytes();
+        if !status.is_success() {
+            bail!("local gateway answered {status}: {}", String::from_utf8_lossy(&bytes).trim());
+        }
+        serde_json::from_slice(&bytes).context("malformed reply from the local gateway")
+    }
+}
