@@ -90,6 +90,7 @@ struct Totals {
     unsubscribes: u64,
     pings: u64,
     pongs: u64,
+    unanswered: u64,
     errors: Failures,
     deliveries: u64,
     latency: Latency,
@@ -109,6 +110,8 @@ struct Live {
     rooms: Vec<String>,
     check: SeqCheck,
     next_id: u64,
+    /// Requests sent and not answered yet.
+    awaiting: u64,
 }
 
 impl Live {
@@ -116,6 +119,7 @@ impl Live {
         self.check.subscribing(&room);
         self.next_id += 1;
         client::send(&mut self.ws, client::subscribe_frame(&room, self.next_id, None)).await?;
+        self.awaiting += 1;
         self.rooms.push(room);
         lock(tot).subscribes_sent += 1;
         Ok(())
@@ -137,14 +141,24 @@ impl Live {
                 }
             }
             "subscribed" => {
+                self.awaiting = self.awaiting.saturating_sub(1);
                 if let Some(room) = f.room.as_deref() {
                     self.check.subscribed(room, f.seq.unwrap_or(0));
                 }
                 lock(tot).subscribed += 1;
             }
-            "unsubscribed" => lock(tot).unsubscribes += 1,
-            "pong" => lock(tot).pongs += 1,
-            "error" => lock(tot).errors.add(f.code.as_deref().unwrap_or("unknown").to_string()),
+            "unsubscribed" => {
+                self.awaiting = self.awaiting.saturating_sub(1);
+                lock(tot).unsubscribes += 1
+            }
+            "pong" => {
+                self.awaiting = self.awaiting.saturating_sub(1);
+                lock(tot).pongs += 1
+            }
+            "error" => {
+                self.awaiting = self.awaiting.saturating_sub(1);
+                lock(tot).errors.add(f.code.as_deref().unwrap_or("unknown").to_string())
+            }
             _ => {}
         }
     }
@@ -190,7 +204,7 @@ async fn slot(
             }
         };
         live_n.fetch_add(1, Relaxed);
-        let mut c = Live { ws, rooms: Vec::new(), check: SeqCheck::default(), next_id: 0 };
+        let mut c = Live { ws, rooms: Vec::new(), check: SeqCheck::default(), next_id: 0, awaiting: 0 };
         let n_rooms = plan.rooms.len();
         let mut ok = true;
         let start_room = rng.next() as usize;
@@ -225,10 +239,11 @@ async fn slot(
                             c.check.unsubscribed(&old);
                             c.next_id += 1;
                             let f = client::unsubscribe_frame(&old, c.next_id);
-                            if client::send(&mut c.ws, f).await.is_err() {
+                                                        if client::send(&mut c.ws, f).await.is_err() {
                                 by_server = true;
                                 break;
                             }
+                            c.awaiting += 1;
                             let mut room = plan.rooms[rng.next() as usize % n_rooms].clone();
                             while c.rooms.contains(&room) || room == old {
                                 room = plan.rooms[rng.next() as usize % n_rooms].clone();
@@ -247,6 +262,7 @@ async fn slot(
                                 by_server = true;
                                 break;
                             }
+                                                        c.awaiting += 1;
                             lock(&tot).pings += 1;
                         }
                     }
@@ -261,9 +277,26 @@ async fn slot(
                 }
             }
         }
+        if !by_server && c.awaiting > 0 {
+            // a planned close: let the replies still in flight arrive first
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while c.awaiting > 0 {
+                    match c.ws.next().await {
+                        Some(Ok(Message::Text(s))) => c.on_frame(s.as_str(), &tot),
+                        Some(Ok(_)) => {}
+                        _ => {
+                            by_server = true;
+                            break;
+                        }
+                    }
+                }
+            })
+            .await;
+        }
         live_n.fetch_sub(1, Relaxed);
         {
             let mut t = lock(&tot);
+            t.unanswered += c.awaiting;
             t.seq.add(&c.check);
             if by_server {
                 t.closed_by_server += 1;
@@ -362,6 +395,8 @@ pub struct MixedReport {
     pub pings: u64,
     /// Pongs received.
     pub pongs: u64,
+    /// Requests without a reply when their connection closed.
+    pub unanswered: u64,
     /// Error replies to subscribers, by code.
     pub errors: Failures,
     /// Publishers.
@@ -535,6 +570,7 @@ pub async fn run(ctx: &Ctx, a: MixedArgs) -> anyhow::Result<MixedReport> {
         unsubscribed: t.unsubscribes,
         pings: t.pings,
         pongs: t.pongs,
+        unanswered: t.unanswered,
         errors: t.errors,
         publisher: PublisherReport::of(&pubstats),
         deliveries: t.deliveries,
@@ -580,13 +616,14 @@ impl Summary for MixedReport {
             o,
             "requests",
             format!(
-                "{} subscribes ({} acked), {} unsubscribed, {} pings ({} pongs), {} errors",
+                "{} subscribes ({} acked), {} unsubscribed, {} pings ({} pongs), {} errors, {} unanswered",
                 self.subscribes_sent,
                 self.subscribed,
                 self.unsubscribed,
                 self.pings,
                 self.pongs,
-                self.errors.total()
+                self.errors.total(),
+                self.unanswered
             ),
         );
         let p = &self.publisher;
@@ -660,6 +697,9 @@ impl Summary for MixedReport {
         }
         if self.publisher.errors.total() > 0 {
             v.push(format!("publish errors: {}", serde_json::to_string(&self.publisher.errors).unwrap_or_default()));
+        }
+        if self.unanswered > 0 {
+            v.push(format!("{} requests got no reply", self.unanswered));
         }
         if self.publish_rate > 0.0 && self.deliveries == 0 {
             v.push("no deliveries at all".into());

@@ -1,0 +1,360 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: the local gateway (`wsctl dev`, embedded stores and Redis) against
+# the peer references from /work/shared/peers (rawfan: the tokio-tungstenite ceiling;
+# socketio: what users pick instead), measured in the same run by `wsctl bench` and by the
+# independent client `fanbench`.
+#
+#   scripts/bench-all.sh                 run everything, append JSON lines, print the table
+#   scripts/bench-all.sh --table FILE [RUN_ID|all]   print the table of an earlier run
+#
+# Each measurement gets a fresh server on a fresh 127.0.0.1 port (and, for wsctl-redis, a
+# fresh redis-server on a free port), one client run bounded by --max-seconds and
+# `timeout`, then the server is stopped by its PID. Every JSON line carries run_id, target,
+# tool, scenario, size, the exit code and the exact client command.
+#
+# Knobs (env), defaults in brackets:
+#   TARGETS   ["wsctl wsctl-redis rawfan socketio"]   TOOLS ["wsctl fanbench"]
+#   SCENARIOS ["connect fanout route mixed"]          SIZES ["1000 10000"]
+#   MESSAGES [20] INTERVAL_MS [200] CONNECT_RATE [1000] SUB_RATE [2000] WARMUP [200]
+#   HOLD_MS [2000] ROUTE_CONNS [200] ROUTE_RATE [5000] ROUTE_S [10]
+#   MIXED_CONNS [1000] MIXED_S [60] MIXED_ROOMS [200] MIXED_CHURN [50] MIXED_PUBRATE [200]
+#   OUT [bench-results/bench-<date>.jsonl] PEERS_SRC [/work/shared/peers] BASE_PORT [19700]
+#   CARGO_TARGET_DIR [/root/.cache/wsctl-target]  WSCTL_BIN [build it: cargo build --release]
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+table() { # table FILE [RUN_ID|all]
+  python3 - "$@" <<'EOF'
+import json, sys
+path = sys.argv[1]
+recs = [json.loads(l) for l in open(path) if l.strip()]
+want = sys.argv[2] if len(sys.argv) > 2 else next((r["run_id"] for r in reversed(recs) if "run_id" in r), None)
+if want != "all":
+    recs = [r for r in recs if r.get("run_id") == want]
+def f(x, nd=2):
+    if x is None: return "-"
+    if isinstance(x, float): return f"{x:.{nd}f}"
+    return str(x)
+def g(r, *path):
+    for p in path:
+        if not isinstance(r, dict): return None
+        r = r.get(p)
+    return r
+for m in (r for r in recs if r.get("kind") == "machine"):
+    print(f"run {m['run_id']}  {m['date']}  {m['cpus']} CPUs ({m['cpu_model']}), {m['mem_total_mib']} MiB, kernel {m['kernel']}, commit {m['commit']}")
+runs = [r for r in recs if r.get("kind") == "result"]
+print()
+print("CONNECT (N at CONNECT_RATE/s, held; ms)")
+print(f"{'target':<12} {'tool':<9} {'N':>6} {'ok':>6} {'fail':>5} {'p50':>7} {'p90':>7} {'p99':>7} {'p99.9':>7} {'max':>7} {'KiB/conn':>9}")
+for r in runs:
+    if r["scenario"] != "connect": continue
+    if r.get("error"): print(f"{r['target']:<12} {r['tool']:<9} {r['size']:>6}  ERROR {r['error'][:70]}"); continue
+    c = r.get("connect_ms", {})
+    print(f"{r['target']:<12} {r['tool']:<9} {r['size']:>6} {f(r.get('connected')):>6} {f(r.get('failed')):>5} {f(c.get('p50'),3):>7} {f(c.get('p90'),3):>7} "
+          f"{f(c.get('p99'),3):>7} {f(c.get('p999'),3):>7} {f(c.get('max'),1):>7} {f(g(r,'server','kib_per_conn')):>9}")
+print()
+print("FANOUT (S subscribers, MESSAGES msgs INTERVAL_MS apart; ms)")
+print(f"{'target':<12} {'tool':<9} {'S':>6} {'subs':>6} {'delivered':>15} {'miss':>5} {'reord':>5} {'lat p50':>8} {'p99':>7} {'p->last p50':>11} {'max':>7} {'burst/s':>8} {'overall/s':>9} {'srv cpu':>7}")
+for r in runs:
+    if r["scenario"] != "fanout": continue
+    if r.get("error"): print(f"{r['target']:<12} {r['tool']:<9} {r['size']:>6}  ERROR {r['error'][:70]}"); continue
+    d, p = r.get("delivery_latency_ms", {}), r.get("publish_to_last_ms", {})
+    reord = r.get("reordered", g(r, "seq", "reordered"))
+    print(f"{r['target']:<12} {r['tool']:<9} {r['size']:>6} {f(r.get('subscribed')):>6} {str(r.get('delivered'))+'/'+str(r.get('expected')):>15} "
+          f"{f(r.get('missing')):>5} {f(reord):>5} {f(d.get('p50')):>8} {f(d.get('p99')):>7} {f(p.get('p50')):>11} {f(p.get('max'),1):>7} "
+          f"{f(g(r,'burst_deliveries_per_s','p50'),0):>8} {f(r.get('deliveries_per_s'),0):>9} {f(g(r,'server','cpu_s')):>7}")
+rt = [r for r in runs if r["scenario"] == "route"]
+if rt:
+    print()
+    print("ROUTE (ping/subscribe round trips; ms)")
+    print(f"{'target':<12} {'conns':>6} {'rate':>7} {'sent':>7} {'answered':>8} {'errors':>6} {'lost':>5} {'rtt p50':>8} {'p99':>7} {'p99.9':>7} {'ping p99':>8} {'sub p99':>8}")
+    for r in rt:
+        if r.get("error"): print(f"{r['target']:<12} ERROR {r['error'][:70]}"); continue
+        e = sum((r.get("errors") or {}).values())
+        print(f"{r['target']:<12} {f(g(r,'connections','connected')):>6} {f(r.get('rate_achieved'),0):>7} {f(r.get('sent')):>7} {f(r.get('answered')):>8} {e:>6} {f(r.get('lost')):>5} "
+              f"{f(g(r,'rtt_ms','p50'),3):>8} {f(g(r,'rtt_ms','p99'),3):>7} {f(g(r,'rtt_ms','p999'),3):>7} {f(g(r,'ping_ms','p99'),3):>8} {f(g(r,'subscribe_ms','p99'),3):>8}")
+mx = [r for r in runs if r["scenario"] == "mixed"]
+if mx:
+    print()
+    print("MIXED (soak: churn + rooms + publishes)")
+    print(f"{'target':<12} {'secs':>6} {'conns':>6} {'opened':>7} {'deliveries':>10} {'gaps':>5} {'reord':>5} {'dups':>5} {'errors':>6} {'rss start':>9} {'end':>8} {'max':>8} {'KiB/min 2nd half':>16}")
+    for r in mx:
+        if r.get("error"): print(f"{r['target']:<12} ERROR {r['error'][:70]}"); continue
+        s = r.get("seq", {}); sv = r.get("server") or {}
+        e = sum((r.get("errors") or {}).values())
+        print(f"{r['target']:<12} {f(r.get('duration_s'),1):>6} {f(r.get('connections')):>6} {f(g(r,'churn','connects_ok')):>7} {f(r.get('deliveries')):>10} "
+              f"{f(s.get('gaps')):>5} {f(s.get('reordered')):>5} {f(s.get('duplicates')):>5} {e:>6} {f(sv.get('rss_start_kib')):>9} {f(sv.get('rss_end_kib')):>8} {f(sv.get('rss_max_kib')):>8} {f(sv.get('rss_growth_kib_per_min_second_half'),1):>16}")
+# ratios against the references measured in the same run, per tool and size
+def pick(target, tool, scen, size):
+    for r in runs:
+        if (r["target"], r["tool"], r["scenario"], r["size"]) == (target, tool, scen, size) and not r.get("error"):
+            return r
+    return None
+print()
+print("AGAINST THE TARGETS (same run; p->last = publish->last delivery p50, burst = burst deliveries/s p50)")
+for tool in ("wsctl", "fanbench"):
+    for size in sorted({r["size"] for r in runs if r["scenario"] == "fanout"}):
+        raw, sio = pick("rawfan", tool, "fanout", size), pick("socketio", "fanbench", "fanout", size)
+        for target in ("wsctl", "wsctl-redis"):
+            ours = pick(target, tool, "fanout", size)
+            if not ours: continue
+            out = []
+            op, ob = g(ours, "publish_to_last_ms", "p50"), g(ours, "burst_deliveries_per_s", "p50")
+            if raw and op and g(raw, "publish_to_last_ms", "p50"):
+                x = op / g(raw, "publish_to_last_ms", "p50"); out.append(f"p->last {x:.2f}x rawfan (<=1.25 {'ok' if x <= 1.25 else 'MISSED'})")
+            if raw and ob and g(raw, "burst_deliveries_per_s", "p50"):
+                x = ob / g(raw, "burst_deliveries_per_s", "p50"); out.append(f"burst {x:.2f}x rawfan (>=0.8 {'ok' if x >= 0.8 else 'MISSED'})")
+            if sio and ob and g(sio, "burst_deliveries_per_s", "p50"):
+                x = ob / g(sio, "burst_deliveries_per_s", "p50"); out.append(f"burst {x:.2f}x socketio (>=1.5 {'ok' if x >= 1.5 else 'MISSED'})")
+            reord = ours.get("reordered", g(ours, "seq", "reordered")) or 0
+            out.append(f"missing {ours.get('missing')}, reordered {reord}")
+            print(f"  {target:<12} {tool:<9} S={size:<6} " + "; ".join(out))
+    for size in sorted({r["size"] for r in runs if r["scenario"] == "connect"}):
+        for target, lim in (("wsctl", 5.0), ("wsctl-redis", 10.0)):
+            c = pick(target, tool, "connect", size)
+            if not c: continue
+            p99, kib = g(c, "connect_ms", "p99"), g(c, "server", "kib_per_conn")
+            print(f"  {target:<12} {tool:<9} N={size:<6} connect p99 {f(p99,3)} ms (<= {lim} {'ok' if p99 is not None and p99 <= lim else 'MISSED'}); "
+                  f"{f(kib)} KiB/conn (<= 12 {'ok' if kib is not None and kib <= 12 else 'MISSED'})")
+EOF
+}
+
+if [ "${1:-}" = "--table" ]; then
+  shift
+  table "$@"
+  exit 0
+fi
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/root/.cache/wsctl-target}
+TARGETS=${TARGETS:-"wsctl wsctl-redis rawfan socketio"}
+TOOLS=${TOOLS:-"wsctl fanbench"}
+SCENARIOS=${SCENARIOS:-"connect fanout route mixed"}
+SIZES=${SIZES:-"1000 10000"}
+MESSAGES=${MESSAGES:-20}
+INTERVAL_MS=${INTERVAL_MS:-200}
+CONNECT_RATE=${CONNECT_RATE:-1000}
+SUB_RATE=${SUB_RATE:-2000}
+WARMUP=${WARMUP:-200}
+HOLD_MS=${HOLD_MS:-2000}
+ROUTE_CONNS=${ROUTE_CONNS:-200}
+ROUTE_RATE=${ROUTE_RATE:-5000}
+ROUTE_S=${ROUTE_S:-10}
+MIXED_CONNS=${MIXED_CONNS:-1000}
+MIXED_S=${MIXED_S:-60}
+MIXED_ROOMS=${MIXED_ROOMS:-200}
+MIXED_CHURN=${MIXED_CHURN:-50}
+MIXED_PUBRATE=${MIXED_PUBRATE:-200}
+PEERS_SRC=${PEERS_SRC:-/work/shared/peers}
+PORT=${BASE_PORT:-19700}
+RUN_ID=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=${OUT:-$ROOT/bench-results/bench-$(date -u +%F).jsonl}
+mkdir -p "$(dirname "$OUT")"
+WORK=$(mktemp -d /tmp/wsctl-bench-all.XXXXXX)
+SCRATCH=$WORK/scratch
+mkdir -p "$SCRATCH"
+
+log() { echo "== $*" >&2; }
+
+# --- build -------------------------------------------------------------------------------
+if [ -n "${WSCTL_BIN:-}" ]; then
+  WSCTL=$WSCTL_BIN
+else
+  log "build wsctl (release)"
+  cargo build --release -q --bin wsctl
+  WSCTL=$CARGO_TARGET_DIR/release/wsctl
+fi
+cp -r "$PEERS_SRC" "$WORK/peers"
+chmod -R u+w "$WORK/peers"
+PEERS=$WORK/peers
+needs_peer() { case " $TARGETS " in *" $1 "*) return 0 ;; esac; return 1; }
+FANBENCH="" RAWFAN=""
+if [ -n "$(echo " $TOOLS " | grep ' fanbench ')" ]; then
+  log "build fanbench"
+  (cd "$PEERS/fanbench" && cargo build --release -q)
+  FANBENCH=$CARGO_TARGET_DIR/release/fanbench
+fi
+if needs_peer rawfan; then
+  log "build rawfan"
+  (cd "$PEERS/rawfan" && cargo build --release -q)
+  RAWFAN=$CARGO_TARGET_DIR/release/rawfan
+fi
+if needs_peer socketio; then
+  log "install socketio (npm ci)"
+  if ! (cd "$PEERS/socketio" && npm ci --no-audit --no-fund --silent); then
+    log "npm ci failed: socketio skipped"
+    TARGETS=$(echo "$TARGETS" | sed 's/socketio//')
+  fi
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# --- machine record ------------------------------------------------------------------------
+python3 - "$OUT" "$RUN_ID" <<EOF
+import json, os, subprocess, sys
+out, run_id = sys.argv[1:]
+def sh(c):
+    try: return subprocess.run(c, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception: return ""
+rec = {"kind": "machine", "run_id": run_id, "date": sh("date -u '+%Y-%m-%d %H:%M:%S UTC'"),
+       "cpus": int(sh("nproc") or 0), "cpu_model": sh("lscpu | sed -n 's/^Model name: *//p' | head -1"),
+       "mem_total_mib": int(sh("free -m | awk '/^Mem:/{print \$2}'") or 0), "kernel": os.uname().release,
+       "commit": sh("git -C '$ROOT' rev-parse --short HEAD"), "rustc": sh("rustc --version"),
+       "node": sh("node --version"), "redis": sh("redis-server --version"),
+       "settings": dict(TARGETS="$TARGETS", TOOLS="$TOOLS", SCENARIOS="$SCENARIOS", SIZES="$SIZES", MESSAGES=$MESSAGES,
+                        INTERVAL_MS=$INTERVAL_MS, CONNECT_RATE=$CONNECT_RATE, SUB_RATE=$SUB_RATE, WARMUP=$WARMUP,
+                        HOLD_MS=$HOLD_MS, ROUTE_CONNS=$ROUTE_CONNS, ROUTE_RATE=$ROUTE_RATE, ROUTE_S=$ROUTE_S,
+                        MIXED_CONNS=$MIXED_CONNS, MIXED_S=$MIXED_S, MIXED_ROOMS=$MIXED_ROOMS,
+                        MIXED_CHURN=$MIXED_CHURN, MIXED_PUBRATE=$MIXED_PUBRATE)}
+open(out, "a").write(json.dumps(rec) + "\n")
+EOF
+
+# --- servers -------------------------------------------------------------------------------
+SERVER_PID="" REDIS_PID="" URL="" KEY=""
+stop_pid() {
+  local pid=$1
+  [ -n "$pid" ] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+stop_servers() {
+  stop_pid "$SERVER_PID"; SERVER_PID=""
+  stop_pid "$REDIS_PID"; REDIS_PID=""
+}
+trap stop_servers EXIT
+trap 'stop_servers; exit 130' INT TERM
+
+# start_server TARGET LOGBASE: sets SERVER_PID, URL, KEY
+start_server() {
+  local target=$1 logb=$2 port
+  PORT=$((PORT + 1))
+  port=$PORT
+  URL="" KEY=""
+  case $target in
+    wsctl | wsctl-redis)
+      local redis_args=()
+      if [ "$target" = wsctl-redis ]; then
+        local rport
+        rport=$(free_port)
+        redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no >"$logb.redis.log" 2>&1 &
+        REDIS_PID=$!
+        for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+        redis_args=(--redis-url "redis://127.0.0.1:$rport")
+      fi
+      "$WSCTL" --stages-dir "$ROOT/stages" --output json dev --port "$port" --state-dir "$SCRATCH/state-$port" \
+        "${redis_args[@]}" >"$logb.out" 2>"$logb.err" &
+      SERVER_PID=$!
+      for _ in $(seq 100); do
+        if grep -q '"url"' "$logb.out" 2>/dev/null; then
+          URL=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["url"])' "$logb.out")
+          KEY=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["apiKey"])' "$logb.out")
+          break
+        fi
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+      done
+      ;;
+    rawfan)
+      "$RAWFAN" "$port" 2>"$logb.err" &
+      SERVER_PID=$!
+      for _ in $(seq 100); do grep -q listening "$logb.err" 2>/dev/null && { URL="ws://127.0.0.1:$port/"; break; }; sleep 0.1; done
+      ;;
+    socketio)
+      node "$PEERS/socketio/server.js" "$port" 2>"$logb.err" &
+      SERVER_PID=$!
+      for _ in $(seq 100); do grep -q listening "$logb.err" 2>/dev/null && { URL="ws://127.0.0.1:$port"; break; }; sleep 0.1; done
+      ;;
+  esac
+  if [ -z "$URL" ]; then
+    echo "server $target did not start:" >&2
+    cat "$logb".* >&2 || true
+    return 1
+  fi
+  sleep 1 # let RSS settle
+}
+
+# record TARGET TOOL SCENARIO SIZE RC OUTFILE CMD...
+record() {
+  python3 - "$OUT" "$RUN_ID" "$@" <<'EOF'
+import json, sys
+out, run_id, target, tool, scenario, size, rc, tmp, errf, *cmd = sys.argv[1:]
+try:
+    rec = json.loads(open(tmp).read())
+except Exception:
+    try:
+        rec = json.loads(open(tmp).read().strip().splitlines()[-1])
+    except Exception:
+        rec = {"error": f"exit {rc}: " + open(errf).read()[-400:].replace("\n", " ")}
+if rec.get("scenario") == "mixed" and isinstance(rec.get("server"), dict):
+    pass  # keep the RSS samples: they are the soak's memory curve
+rec.update({"kind": "result", "run_id": run_id, "target": target, "tool": tool, "scenario": scenario,
+            "size": int(size), "exit": int(rc), "cmd": " ".join(cmd)})
+open(out, "a").write(json.dumps(rec) + "\n")
+EOF
+}
+
+# run_one TARGET TOOL SCENARIO SIZE
+run_one() {
+  local target=$1 tool=$2 scenario=$3 n=$4
+  local logb="$SCRATCH/$target-$tool-$scenario-$n"
+  start_server "$target" "$logb" || { record "$target" "$tool" "$scenario" "$n" 99 /dev/null "$logb.err" "(server did not start)"; stop_servers; return 0; }
+  local cmd=()
+  if [ "$tool" = wsctl ]; then
+    cmd=("$WSCTL" --output json bench --url "$URL" --quiet --max-seconds 300 --server-pid "$SERVER_PID" --warmup "$WARMUP")
+    [ -n "$KEY" ] && cmd+=(--key "$KEY")
+    case $scenario in
+      connect) cmd+=(connect -n "$n" --rate "$CONNECT_RATE" --hold-ms "$HOLD_MS") ;;
+      fanout) cmd+=(fanout -s "$n" -m "$MESSAGES" --interval-ms "$INTERVAL_MS" --connect-rate "$SUB_RATE") ;;
+      route) cmd+=(route -n "$ROUTE_CONNS" --rate "$ROUTE_RATE" --duration-s "$ROUTE_S") ;;
+      mixed) cmd+=(mixed -n "$MIXED_CONNS" --duration-s "$MIXED_S" --rooms "$MIXED_ROOMS" --churn-rate "$MIXED_CHURN" --publish-rate "$MIXED_PUBRATE") ;;
+    esac
+  else
+    local url=$URL dialect=json
+    [ "$target" = socketio ] && dialect=socketio
+    [ -n "$KEY" ] && url="$URL?apiKey=$KEY"
+    case $scenario in
+      connect) cmd=("$FANBENCH" connect -n "$n" --rate "$CONNECT_RATE" --hold-ms "$HOLD_MS") ;;
+      fanout) cmd=("$FANBENCH" fanout -s "$n" -m "$MESSAGES" --interval-ms "$INTERVAL_MS" --connect-rate "$SUB_RATE" --publish-via-ws) ;;
+    esac
+    cmd+=(--dialect "$dialect" --url "$url" --server-pid "$SERVER_PID" --label "$target" --warmup "$WARMUP" --max-seconds 240 --json --quiet)
+  fi
+  log "$target / $tool / $scenario / $n (server pid $SERVER_PID)"
+  local rc=0
+  timeout 420 "${cmd[@]}" >"$logb.json" 2>"$logb.client.err" || rc=$?
+  stop_servers
+  # the key is per run and local, but keep it out of the record anyway
+  local shown=("${cmd[@]}")
+  for i in "${!shown[@]}"; do
+    [ -n "$KEY" ] && shown[i]=${shown[i]//$KEY/\$KEY}
+    shown[i]=${shown[i]//$WSCTL/wsctl}
+    [ -n "$FANBENCH" ] && shown[i]=${shown[i]//$FANBENCH/fanbench}
+  done
+  record "$target" "$tool" "$scenario" "$n" "$rc" "$logb.json" "$logb.client.err" "${shown[@]}"
+}
+
+for target in $TARGETS; do
+  for scenario in $SCENARIOS; do
+    for tool in $TOOLS; do
+      # wsctl bench speaks only the json dialect; fanbench has connect and fanout only
+      [ "$tool" = wsctl ] && [ "$target" = socketio ] && continue
+      [ "$tool" = fanbench ] && [ -z "$FANBENCH" ] && continue
+      case $scenario in
+        connect | fanout) for n in $SIZES; do run_one "$target" "$tool" "$scenario" "$n"; done ;;
+        route | mixed)
+          [ "$tool" = wsctl ] || continue
+          [ "$target" = socketio ] && continue
+          size=$ROUTE_CONNS
+          [ "$scenario" = mixed ] && size=$MIXED_CONNS
+          run_one "$target" "$tool" "$scenario" "$size"
+          ;;
+      esac
+    done
+  done
+done
+
+log "results appended to $OUT (run_id $RUN_ID); scratch logs in $SCRATCH"
+table "$OUT" "$RUN_ID"

@@ -1,0 +1,232 @@
+//! `wsctl bench` end to end: each scenario runs small (50 connections) against a local
+//! gateway (`wsctl dev`, embedded stores) started by the test, and the report's counts
+//! are checked (never its timings).
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const WSCTL: &str = env!("CARGO_BIN_EXE_wsctl");
+
+/// A `wsctl dev` process, stopped (and its state directory removed) on drop.
+struct Dev {
+    child: Child,
+    url: String,
+    key: String,
+    pid: u32,
+    dir: PathBuf,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Starts `wsctl dev` on a free port and waits for its JSON ready line.
+fn start_dev() -> Dev {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "wsctl-bench-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("state dir");
+    let port = free_port();
+    let mut child = Command::new(WSCTL)
+        .args(["dev", "--port", &port.to_string(), "--state-dir"])
+        .arg(&dir)
+        .args(["--output", "json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start wsctl dev");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // the first JSON line is the ready line; keep draining after it
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v.get("url").is_some() {
+                    let _ = tx.send(v);
+                }
+            }
+        }
+    });
+    let pid = child.id();
+    let ready = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(v) => v,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wsctl dev printed no ready line within 30 s");
+        }
+    };
+    let url = ready["url"].as_str().expect("ready.url").to_string();
+    let key = ready["apiKey"].as_str().expect("ready.apiKey").to_string();
+    Dev { child, url, key, pid, dir }
+}
+
+/// Runs `wsctl --output json bench --url … --key … ARGS`; returns the exit code and the
+/// JSON document.
+fn bench(dev: &Dev, key: &str, args: &[&str]) -> (i32, Value) {
+    let out = Command::new(WSCTL)
+        .args(["--output", "json", "bench", "--url", &dev.url, "--key", key])
+        .args(["--quiet", "--max-seconds", "90"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run wsctl bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let doc: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "bench printed no JSON document ({e}); stdout: {stdout}; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), doc)
+}
+
+fn n(v: &Value, path: &[&str]) -> u64 {
+    let mut x = v;
+    for p in path {
+        x = &x[*p];
+    }
+    x.as_u64().unwrap_or_else(|| panic!("{} is not a count in {v}", path.join(".")))
+}
+
+#[test]
+fn connect_holds_every_connection_and_reports_server_memory() {
+    let dev = start_dev();
+    let pid = dev.pid.to_string();
+    let (code, r) =
+        bench(&dev, &dev.key, &["connect", "-n", "50", "--rate", "500", "--hold-ms", "300", "--server-pid", &pid]);
+    assert_eq!(r["scenario"], "connect");
+    assert_eq!(n(&r, &["requested"]), 50);
+    assert_eq!(n(&r, &["connected"]), 50, "{r}");
+    assert_eq!(n(&r, &["failed"]), 0, "{r}");
+    assert_eq!(n(&r, &["dropped_during_hold"]), 0, "{r}");
+    assert_eq!(n(&r, &["connect_ms", "count"]), 50);
+    assert_eq!(n(&r, &["server", "pid"]), dev.pid as u64);
+    assert!(r["server"]["kib_per_conn"].is_number(), "{r}");
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn connect_with_a_bad_key_counts_refusals_by_cause() {
+    let dev = start_dev();
+    let (code, r) = bench(&dev, "not-a-key", &["connect", "-n", "5", "--hold-ms", "0"]);
+    assert_eq!(n(&r, &["connected"]), 0, "{r}");
+    assert_eq!(n(&r, &["failed"]), 5, "{r}");
+    let refused = r["failures"]["http_401"].as_u64().unwrap_or(0) + r["failures"]["http_403"].as_u64().unwrap_or(0);
+    assert_eq!(refused, 5, "{r}");
+    assert_eq!(r["ok"], false);
+    assert_ne!(code, 0);
+}
+
+#[test]
+fn route_answers_every_request() {
+    let dev = start_dev();
+    let (code, r) = bench(&dev, &dev.key, &["route", "-n", "50", "--rate", "500", "--duration-s", "1"]);
+    assert_eq!(r["scenario"], "route");
+    assert_eq!(n(&r, &["connections", "connected"]), 50, "{r}");
+    // 50 connections × 10 requests each (every 100 ms over 1 s)
+    assert_eq!(n(&r, &["sent"]), 500, "{r}");
+    assert_eq!(n(&r, &["answered"]), 500, "{r}");
+    assert_eq!(n(&r, &["lost"]), 0);
+    assert_eq!(n(&r, &["ping_ms", "count"]), 250);
+    assert_eq!(n(&r, &["subscribe_ms", "count"]), 250);
+    assert_eq!(r["errors"], serde_json::json!({}), "{r}");
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn fanout_delivers_every_message_to_every_subscriber_in_order() {
+    let dev = start_dev();
+    let pid = dev.pid.to_string();
+    let (code, r) = bench(
+        &dev,
+        &dev.key,
+        &["fanout", "-s", "50", "-m", "5", "--interval-ms", "50", "--settle-ms", "100", "--server-pid", &pid],
+    );
+    assert_eq!(r["scenario"], "fanout");
+    assert_eq!(n(&r, &["subscribed"]), 50, "{r}");
+    assert_eq!(n(&r, &["publisher", "sent"]), 5, "{r}");
+    assert_eq!(n(&r, &["publisher", "acked"]), 5, "{r}");
+    assert_eq!(n(&r, &["publisher", "server_delivered"]), 250, "{r}");
+    assert_eq!(n(&r, &["expected"]), 250);
+    assert_eq!(n(&r, &["delivered"]), 250, "{r}");
+    assert_eq!(n(&r, &["missing"]), 0);
+    assert_eq!(n(&r, &["duplicates"]), 0);
+    assert_eq!(n(&r, &["seq", "in_order"]), 250, "{r}");
+    assert_eq!(n(&r, &["seq", "gaps"]), 0);
+    assert_eq!(n(&r, &["seq", "reordered"]), 0);
+    assert_eq!(n(&r, &["messages_complete"]), 5);
+    assert_eq!(n(&r, &["publish_to_last_ms", "count"]), 5);
+    let per = r["per_message"].as_array().expect("per_message");
+    assert_eq!(per.len(), 5);
+    assert!(per.iter().all(|m| m["delivered"] == 50), "{r}");
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn mixed_soak_keeps_seq_continuous_under_churn() {
+    let dev = start_dev();
+    let pid = dev.pid.to_string();
+    let (code, r) = bench(
+        &dev,
+        &dev.key,
+        &[
+            "mixed",
+            "-n",
+            "50",
+            "--duration-s",
+            "4",
+            "--rooms",
+            "10",
+            "--churn-rate",
+            "10",
+            "--publish-rate",
+            "40",
+            "--ping-s",
+            "1",
+            "--sample-ms",
+            "500",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(r["scenario"], "mixed");
+    assert!(n(&r, &["churn", "connects_ok"]) > 50, "churn replaced no connection: {r}");
+    assert_eq!(r["churn"]["connect_failures"], serde_json::json!({}), "{r}");
+    assert_eq!(n(&r, &["churn", "closed_by_server"]), 0, "{r}");
+    assert_eq!(n(&r, &["subscribed"]), n(&r, &["subscribes_sent"]), "{r}");
+    assert_eq!(n(&r, &["pongs"]), n(&r, &["pings"]), "{r}");
+    assert!(n(&r, &["publisher", "sent"]) > 100, "{r}");
+    assert_eq!(n(&r, &["publisher", "acked"]), n(&r, &["publisher", "sent"]), "{r}");
+    assert!(n(&r, &["deliveries"]) > 0, "{r}");
+    assert_eq!(n(&r, &["seq", "gaps"]), 0, "{r}");
+    assert_eq!(n(&r, &["seq", "reordered"]), 0, "{r}");
+    assert_eq!(n(&r, &["seq", "duplicates"]), 0, "{r}");
+    assert!(!r["server"]["samples"].as_array().expect("samples").is_empty());
+    assert_eq!(r["errors"], serde_json::json!({}), "{r}");
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(code, 0);
+}
