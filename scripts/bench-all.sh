@@ -20,6 +20,7 @@
 #   MIXED_CONNS [1000] MIXED_S [60] MIXED_ROOMS [200] MIXED_CHURN [50] MIXED_PUBRATE [200]
 #   OUT [bench-results/bench-<date>.jsonl] PEERS_SRC [/work/shared/peers] BASE_PORT [19700]
 #   CARGO_TARGET_DIR [/root/.cache/wsctl-target]  WSCTL_BIN [build it: cargo build --release]
+#   GATEWAY_LOG [warn]: RUST_LOG of `wsctl dev` (its default logs every connect at info)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -245,7 +246,7 @@ start_server() {
         for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
         redis_args=(--redis-url "redis://127.0.0.1:$rport")
       fi
-      "$WSCTL" --stages-dir "$ROOT/stages" --output json dev --port "$port" --state-dir "$SCRATCH/state-$port" \
+      RUST_LOG=${GATEWAY_LOG:-warn} "$WSCTL" --stages-dir "$ROOT/stages" --output json dev --port "$port" --state-dir "$SCRATCH/state-$port" \
         "${redis_args[@]}" >"$logb.out" 2>"$logb.err" &
       SERVER_PID=$!
       for _ in $(seq 100); do

@@ -49,6 +49,7 @@ fn start_dev() -> Dev {
         .args(["dev", "--port", &port.to_string(), "--state-dir"])
         .arg(&dir)
         .args(["--output", "json"])
+        .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

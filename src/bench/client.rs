@@ -398,7 +398,7 @@ pub fn raise_nofile() -> u64 {
             libc::setrlimit(libc::RLIMIT_NOFILE, &r);
             libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
         }
-        r.rlim_cur as u64
+        r.rlim_cur
     }
 }
 

@@ -219,7 +219,7 @@ async fn slot(
         let mut swapped = false;
         let mut next_ping = plan.ping_every.map(|p| born + p);
         let mut by_server = !ok;
-        while ok {
+        while !by_server {
             let wake = match next_ping {
                 Some(p) if p < die => p,
                 _ => die,
@@ -300,14 +300,14 @@ async fn slot(
             t.seq.add(&c.check);
             if by_server {
                 t.closed_by_server += 1;
-            } else if generation % 2 == 0 {
+            } else if generation.is_multiple_of(2) {
                 t.closed_abrupt += 1;
             } else {
                 t.closed_graceful += 1;
             }
         }
         if !by_server {
-            if generation % 2 == 0 {
+            if generation.is_multiple_of(2) {
                 drop(c.ws); // abrupt: TCP close without a close frame
             } else {
                 client::close(c.ws).await;

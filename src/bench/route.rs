@@ -102,7 +102,7 @@ async fn conn_loop(i: usize, mut ws: Ws, offset: Duration, plan: Arc<Plan>, tot:
                 let req = match plan.kind {
                     RouteKind::Ping => Req::Ping,
                     RouteKind::Subscribe => Req::Subscribe,
-                    RouteKind::Both if k % 2 == 0 => Req::Ping,
+                    RouteKind::Both if k.is_multiple_of(2) => Req::Ping,
                     RouteKind::Both => Req::Subscribe,
                 };
                 let frame = match req {
