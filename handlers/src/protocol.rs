@@ -110,8 +110,44 @@ pub struct Inbound<'a> {
     pub request: Result<Request<'a>, HandlerError>,
 }
 
+/// Deepest nesting of arrays/objects a frame may have; subscribers' JSON parsers often
+/// stop near 1000, so deeper data is refused before it is forwarded.
+pub const MAX_DEPTH: usize = 64;
+
+/// Maximum nesting depth of `json` (a linear scan that skips string contents).
+pub fn nesting_depth(json: &str) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for b in json.bytes() {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// Parses one text frame.
 pub fn parse(body: &str) -> Inbound<'_> {
+    if nesting_depth(body) > MAX_DEPTH {
+        return Inbound {
+            id: None,
+            request: Err(bad(ErrorCode::BadRequest, format!("frame nests deeper than {MAX_DEPTH} levels"))),
+        };
+    }
     let fields: HashMap<Cow<'_, str>, &RawValue> = match serde_json::from_str(body) {
         Ok(f) => f,
         Err(e) if e.is_syntax() || e.is_eof() => {
@@ -380,7 +416,10 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert_eq!(code(&deep), ErrorCode::BadRequest);
         let deep_obj = format!(r#"{{"action":"ping","x":{}1{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
-        assert_eq!(code(&deep_obj), ErrorCode::BadJson);
+        assert_eq!(code(&deep_obj), ErrorCode::BadRequest);
+        let ok =
+            format!(r#"{{"action":"ping","x":{}1{},"s":"[[[[\"{}"}}"#, "[".repeat(63), "]".repeat(63), "[".repeat(100));
+        assert!(matches!(parse(&ok).request, Ok(Request::Ping)), "strings do not count as nesting");
     }
 
     #[test]

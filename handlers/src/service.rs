@@ -168,7 +168,7 @@ impl Services {
         };
         self.connections.put(&record).await?;
         self.metrics.connects.fetch_add(1, Relaxed);
-        tracing::info!(connection_id = %info.connection_id, key_id = %info.identity.key_id, "connected");
+        tracing::debug!(connection_id = %info.connection_id, key_id = %info.identity.key_id, "connected");
         Ok(())
     }
 
@@ -179,7 +179,7 @@ impl Services {
         let record = self.connections.delete(connection_id).await;
         let report = DisconnectReport { rooms: rooms?, had_record: record? };
         self.metrics.disconnects.fetch_add(1, Relaxed);
-        tracing::info!(connection_id, rooms = report.rooms.len(), "disconnected");
+        tracing::debug!(connection_id, rooms = report.rooms.len(), "disconnected");
         Ok(report)
     }
 
@@ -301,7 +301,7 @@ impl Services {
         self.metrics.publishes.fetch_add(1, Relaxed);
         self.metrics.deliveries.fetch_add(fanout.delivered as u64, Relaxed);
         self.metrics.delivery_failures.fetch_add(fanout.failed as u64, Relaxed);
-        let pruned = self.prune(&fanout.gone).await;
+        let pruned = self.prune(&fanout.gone, Some(&room)).await;
         Ok(PublishReport {
             room: room.as_str().to_owned(),
             seq: published.seq,
@@ -313,9 +313,16 @@ impl Services {
     }
 
     /// Removes connections found gone from every room and the table; returns how many.
-    pub async fn prune(&self, gone: &[ConnId]) -> usize {
+    /// `found_in` is the room whose fan-out found them: they leave it even when their own
+    /// room list was lost (an orphan entry), so nothing stale outlives one publish.
+    pub async fn prune(&self, gone: &[ConnId], found_in: Option<&RoomName>) -> usize {
         let mut pruned = 0;
         for conn in gone {
+            if let Some(room) = found_in {
+                if let Err(e) = self.rooms.unsubscribe(conn, room).await {
+                    tracing::warn!(connection_id = %conn, error = %e, "could not prune a gone connection from its room");
+                }
+            }
             match self.disconnect(conn).await {
                 Ok(_) => pruned += 1,
                 Err(e) => tracing::warn!(connection_id = %conn, error = %e, "could not prune a gone connection"),

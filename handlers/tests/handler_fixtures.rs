@@ -1,0 +1,277 @@
+//! Each Lambda handler fed API Gateway-shaped events (tests/fixtures/apigw) returns the
+//! right status and writes the right state — on the in-memory stores and on real Redis
+//! (`redis-server`) + DynamoDB (`moto_server`) alike.
+
+use async_trait::async_trait;
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
+};
+use aws_lambda_events::encodings::Body;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use wsctl_handlers::admin::{AdminReply, AdminRequest};
+use wsctl_handlers::lambda::{self, PublishEvent, PublishResult};
+use wsctl_handlers::limits::Limits;
+use wsctl_handlers::protocol::Frame;
+use wsctl_handlers::sender::{FanoutReport, LiveInfo, SendError, SendOutcome, Sender};
+use wsctl_handlers::service::Services;
+use wsctl_handlers::store::dynamo::{self, DynamoConnectionStore, DynamoKeyStore};
+use wsctl_handlers::store::memory::{MemoryConnectionStore, MemoryKeyStore, MemoryRoomStore};
+use wsctl_handlers::store::redis::{RedisConfig, RedisRoomStore};
+use wsctl_handlers::store::{ConnId, RoomStore};
+use wsctl_testkit::{apigw_fixture, MotoServer, RedisServer};
+
+/// A real [`Sender`] that keeps what it was asked to deliver, per connection; connections
+/// in `gone` answer like API Gateway's 410.
+#[derive(Default)]
+struct RecordingSender {
+    sent: Mutex<HashMap<String, Vec<String>>>,
+    gone: Mutex<HashSet<String>>,
+}
+
+impl RecordingSender {
+    fn frames(&self, conn: &str) -> Vec<Value> {
+        let sent = self.sent.lock().unwrap();
+        sent.get(conn).into_iter().flatten().map(|f| serde_json::from_str(f).unwrap()).collect()
+    }
+}
+
+#[async_trait]
+impl Sender for RecordingSender {
+    async fn send(&self, conn: &str, frame: &Frame) -> SendOutcome {
+        if self.gone.lock().unwrap().contains(conn) {
+            return SendOutcome::Gone;
+        }
+        self.sent.lock().unwrap().entry(conn.to_owned()).or_default().push(frame.as_str().to_owned());
+        SendOutcome::Delivered
+    }
+    async fn send_many(&self, conns: &[ConnId], frame: &Frame) -> FanoutReport {
+        let mut report = FanoutReport::default();
+        for c in conns {
+            match self.send(c, frame).await {
+                SendOutcome::Delivered => report.delivered += 1,
+                SendOutcome::Gone => report.gone.push(c.clone()),
+                SendOutcome::Failed(_) => report.failed += 1,
+            }
+        }
+        report
+    }
+    async fn disconnect(&self, conn: &str) -> Result<bool, SendError> {
+        Ok(self.gone.lock().unwrap().insert(conn.to_owned()))
+    }
+    async fn info(&self, _conn: &str) -> Result<Option<LiveInfo>, SendError> {
+        Ok(None)
+    }
+}
+
+struct Backend {
+    name: &'static str,
+    services: Arc<Services>,
+    sender: Arc<RecordingSender>,
+    rooms: Arc<dyn RoomStore>,
+    /// Redis server to inspect raw state, when the backend is Redis.
+    redis: Option<&'static RedisServer>,
+}
+
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{prefix}{}x{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn memory_backend() -> Backend {
+    let sender = Arc::new(RecordingSender::default());
+    let rooms: Arc<dyn RoomStore> = Arc::new(MemoryRoomStore::new(100));
+    let services = Services::new(
+        rooms.clone(),
+        Arc::new(MemoryConnectionStore::new()),
+        Arc::new(MemoryKeyStore::new()),
+        sender.clone(),
+        Limits::default(),
+    );
+    Backend { name: "memory", services: Arc::new(services), sender, rooms, redis: None }
+}
+
+async fn aws_backend() -> Backend {
+    let redis = RedisServer::shared();
+    let moto = MotoServer::shared();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(moto.endpoint())
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    let client = dynamo::client(&sdk);
+    let (conns, keys) = (unique("conns-"), unique("keys-"));
+    dynamo::ensure_tables(&client, &conns, &keys).await.expect("create tables in moto");
+    let sender = Arc::new(RecordingSender::default());
+    let rooms: Arc<dyn RoomStore> = Arc::new(
+        RedisRoomStore::new(RedisConfig { url: redis.url(), cluster: false, history: 100, connection_ttl_secs: 8100 })
+            .unwrap(),
+    );
+    let services = Services::new(
+        rooms.clone(),
+        Arc::new(DynamoConnectionStore::new(client.clone(), conns)),
+        Arc::new(DynamoKeyStore::new(client, keys)),
+        sender.clone(),
+        Limits::default(),
+    );
+    Backend { name: "redis+dynamodb", services: Arc::new(services), sender, rooms, redis: Some(redis) }
+}
+
+/// A fixture with its connection id and key id made unique to this run.
+fn event(name: &str, conn: &str, key_id: &str) -> String {
+    apigw_fixture(name).replace("Pq3x9cVvIAMCJbA=", conn).replace("key-7f3a9c2e", key_id)
+}
+
+fn ws_event(name: &str, conn: &str, key_id: &str) -> ApiGatewayWebsocketProxyRequest {
+    serde_json::from_str(&event(name, conn, key_id)).unwrap()
+}
+
+fn body_json(resp: &ApiGatewayProxyResponse) -> Value {
+    match &resp.body {
+        Some(Body::Text(t)) => serde_json::from_str(t).unwrap(),
+        other => panic!("expected a text body, got {other:?}"),
+    }
+}
+
+async fn create_key(svc: &Services, scopes: &str) -> (String, String) {
+    let req = AdminRequest::CreateKey { name: "fixture".into(), scopes: scopes.into(), max_connections: 0 };
+    match svc.admin(req).await {
+        AdminReply::KeyCreated { key, record } => (key, record.key_id),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn authorizer_cases(b: &Backend) {
+    let (raw, key_id) = create_key(&b.services, "subscribe").await;
+    let ev = |name: &str, key: &str| -> ApiGatewayCustomAuthorizerRequestTypeRequest {
+        serde_json::from_str(&apigw_fixture(name).replace("REPLACE_KEY", key)).unwrap()
+    };
+    for fixture in ["authorizer_query.json", "authorizer_header.json"] {
+        let allow = lambda::authorizer(b.services.clone(), ev(fixture, &raw)).await.expect("allow");
+        let doc = serde_json::to_value(&allow).unwrap();
+        assert_eq!(doc["policyDocument"]["Statement"][0]["Effect"], "Allow", "{} {fixture}", b.name);
+        assert!(doc["policyDocument"]["Statement"][0]["Resource"][0].as_str().unwrap().ends_with("/$connect"));
+        assert_eq!(doc["context"]["keyId"], key_id.as_str());
+        assert_eq!(doc["context"]["scopes"], "subscribe");
+        // The raw key never appears in what the authorizer returns.
+        assert!(!doc.to_string().contains(&raw));
+        let deny = lambda::authorizer(b.services.clone(), ev(fixture, "wsk_not-a-real-key")).await.expect("deny");
+        assert_eq!(serde_json::to_value(&deny).unwrap()["policyDocument"]["Statement"][0]["Effect"], "Deny");
+    }
+    let missing = lambda::authorizer(b.services.clone(), ev("authorizer_query.json", "")).await;
+    assert_eq!(missing.unwrap_err().to_string(), "Unauthorized", "{}", b.name);
+    b.services.admin(AdminRequest::RevokeKey { key_id, disconnect: false }).await;
+    let revoked = lambda::authorizer(b.services.clone(), ev("authorizer_query.json", &raw)).await.expect("deny");
+    assert_eq!(serde_json::to_value(&revoked).unwrap()["policyDocument"]["Statement"][0]["Effect"], "Deny");
+}
+
+async fn lifecycle(b: &Backend) {
+    let (conn, other, key_id) = (unique("c1-"), unique("c2-"), unique("key-"));
+    let room = format!("tvl:protocol:{}", unique("aave"));
+    let svc = &b.services;
+
+    // $connect records the connection with a TTL.
+    for c in [&conn, &other] {
+        let resp = lambda::connect(svc.clone(), ws_event("connect.json", c, &key_id)).await.unwrap();
+        assert_eq!(resp.status_code, 200, "{}", b.name);
+    }
+    let rec = svc.connections.get(&conn).await.unwrap().expect("record written");
+    assert_eq!(rec.key_id, key_id);
+    assert_eq!(rec.source_ip, "198.51.100.23");
+    assert!(rec.ttl > rec.connected_at / 1000 + 7200, "ttl covers the 2 h lifetime plus a margin");
+
+    // $default subscribe: the reply is the route response; membership is written.
+    let mut sub = ws_event("message_subscribe.json", &conn, &key_id);
+    sub.body = Some(format!(r#"{{"action":"subscribe","room":"{room}","id":"req-1"}}"#));
+    let resp = lambda::message(svc.clone(), sub).await.unwrap();
+    let reply = body_json(&resp);
+    assert_eq!(
+        (reply["type"].as_str(), reply["room"].as_str(), reply["id"].as_str()),
+        (Some("subscribed"), Some(room.as_str()), Some("req-1"))
+    );
+    assert_eq!(b.rooms.rooms_of(&conn).await.unwrap(), vec![room.clone()]);
+    if let Some(redis) = b.redis {
+        let members = redis.cmd(&["SMEMBERS", &format!("room:{{{room}}}:connections")]).unwrap();
+        assert_eq!(members.to_sorted_strings().unwrap(), vec![conn.clone()]);
+    }
+
+    // The fixture's key only has `subscribe`: publishing is refused with `forbidden`.
+    let mut publish = ws_event("message_publish.json", &conn, &key_id);
+    publish.body = Some(format!(r#"{{"action":"publish","room":"{room}","data":{{"tvl":1}}}}"#));
+    let scopes = publish.request_context.authorizer.fields.get("scopes").cloned();
+    publish.request_context.authorizer.fields.insert("scopes".into(), "subscribe".into());
+    let reply = body_json(&lambda::message(svc.clone(), publish).await.unwrap());
+    assert_eq!(reply["code"], "forbidden", "{}", b.name);
+    assert!(scopes.is_some(), "fixture carries scopes");
+
+    // Bad frames get their documented codes.
+    for (fixture, code) in [("message_bad_json.json", "bad_json"), ("message_unknown_action.json", "unknown_action")] {
+        let reply = body_json(&lambda::message(svc.clone(), ws_event(fixture, &conn, &key_id)).await.unwrap());
+        assert_eq!(reply["type"], "error");
+        assert_eq!(reply["code"], code, "{} {fixture}", b.name);
+    }
+
+    // publish (the producer-facing function): delivered to the subscriber with seq 1;
+    // a subscriber that is gone (410) is pruned from the room and the table.
+    let mut sub2 = ws_event("message_subscribe.json", &other, &key_id);
+    sub2.body = Some(format!(r#"{{"action":"subscribe","room":"{room}"}}"#));
+    lambda::message(svc.clone(), sub2).await.unwrap();
+    b.sender.gone.lock().unwrap().insert(other.clone());
+    let data = serde_json::value::RawValue::from_string(r#"{"tvl":123.5}"#.into()).unwrap();
+    let out = lambda::publish(svc.clone(), PublishEvent { room: room.clone(), data }).await.unwrap();
+    let PublishResult::Ok(report) = out else { panic!("{out:?}") };
+    assert_eq!((report.seq, report.subscribers, report.delivered, report.pruned), (1, 2, 1, 1), "{}", b.name);
+    let got = b.sender.frames(&conn);
+    assert_eq!(got.last().unwrap()["seq"], 1);
+    assert_eq!(got.last().unwrap()["data"]["tvl"], 123.5);
+    assert!(svc.connections.get(&other).await.unwrap().is_none(), "gone connection's record pruned");
+    assert!(b.rooms.rooms_of(&other).await.unwrap().is_empty(), "gone connection's rooms pruned");
+
+    // A late subscriber gets the latest value in the reply; `since` replays.
+    let late = unique("c3-");
+    lambda::connect(svc.clone(), ws_event("connect.json", &late, &key_id)).await.unwrap();
+    let mut sub3 = ws_event("message_subscribe.json", &late, &key_id);
+    sub3.body = Some(format!(r#"{{"action":"subscribe","room":"{room}"}}"#));
+    let reply = body_json(&lambda::message(svc.clone(), sub3).await.unwrap());
+    assert_eq!(reply["latest"]["data"]["tvl"], 123.5, "{}", b.name);
+    assert_eq!(reply["seq"], 1);
+
+    // $disconnect clears every room and the record.
+    let resp = lambda::disconnect(svc.clone(), ws_event("disconnect.json", &conn, &key_id)).await.unwrap();
+    assert_eq!(resp.status_code, 200);
+    assert!(b.rooms.rooms_of(&conn).await.unwrap().is_empty());
+    assert!(svc.connections.get(&conn).await.unwrap().is_none());
+    if let Some(redis) = b.redis {
+        let members = redis.cmd(&["SMEMBERS", &format!("room:{{{room}}}:connections")]).unwrap();
+        assert_eq!(members.to_sorted_strings().unwrap(), vec![late.clone()], "only the late subscriber is left");
+    }
+    // Double disconnect is harmless.
+    let resp = lambda::disconnect(svc.clone(), ws_event("disconnect.json", &conn, &key_id)).await.unwrap();
+    assert_eq!(resp.status_code, 200);
+}
+
+#[tokio::test]
+async fn handlers_on_memory_stores() {
+    let b = memory_backend();
+    authorizer_cases(&b).await;
+    lifecycle(&b).await;
+}
+
+#[tokio::test]
+async fn handlers_on_redis_and_dynamodb() {
+    let b = aws_backend().await;
+    authorizer_cases(&b).await;
+    lifecycle(&b).await;
+}
+
+#[tokio::test]
+async fn connect_without_authorizer_context_is_refused() {
+    let b = memory_backend();
+    let mut ev = ws_event("connect.json", &unique("c-"), "k");
+    ev.request_context.authorizer.fields.clear();
+    let resp = lambda::connect(b.services.clone(), ev).await.unwrap();
+    assert_eq!(resp.status_code, 403);
+}

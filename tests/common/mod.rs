@@ -1,0 +1,206 @@
+//! Shared helpers of the CLI's end-to-end tests: start `wsctl dev` on a free port with a
+//! private state directory, and talk to it with real WebSocket clients.
+
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wsctl_testkit::{free_port, http_request, TempDir};
+
+/// A WebSocket client connection.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The `wsctl` binary under test.
+pub fn wsctl() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wsctl"))
+}
+
+/// The repository's `stages/` directory.
+pub fn repo_stages() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("stages")
+}
+
+/// A running `wsctl dev`, killed on drop.
+pub struct DevGateway {
+    child: Child,
+    /// WebSocket URL without key, e.g. `ws://127.0.0.1:P/local`.
+    pub url: String,
+    /// The dev key (scopes subscribe, publish).
+    pub key: String,
+    /// Management API endpoint.
+    pub management: String,
+    /// Listening address.
+    pub addr: SocketAddr,
+    /// State directory (holds the admin token).
+    pub state: TempDir,
+    /// Stages directory used.
+    pub stages: PathBuf,
+}
+
+impl DevGateway {
+    /// Starts with the repository's stages and embedded stores.
+    pub fn start() -> DevGateway {
+        Self::start_with(&repo_stages(), &[])
+    }
+
+    /// Starts with a stages directory and extra arguments (e.g. `--redis-url`).
+    pub fn start_with(stages: &Path, extra: &[&str]) -> DevGateway {
+        let state = TempDir::new("wsctl-dev-state").expect("temp dir");
+        let port = free_port();
+        let mut child = wsctl()
+            .args(["--output", "json", "--stages-dir"])
+            .arg(stages)
+            .args(["dev", "--port", &port.to_string(), "--state-dir"])
+            .arg(state.path())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn wsctl dev");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the ready line");
+        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("ready line {line:?}: {e}"));
+        DevGateway {
+            child,
+            url: ready["url"].as_str().expect("url").to_owned(),
+            key: ready["apiKey"].as_str().expect("apiKey").to_owned(),
+            management: ready["managementEndpoint"].as_str().expect("managementEndpoint").to_owned(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            state,
+            stages: stages.to_owned(),
+        }
+    }
+
+    /// The URL with `key`.
+    pub fn url_with(&self, key: &str) -> String {
+        format!("{}?apiKey={key}", self.url)
+    }
+
+    /// Connects with the dev key.
+    pub async fn connect(&self) -> Ws {
+        connect(&self.url_with(&self.key)).await
+    }
+
+    /// Sends one typed request to `/@admin` and returns the JSON reply.
+    pub fn admin(&self, request: Value) -> Value {
+        let token = std::fs::read_to_string(self.state.join("admin-token")).expect("admin token");
+        let auth = format!("Bearer {}", token.trim());
+        let body = request.to_string();
+        let resp = http_request(
+            self.addr,
+            "POST",
+            "/@admin",
+            &[("authorization", &auth), ("content-type", "application/json")],
+            body.as_bytes(),
+            Duration::from_secs(10),
+        )
+        .expect("admin request");
+        assert_eq!(resp.status, 200, "admin: {}", resp.text());
+        serde_json::from_str(&resp.text()).expect("admin reply JSON")
+    }
+
+    /// Runs `wsctl` with this gateway's state directory; returns (status, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = wsctl()
+            .arg("--stages-dir")
+            .arg(&self.stages)
+            .args(args)
+            .env("WSCTL_STATE_DIR", self.state.path())
+            .output()
+            .expect("run wsctl");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the process to exit; returns its exit code.
+    pub fn interrupt(&mut self) -> Option<i32> {
+        // SAFETY: kill() with a valid pid and signal number has no memory effects.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for DevGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Connects a WebSocket client; panics on failure.
+pub async fn connect(url: &str) -> Ws {
+    tokio_tungstenite::connect_async(url).await.unwrap_or_else(|e| panic!("connect {url}: {e}")).0
+}
+
+/// The HTTP status an upgrade was refused with (None if it succeeded).
+pub async fn refused_status(url: &str) -> Option<u16> {
+    match tokio_tungstenite::connect_async(url).await {
+        Ok(_) => None,
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Some(resp.status().as_u16()),
+        Err(e) => panic!("unexpected error connecting to {url}: {e}"),
+    }
+}
+
+/// Sends a JSON value as a text frame.
+pub async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.expect("send");
+}
+
+/// Sends a raw text frame.
+pub async fn send_text(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).await.expect("send");
+}
+
+/// Next text frame as JSON (5 s timeout); panics on close or timeout.
+pub async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("timed out waiting for a frame")
+            .expect("connection ended")
+            .expect("read error");
+        match msg {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("frame is JSON"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// Waits for the server's close frame and returns its code (5 s timeout).
+pub async fn recv_close(ws: &mut Ws) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("timed out waiting for close") {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+/// Asserts that no frame arrives within `ms`.
+pub async fn assert_silent(ws: &mut Ws, ms: u64) {
+    if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(ms), ws.next()).await {
+        panic!("unexpected frame: {t}");
+    }
+}
