@@ -5,7 +5,7 @@
 # independent client `fanbench`.
 #
 #   scripts/bench-all.sh                 run everything, append JSON lines, print the table
-#   scripts/bench-all.sh --table FILE [RUN_ID|all]   print the table of an earlier run
+#   scripts/bench-all.sh --table [--markdown] FILE [RUN_ID|all]   tables of an earlier run
 #
 # Each measurement gets a fresh server on a fresh 127.0.0.1 port (and, for wsctl-redis, a
 # fresh redis-server on a free port), one client run bounded by --max-seconds and
@@ -25,12 +25,15 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-table() { # table FILE [RUN_ID|all]
+table() { # table [--markdown] FILE [RUN_ID|all]
   python3 - "$@" <<'EOF'
 import json, sys
-path = sys.argv[1]
+args = sys.argv[1:]
+md = bool(args) and args[0] == "--markdown"
+if md: args = args[1:]
+path = args[0]
 recs = [json.loads(l) for l in open(path) if l.strip()]
-want = sys.argv[2] if len(sys.argv) > 2 else next((r["run_id"] for r in reversed(recs) if "run_id" in r), None)
+want = args[1] if len(args) > 1 else next((r["run_id"] for r in reversed(recs) if "run_id" in r), None)
 if want != "all":
     recs = [r for r in recs if r.get("run_id") == want]
 def f(x, nd=2):
@@ -42,82 +45,101 @@ def g(r, *path):
         if not isinstance(r, dict): return None
         r = r.get(p)
     return r
+def emit(title, head, rows):
+    if not rows: return
+    print()
+    if md:
+        print(f"**{title}**\n")
+        print("| " + " | ".join(head) + " |")
+        print("|" + "|".join("---" for _ in head) + "|")
+        for row in rows: print("| " + " | ".join(str(c) for c in row) + " |")
+    else:
+        print(title)
+        w = [max(len(str(x)) for x in [h] + [r[i] for r in rows]) for i, h in enumerate(head)]
+        print("  ".join(str(h).rjust(w[i]) if i else str(h).ljust(w[i]) for i, h in enumerate(head)))
+        for row in rows: print("  ".join(str(c).rjust(w[i]) if i else str(c).ljust(w[i]) for i, c in enumerate(row)))
 for m in (r for r in recs if r.get("kind") == "machine"):
-    print(f"run {m['run_id']}  {m['date']}  {m['cpus']} CPUs ({m['cpu_model']}), {m['mem_total_mib']} MiB, kernel {m['kernel']}, commit {m['commit']}")
+    print(f"run {m['run_id']}: {m['date']}, {m['cpus']} CPUs ({m['cpu_model']}), {m['mem_total_mib']} MiB RAM, kernel {m['kernel']}, commit {m['commit']}, {m['rustc']}, node {m['node']}, {m['redis']}, load average at start {m.get('loadavg_at_start')}")
 runs = [r for r in recs if r.get("kind") == "result"]
-print()
-print("CONNECT (N at CONNECT_RATE/s, held; ms)")
-print(f"{'target':<12} {'tool':<9} {'N':>6} {'ok':>6} {'fail':>5} {'p50':>7} {'p90':>7} {'p99':>7} {'p99.9':>7} {'max':>7} {'KiB/conn':>9}")
+def err(r):
+    if r.get("error"): return r["error"]
+    if not any(k in r for k in ("connected", "subscribed", "sent", "deliveries")): return "no result"
+    return None
+rows = []
 for r in runs:
     if r["scenario"] != "connect": continue
-    if r.get("error"): print(f"{r['target']:<12} {r['tool']:<9} {r['size']:>6}  ERROR {r['error'][:70]}"); continue
+    if err(r): rows.append([r["target"], r["tool"], r["size"], "ERROR " + str(err(r))[:60]] + [""] * 7); continue
     c = r.get("connect_ms", {})
-    print(f"{r['target']:<12} {r['tool']:<9} {r['size']:>6} {f(r.get('connected')):>6} {f(r.get('failed')):>5} {f(c.get('p50'),3):>7} {f(c.get('p90'),3):>7} "
-          f"{f(c.get('p99'),3):>7} {f(c.get('p999'),3):>7} {f(c.get('max'),1):>7} {f(g(r,'server','kib_per_conn')):>9}")
-print()
-print("FANOUT (S subscribers, MESSAGES msgs INTERVAL_MS apart; ms)")
-print(f"{'target':<12} {'tool':<9} {'S':>6} {'subs':>6} {'delivered':>15} {'miss':>5} {'reord':>5} {'lat p50':>8} {'p99':>7} {'p->last p50':>11} {'max':>7} {'burst/s':>8} {'overall/s':>9} {'srv cpu':>7}")
+    rows.append([r["target"], r["tool"], r["size"], f(r.get("connected")), f(r.get("failed")), f(c.get("p50"), 3), f(c.get("p90"), 3),
+                 f(c.get("p99"), 3), f(c.get("p999"), 3), f(c.get("max"), 1), f(g(r, "server", "kib_per_conn"))])
+emit("CONNECT (N connections at CONNECT_RATE/s, held; connect latency in ms)",
+     ["target", "tool", "N", "ok", "fail", "p50", "p90", "p99", "p99.9", "max", "KiB/conn"], rows)
+rows = []
 for r in runs:
     if r["scenario"] != "fanout": continue
-    if r.get("error"): print(f"{r['target']:<12} {r['tool']:<9} {r['size']:>6}  ERROR {r['error'][:70]}"); continue
+    if err(r): rows.append([r["target"], r["tool"], r["size"], "ERROR " + str(err(r))[:60]] + [""] * 10); continue
     d, p = r.get("delivery_latency_ms", {}), r.get("publish_to_last_ms", {})
     reord = r.get("reordered", g(r, "seq", "reordered"))
-    print(f"{r['target']:<12} {r['tool']:<9} {r['size']:>6} {f(r.get('subscribed')):>6} {str(r.get('delivered'))+'/'+str(r.get('expected')):>15} "
-          f"{f(r.get('missing')):>5} {f(reord):>5} {f(d.get('p50')):>8} {f(d.get('p99')):>7} {f(p.get('p50')):>11} {f(p.get('max'),1):>7} "
-          f"{f(g(r,'burst_deliveries_per_s','p50'),0):>8} {f(r.get('deliveries_per_s'),0):>9} {f(g(r,'server','cpu_s')):>7}")
-rt = [r for r in runs if r["scenario"] == "route"]
-if rt:
-    print()
-    print("ROUTE (ping/subscribe round trips; ms)")
-    print(f"{'target':<12} {'conns':>6} {'rate':>7} {'sent':>7} {'answered':>8} {'errors':>6} {'lost':>5} {'rtt p50':>8} {'p99':>7} {'p99.9':>7} {'ping p99':>8} {'sub p99':>8}")
-    for r in rt:
-        if r.get("error"): print(f"{r['target']:<12} ERROR {r['error'][:70]}"); continue
-        e = sum((r.get("errors") or {}).values())
-        print(f"{r['target']:<12} {f(g(r,'connections','connected')):>6} {f(r.get('rate_achieved'),0):>7} {f(r.get('sent')):>7} {f(r.get('answered')):>8} {e:>6} {f(r.get('lost')):>5} "
-              f"{f(g(r,'rtt_ms','p50'),3):>8} {f(g(r,'rtt_ms','p99'),3):>7} {f(g(r,'rtt_ms','p999'),3):>7} {f(g(r,'ping_ms','p99'),3):>8} {f(g(r,'subscribe_ms','p99'),3):>8}")
-mx = [r for r in runs if r["scenario"] == "mixed"]
-if mx:
-    print()
-    print("MIXED (soak: churn + rooms + publishes)")
-    print(f"{'target':<12} {'secs':>6} {'conns':>6} {'opened':>7} {'deliveries':>10} {'gaps':>5} {'reord':>5} {'dups':>5} {'errors':>6} {'rss start':>9} {'end':>8} {'max':>8} {'KiB/min 2nd half':>16}")
-    for r in mx:
-        if r.get("error"): print(f"{r['target']:<12} ERROR {r['error'][:70]}"); continue
-        s = r.get("seq", {}); sv = r.get("server") or {}
-        e = sum((r.get("errors") or {}).values())
-        print(f"{r['target']:<12} {f(r.get('duration_s'),1):>6} {f(r.get('connections')):>6} {f(g(r,'churn','connects_ok')):>7} {f(r.get('deliveries')):>10} "
-              f"{f(s.get('gaps')):>5} {f(s.get('reordered')):>5} {f(s.get('duplicates')):>5} {e:>6} {f(sv.get('rss_start_kib')):>9} {f(sv.get('rss_end_kib')):>8} {f(sv.get('rss_max_kib')):>8} {f(sv.get('rss_growth_kib_per_min_second_half'),1):>16}")
-# ratios against the references measured in the same run, per tool and size
+    rows.append([r["target"], r["tool"], r["size"], f(r.get("subscribed")), f"{r.get('delivered')}/{r.get('expected')}", f(r.get("missing")), f(reord),
+                 f(d.get("p50")), f(d.get("p99")), f(p.get("p50")), f(p.get("max"), 1), f(g(r, "burst_deliveries_per_s", "p50"), 0),
+                 f(r.get("deliveries_per_s"), 0), f(g(r, "server", "cpu_s"))])
+emit("FANOUT (S subscribers in one room, MESSAGES messages INTERVAL_MS apart; ms)",
+     ["target", "tool", "S", "subs", "delivered", "miss", "reord", "lat p50", "lat p99", "p->last p50", "p->last max", "burst/s p50", "overall/s", "srv cpu s"], rows)
+rows = []
+for r in runs:
+    if r["scenario"] != "route": continue
+    if err(r): rows.append([r["target"], "ERROR " + str(err(r))[:60]] + [""] * 10); continue
+    e = sum((r.get("errors") or {}).values())
+    rows.append([r["target"], f(g(r, "connections", "connected")), f(r.get("rate_achieved"), 0), f(r.get("sent")), f(r.get("answered")), e, f(r.get("lost")),
+                 f(g(r, "rtt_ms", "p50"), 3), f(g(r, "rtt_ms", "p99"), 3), f(g(r, "rtt_ms", "p999"), 3), f(g(r, "ping_ms", "p99"), 3), f(g(r, "subscribe_ms", "p99"), 3)])
+emit("ROUTE (ping/subscribe round trips on held connections; ms)",
+     ["target", "conns", "req/s", "sent", "answered", "errors", "lost", "rtt p50", "rtt p99", "rtt p99.9", "ping p99", "subscribe p99"], rows)
+rows = []
+for r in runs:
+    if r["scenario"] != "mixed": continue
+    if err(r): rows.append([r["target"], "ERROR " + str(err(r))[:60]] + [""] * 12); continue
+    s, sv = r.get("seq", {}), r.get("server") or {}
+    e = sum((r.get("errors") or {}).values()) + sum((g(r, "publisher", "errors") or {}).values())
+    rows.append([r["target"], f(r.get("duration_s"), 1), f(r.get("connections")), f(g(r, "churn", "connects_ok")), f(r.get("deliveries")),
+                 f(g(r, "delivery_latency_ms", "p99")), f(s.get("gaps")), f(s.get("reordered")), f(s.get("duplicates")), e,
+                 f(sv.get("rss_start_kib")), f(sv.get("rss_end_kib")), f(sv.get("rss_max_kib")), f(sv.get("rss_growth_kib_per_min_second_half"), 1)])
+emit("MIXED (soak: churn + many rooms + publishes)",
+     ["target", "secs", "slots", "opened", "deliveries", "lat p99 ms", "gaps", "reord", "dups", "errors", "rss start KiB", "end", "max", "KiB/min 2nd half"], rows)
 def pick(target, tool, scen, size):
     for r in runs:
-        if (r["target"], r["tool"], r["scenario"], r["size"]) == (target, tool, scen, size) and not r.get("error"):
+        if (r["target"], r["tool"], r["scenario"], r["size"]) == (target, tool, scen, size) and not err(r):
             return r
     return None
-print()
-print("AGAINST THE TARGETS (same run; p->last = publish->last delivery p50, burst = burst deliveries/s p50)")
+def ratio(a, b, lim, ge):
+    if not a or not b: return "-"
+    x = a / b
+    return f"{x:.2f} ({'ok' if (x >= lim if ge else x <= lim) else 'MISSED'})"
+rows = []
 for tool in ("wsctl", "fanbench"):
     for size in sorted({r["size"] for r in runs if r["scenario"] == "fanout"}):
         raw, sio = pick("rawfan", tool, "fanout", size), pick("socketio", "fanbench", "fanout", size)
         for target in ("wsctl", "wsctl-redis"):
             ours = pick(target, tool, "fanout", size)
             if not ours: continue
-            out = []
             op, ob = g(ours, "publish_to_last_ms", "p50"), g(ours, "burst_deliveries_per_s", "p50")
-            if raw and op and g(raw, "publish_to_last_ms", "p50"):
-                x = op / g(raw, "publish_to_last_ms", "p50"); out.append(f"p->last {x:.2f}x rawfan (<=1.25 {'ok' if x <= 1.25 else 'MISSED'})")
-            if raw and ob and g(raw, "burst_deliveries_per_s", "p50"):
-                x = ob / g(raw, "burst_deliveries_per_s", "p50"); out.append(f"burst {x:.2f}x rawfan (>=0.8 {'ok' if x >= 0.8 else 'MISSED'})")
-            if sio and ob and g(sio, "burst_deliveries_per_s", "p50"):
-                x = ob / g(sio, "burst_deliveries_per_s", "p50"); out.append(f"burst {x:.2f}x socketio (>=1.5 {'ok' if x >= 1.5 else 'MISSED'})")
+            rp, rb, sb = g(raw, "publish_to_last_ms", "p50"), g(raw, "burst_deliveries_per_s", "p50"), g(sio, "burst_deliveries_per_s", "p50")
             reord = ours.get("reordered", g(ours, "seq", "reordered")) or 0
-            out.append(f"missing {ours.get('missing')}, reordered {reord}")
-            print(f"  {target:<12} {tool:<9} S={size:<6} " + "; ".join(out))
+            rows.append([target, tool, f"fanout S={size}", ratio(op, rp, 1.25, False), ratio(ob, rb, 0.8, True), ratio(ob, sb, 1.5, True),
+                         f"missing {ours.get('missing')}, reordered {reord}"])
     for size in sorted({r["size"] for r in runs if r["scenario"] == "connect"}):
         for target, lim in (("wsctl", 5.0), ("wsctl-redis", 10.0)):
             c = pick(target, tool, "connect", size)
             if not c: continue
             p99, kib = g(c, "connect_ms", "p99"), g(c, "server", "kib_per_conn")
-            print(f"  {target:<12} {tool:<9} N={size:<6} connect p99 {f(p99,3)} ms (<= {lim} {'ok' if p99 is not None and p99 <= lim else 'MISSED'}); "
-                  f"{f(kib)} KiB/conn (<= 12 {'ok' if kib is not None and kib <= 12 else 'MISSED'})")
+            rows.append([target, tool, f"connect N={size}", f"p99 {f(p99, 3)} ms (<= {lim}: {'ok' if p99 is not None and p99 <= lim else 'MISSED'})",
+                         f"{f(kib)} KiB/conn (<= 12: {'ok' if kib is not None and kib <= 12 else 'MISSED'})", "", ""])
+for r in runs:
+    if r["scenario"] == "route" and r["target"] in ("wsctl", "wsctl-redis") and not err(r):
+        p99 = g(r, "rtt_ms", "p99")
+        rows.append([r["target"], "wsctl", f"route {f(r.get('rate_achieved'), 0)}/s",
+                     f"rtt p99 {f(p99, 3)} ms (<= 5: {'ok' if p99 is not None and p99 <= 5 else 'MISSED'})", "", "", ""])
+emit("AGAINST THE TARGETS (same run; fan-out: ratios of publish->last p50 and of burst deliveries/s p50)",
+     ["target", "tool", "what", "p->last / rawfan (<=1.25); connect p99; route p99", "burst / rawfan (>=0.8); KiB/conn", "burst / socketio (>=1.5)", "integrity"], rows)
 EOF
 }
 
@@ -202,6 +224,7 @@ rec = {"kind": "machine", "run_id": run_id, "date": sh("date -u '+%Y-%m-%d %H:%M
        "mem_total_mib": int(sh("free -m | awk '/^Mem:/{print \$2}'") or 0), "kernel": os.uname().release,
        "commit": sh("git -C '$ROOT' rev-parse --short HEAD"), "rustc": sh("rustc --version"),
        "node": sh("node --version"), "redis": sh("redis-server --version"),
+       "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
        "settings": dict(TARGETS="$TARGETS", TOOLS="$TOOLS", SCENARIOS="$SCENARIOS", SIZES="$SIZES", MESSAGES=$MESSAGES,
                         INTERVAL_MS=$INTERVAL_MS, CONNECT_RATE=$CONNECT_RATE, SUB_RATE=$SUB_RATE, WARMUP=$WARMUP,
                         HOLD_MS=$HOLD_MS, ROUTE_CONNS=$ROUTE_CONNS, ROUTE_RATE=$ROUTE_RATE, ROUTE_S=$ROUTE_S,
