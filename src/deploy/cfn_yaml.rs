@@ -7,6 +7,7 @@
 use serde_yaml::value::{Tag, TaggedValue};
 use serde_yaml::{Mapping, Value};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 /// A template that could not be parsed or edited.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +98,36 @@ impl Template {
         *resources = renamed;
         rewrite_references(&mut self.root, old, new);
         Ok(())
+    }
+
+    /// Evaluates the template's `Conditions` for the given parameter values (parameters
+    /// missing from `params` take their `Default`). Supports `Equals`, `And`, `Or`, `Not`,
+    /// `Condition` and `Ref` to parameters, in short or long form; an expression it cannot
+    /// evaluate counts as true (the resource is kept).
+    pub fn evaluate_conditions(&self, params: &BTreeMap<String, String>) -> BTreeMap<String, bool> {
+        let mut values: BTreeMap<String, String> = self
+            .root
+            .get("Parameters")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), scalar(v.get("Default")?)?)))
+            .collect();
+        values.extend(params.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let conditions = self.root.get("Conditions").and_then(Value::as_mapping).cloned().unwrap_or_default();
+        let mut out = BTreeMap::new();
+        for (name, _) in &conditions {
+            if let Some(name) = name.as_str() {
+                let v = eval_condition(name, &conditions, &values, 0).unwrap_or(true);
+                out.insert(name.to_owned(), v);
+            }
+        }
+        out
+    }
+
+    /// The resource's `Condition`, if it has one.
+    pub fn resource_condition(&self, id: &str) -> Option<&str> {
+        self.resource(id)?.get("Condition")?.as_str()
     }
 
     /// SHA-256 (hex) of the canonical serialization of the given resources.
@@ -194,6 +225,64 @@ fn rewrite_references(value: &mut Value, old: &str, new: &str) {
     }
 }
 
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Splits an intrinsic into its function name (`Equals`, `Ref`, …) and argument.
+fn intrinsic(v: &Value) -> Option<(String, &Value)> {
+    match v {
+        Value::Tagged(t) => Some((t.tag.to_string().trim_start_matches('!').to_owned(), &t.value)),
+        Value::Mapping(m) if m.len() == 1 => {
+            let (k, arg) = m.iter().next()?;
+            let k = k.as_str()?;
+            Some((k.strip_prefix("Fn::").unwrap_or(k).to_owned(), arg))
+        }
+        _ => None,
+    }
+}
+
+fn eval_value(v: &Value, params: &BTreeMap<String, String>) -> Option<String> {
+    match intrinsic(v) {
+        Some((f, arg)) if f == "Ref" => params.get(arg.as_str()?).cloned(),
+        Some(_) => None,
+        None => scalar(v),
+    }
+}
+
+fn eval_condition(name: &str, conditions: &Mapping, params: &BTreeMap<String, String>, depth: usize) -> Option<bool> {
+    eval_expr(conditions.get(name)?, conditions, params, depth + 1)
+}
+
+fn eval_expr(expr: &Value, conditions: &Mapping, params: &BTreeMap<String, String>, depth: usize) -> Option<bool> {
+    if depth > 32 {
+        return None;
+    }
+    let (f, arg) = intrinsic(expr)?;
+    let items = || arg.as_sequence().cloned().unwrap_or_default();
+    match f.as_str() {
+        "Equals" => {
+            let items = items();
+            Some(eval_value(items.first()?, params)? == eval_value(items.get(1)?, params)?)
+        }
+        "And" => {
+            items().iter().map(|e| eval_expr(e, conditions, params, depth + 1)).try_fold(true, |acc, v| Some(acc && v?))
+        }
+        "Or" => items()
+            .iter()
+            .map(|e| eval_expr(e, conditions, params, depth + 1))
+            .try_fold(false, |acc, v| Some(acc || v?)),
+        "Not" => Some(!eval_expr(items().first()?, conditions, params, depth + 1)?),
+        "Condition" => eval_condition(arg.as_str()?, conditions, params, depth),
+        _ => None,
+    }
+}
+
 fn rename_getatt_string(s: &mut String, old: &str, new: &str) {
     if let Some(rest) = s.strip_prefix(old).and_then(|r| r.strip_prefix('.')) {
         *s = format!("{new}.{rest}");
@@ -246,6 +335,29 @@ Resources:
       Long: {"Fn::GetAtt": [V, Version]}
       S: !Sub "${V} ${V.Version} ${VV}"
 "#;
+
+    #[test]
+    fn conditions_follow_parameters() {
+        let t = Template::parse(
+            "t",
+            r#"
+Parameters:
+  A: {Type: String, Default: "true"}
+  B: {Type: String}
+Conditions:
+  IsA: !Equals [!Ref A, "true"]
+  IsB: !Equals [!Ref B, "x"]
+  Both: !And [!Condition IsA, !Condition IsB]
+  NotB: {"Fn::Not": [{"Condition": IsB}]}
+"#,
+        )
+        .unwrap();
+        let c = t.evaluate_conditions(&BTreeMap::from([("B".to_owned(), "y".to_owned())]));
+        assert_eq!(c["IsA"], true);
+        assert_eq!(c["IsB"], false);
+        assert_eq!(c["Both"], false);
+        assert_eq!(c["NotB"], true);
+    }
 
     #[test]
     fn rename_rewrites_every_reference_form() {

@@ -184,6 +184,23 @@ pub async fn apply_stack(ctx: &Ctx<'_>, rendered: &Rendered, mode: Mode) -> anyh
         },
     )
     .await?;
+    // Resources whose Condition is false are not part of the stack (some emulators list
+    // them anyway).
+    let parsed = super::cfn_yaml::Template::parse("rendered", &rendered.body)?;
+    let conditions = parsed.evaluate_conditions(&rendered.parameters);
+    let cs = stacks::ChangeSet {
+        changes: cs
+            .changes
+            .into_iter()
+            .filter(|c| {
+                c.action != "Add"
+                    || parsed
+                        .resource_condition(&c.logical_id)
+                        .is_none_or(|cond| conditions.get(cond).copied().unwrap_or(true))
+            })
+            .collect(),
+        ..cs
+    };
     let mut report = StackReport::new(rendered, "unchanged");
     report.status = existing.as_ref().map(|s| s.status.clone());
     if cs.empty {

@@ -2,14 +2,29 @@
 //! resources, outputs, change sets.
 
 use anyhow::{bail, Context};
+use aws_sdk_cloudformation::config::http::HttpResponse;
+use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudformation::types::{Capability, ChangeSetStatus, ChangeSetType, Parameter, Stack, Tag};
 use aws_sdk_cloudformation::Client;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Turns an SDK error into an error whose message includes the service's own text.
-pub fn sdk_error<E: std::error::Error>(err: E) -> anyhow::Error {
+/// Turns an SDK error into an error carrying the service's code and message (or, when
+/// the response could not be parsed, its HTTP status and body).
+pub fn sdk_error<E>(err: SdkError<E, HttpResponse>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if let Some(message) = err.message() {
+        return anyhow::anyhow!("{}: {message}", err.code().unwrap_or("error"));
+    }
+    if let Some(raw) = err.raw_response() {
+        if let Some(body) = raw.body().bytes().filter(|b| !b.is_empty()) {
+            let text: String = String::from_utf8_lossy(body).chars().take(600).collect();
+            return anyhow::anyhow!("HTTP {}: {text}", raw.status().as_u16());
+        }
+    }
     anyhow::anyhow!("{}", aws_sdk_cloudformation::error::DisplayErrorContext(&err))
 }
 

@@ -1,0 +1,450 @@
+//! End-to-end tests of `wsctl deploy/plan/status/destroy` against a real `moto_server`
+//! (started per test on a free loopback port by `wsctl-testkit`), driving the built binary.
+//!
+//! moto runs CloudFormation stacks, change sets, S3, Lambda, IAM, EC2 and DynamoDB; it
+//! skips ApiGatewayV2, ElastiCache and Lambda alias resources inside CloudFormation, so
+//! these tests check what moto does create (tables, VPC, functions, versions, roles) and
+//! the deployer's own behaviour (change sets, uploads, exit codes, output).
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use wsctl_testkit::{MotoServer, TempDir};
+
+const FUNCTIONS: [&str; 6] = ["authorizer", "connect", "disconnect", "message", "publish", "admin"];
+
+/// A moto server, a directory with a stage file, and the wsctl binary pointed at both.
+struct Harness {
+    moto: MotoServer,
+    dir: TempDir,
+    stage: String,
+}
+
+impl Harness {
+    fn new(stage: &str, stage_yaml: &str) -> Harness {
+        let moto = MotoServer::start().expect("moto_server (pip install 'moto[server]')");
+        let dir = TempDir::new("wsctl-deploy").expect("temp dir");
+        std::fs::create_dir_all(dir.join("stages")).expect("stages dir");
+        std::fs::write(dir.join(format!("stages/{stage}.yaml")), stage_yaml).expect("stage file");
+        Harness { moto, dir, stage: stage.to_owned() }
+    }
+
+    /// Runs wsctl with the stage dir and moto's environment; stdin is never a TTY.
+    fn wsctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_wsctl"))
+            .arg("--stages-dir")
+            .arg(self.dir.join("stages"))
+            .args(args)
+            .envs(self.moto.aws_env())
+            .env("WSCTL_POLL_MS", "20")
+            .env_remove("AWS_PROFILE")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run wsctl")
+    }
+
+    /// `deploy --yes --manifest M` (optionally with `--output json`).
+    fn deploy(&self, manifest: &Path, json: bool) -> Output {
+        let manifest = manifest.to_str().expect("utf-8 path");
+        let mut args = vec!["deploy", "--stage", &self.stage, "--yes", "--manifest", manifest];
+        if json {
+            args.extend(["--output", "json"]);
+        }
+        self.wsctl(&args)
+    }
+
+    /// Writes one zip per function (content from `body`) and a manifest into `dist_name`.
+    fn manifest(&self, dist_name: &str, body: impl Fn(&str) -> String) -> PathBuf {
+        let dist = self.dir.join(dist_name);
+        std::fs::create_dir_all(&dist).expect("dist dir");
+        let mut functions = serde_json::Map::new();
+        for f in FUNCTIONS {
+            let zip = stored_zip("bootstrap", body(f).as_bytes());
+            let file = format!("{f}.zip");
+            std::fs::write(dist.join(&file), &zip).expect("write zip");
+            functions.insert(
+                f.to_owned(),
+                serde_json::json!({ "file": file, "sha256": sha256_hex(&zip), "size": zip.len() }),
+            );
+        }
+        let manifest = serde_json::json!({
+            "version": 1,
+            "architecture": "arm64",
+            "target": "aarch64-unknown-linux-gnu.2.34",
+            "functions": functions,
+        });
+        let path = dist.join("manifest.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&manifest).expect("json")).expect("write manifest");
+        path
+    }
+
+    fn runtime(&self) -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    }
+
+    async fn sdk(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(self.moto.endpoint())
+            .credentials_provider(aws_sdk_lambda::config::Credentials::new("testing", "testing", None, None, "test"))
+            .load()
+            .await
+    }
+}
+
+/// A zip with one stored (uncompressed) entry, written here so the test does not depend
+/// on the code under test.
+fn stored_zip(name: &str, data: &[u8]) -> Vec<u8> {
+    let crc = crc32fast::hash(data);
+    let mut out = Vec::new();
+    let n = name.len() as u16;
+    let len = data.len() as u32;
+    out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+    for v in [20u16, 0, 0, 0, 0x21] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [crc, len, len] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(data);
+    let cd_offset = out.len() as u32;
+    let mut cd = Vec::new();
+    cd.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+    for v in [(3u16 << 8) | 20, 20, 0, 0, 0, 0x21] {
+        cd.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [crc, len, len] {
+        cd.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [n, 0, 0, 0, 0] {
+        cd.extend_from_slice(&v.to_le_bytes());
+    }
+    cd.extend_from_slice(&(0o100_755u32 << 16).to_le_bytes());
+    cd.extend_from_slice(&0u32.to_le_bytes());
+    cd.extend_from_slice(name.as_bytes());
+    let cd_len = cd.len() as u32;
+    out.extend_from_slice(&cd);
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    for v in [0u16, 0, 1, 1] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&cd_len.to_le_bytes());
+    out.extend_from_slice(&cd_offset.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", text(o)))
+}
+
+fn stack<'a>(report: &'a Value, kind: &str) -> &'a Value {
+    report["stacks"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["kind"] == kind))
+        .unwrap_or_else(|| panic!("no {kind} stack in {report:#}"))
+}
+
+/// A stage moto can run: VPC created by the data stack, Redis given by URL (moto skips
+/// ElastiCache resources in CloudFormation).
+fn stage_yaml(extra: &str) -> String {
+    format!(
+        "region: us-east-1\naccount: \"123456789012\"\nredis:\n  mode: existing\n  url: rediss://redis.internal.example:6379\n\
+         network:\n  mode: create\n  cidr: 10.60.0.0/16\ntables:\n  retain: false\nlimits:\n  max_rooms_per_connection: 64\n{extra}"
+    )
+}
+
+#[test]
+fn first_deploy_creates_everything_and_a_second_deploy_changes_nothing() {
+    let h = Harness::new("e2e", &stage_yaml(""));
+    let manifest = h.manifest("dist", |f| format!("{f} build 1"));
+    let m = manifest.to_str().unwrap();
+
+    let plan = h.wsctl(&["plan", "--stage", "e2e", "--manifest", m]);
+    assert_eq!(plan.status.code(), Some(2), "plan before the first deploy has changes:\n{}", text(&plan));
+
+    let first = h.deploy(&manifest, true);
+    assert!(first.status.success(), "{}", text(&first));
+    let report = json(&first);
+    assert_eq!(report["ok"], true);
+    for kind in ["bootstrap", "data", "app"] {
+        assert_eq!(stack(&report, kind)["action"], "created", "{kind}: {report:#}");
+    }
+    let uploaded: Vec<&Value> =
+        report["artifacts"].as_array().unwrap().iter().filter(|a| a["uploaded"] == true).collect();
+    assert_eq!(uploaded.len(), 6, "every artifact uploaded once: {report:#}");
+
+    // Read the deployed resources back with the SDK.
+    let rt = h.runtime();
+    rt.block_on(async {
+        let config = h.sdk().await;
+        let ddb = aws_sdk_dynamodb::Client::new(&config);
+        let tables = ddb.list_tables().send().await.unwrap().table_names().to_vec();
+        let connections = tables.iter().find(|t| t.contains("ConnectionsTable")).expect("connections table");
+        let keys = tables.iter().find(|t| t.contains("ApiKeysTable")).expect("api-keys table");
+        let desc = ddb.describe_table().table_name(connections).send().await.unwrap();
+        let table = desc.table().unwrap();
+        assert_eq!(table.key_schema()[0].attribute_name(), "connectionId");
+        let gsi = &table.global_secondary_indexes()[0];
+        assert_eq!(gsi.index_name(), Some("byKey"));
+        assert_eq!(gsi.projection().and_then(|p| p.projection_type()).map(|p| p.as_str()), Some("ALL"));
+        // (moto ignores TimeToLiveSpecification in CloudFormation; tests/template.rs checks it.)
+        let desc = ddb.describe_table().table_name(keys).send().await.unwrap();
+        assert_eq!(desc.table().unwrap().key_schema()[0].attribute_name(), "keyHash");
+
+        // The VPC functions sit in the data stack's private subnets.
+        let cfn = aws_sdk_cloudformation::Client::new(&config);
+        let resources = cfn.describe_stack_resources().stack_name("wsctl-e2e-data").send().await.unwrap();
+        let mut private_subnets: Vec<String> = resources
+            .stack_resources()
+            .iter()
+            .filter(|r| matches!(r.logical_resource_id(), Some("PrivateSubnetA" | "PrivateSubnetB")))
+            .filter_map(|r| r.physical_resource_id().map(str::to_owned))
+            .collect();
+        private_subnets.sort();
+        assert_eq!(private_subnets.len(), 2, "{private_subnets:?}");
+        assert!(private_subnets.iter().all(|s| s.starts_with("subnet-")), "{private_subnets:?}");
+
+        let lambda = aws_sdk_lambda::Client::new(&config);
+        for f in FUNCTIONS {
+            let name = format!("wsctl-e2e-app-{f}");
+            let cfg = lambda
+                .get_function_configuration()
+                .function_name(&name)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            assert_eq!(cfg.runtime().map(|r| r.as_str()), Some("provided.al2023"));
+            assert_eq!(cfg.handler(), Some("bootstrap"));
+            let vars = cfg.environment().and_then(|e| e.variables()).cloned().unwrap_or_default();
+            assert_eq!(vars.get("CONNECTIONS_TABLE"), Some(connections), "{name}: {vars:?}");
+            assert_eq!(vars.get("API_KEYS_TABLE"), Some(keys));
+            assert_eq!(vars.get("REDIS_URL").map(String::as_str), Some("rediss://redis.internal.example:6379"));
+            assert_eq!(vars.get("REDIS_CLUSTER").map(String::as_str), Some("false"));
+            assert_eq!(vars.get("WSCTL_STAGE").map(String::as_str), Some("e2e"));
+            let limits: Value = serde_json::from_str(vars.get("WSCTL_LIMITS").expect("WSCTL_LIMITS")).unwrap();
+            assert_eq!(limits["max_rooms_per_connection"], 64);
+            assert!(vars
+                .get("WS_MANAGEMENT_ENDPOINT")
+                .is_some_and(|e| e.starts_with("https://") && e.ends_with("/live")));
+            assert!(vars.contains_key("RUST_LOG"));
+            let mut subnets: Vec<String> = cfg.vpc_config().map(|v| v.subnet_ids().to_vec()).unwrap_or_default();
+            subnets.sort();
+            if f == "authorizer" {
+                assert!(subnets.is_empty(), "the authorizer runs outside the VPC: {subnets:?}");
+            } else {
+                assert_eq!(subnets, private_subnets, "{name} runs in the private subnets");
+            }
+            let versions = lambda.list_versions_by_function().function_name(&name).send().await.unwrap();
+            assert!(
+                versions.versions().iter().any(|v| v.version() != Some("$LATEST")),
+                "{name} has a published version"
+            );
+        }
+    });
+
+    // Second deploy, nothing changed: no change sets executed, nothing uploaded, exit 0.
+    let second = h.deploy(&manifest, false);
+    assert!(second.status.success(), "{}", text(&second));
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(out.contains("wsctl-e2e-app: no changes"), "{}", text(&second));
+    assert!(out.contains("stage e2e: no changes"), "{}", text(&second));
+    assert!(out.contains("nothing uploaded"), "{}", text(&second));
+    let again = json(&h.deploy(&manifest, true));
+    for kind in ["bootstrap", "data", "app"] {
+        assert_eq!(stack(&again, kind)["action"], "unchanged", "{again:#}");
+    }
+    assert!(again["artifacts"].as_array().unwrap().iter().all(|a| a["uploaded"] == false), "{again:#}");
+
+    let plan = h.wsctl(&["plan", "--stage", "e2e", "--manifest", m]);
+    assert_eq!(plan.status.code(), Some(0), "plan after deploying it: {}", text(&plan));
+
+    let status = h.wsctl(&["status", "--stage", "e2e", "--output", "json"]);
+    assert!(status.status.success(), "{}", text(&status));
+    let status = json(&status);
+    assert_eq!(status["stacks"][2]["stack"]["status"], "CREATE_COMPLETE", "{status:#}");
+    assert_eq!(status["functions"].as_array().map(Vec::len), Some(6), "{status:#}");
+    assert_eq!(status["redis"]["value"]["id"], "external");
+}
+
+#[test]
+fn a_handler_change_updates_only_the_functions() {
+    let h = Harness::new("hc", &stage_yaml(""));
+    let v1 = h.manifest("dist1", |f| format!("{f} build 1"));
+    assert!(h.deploy(&v1, false).status.success());
+    let rt = h.runtime();
+    let before: BTreeMap<String, String> = rt.block_on(async {
+        let lambda = aws_sdk_lambda::Client::new(&h.sdk().await);
+        let mut shas = BTreeMap::new();
+        for f in FUNCTIONS {
+            let cfg =
+                lambda.get_function_configuration().function_name(format!("wsctl-hc-app-{f}")).send().await.unwrap();
+            shas.insert(f.to_owned(), cfg.code_sha256().unwrap().to_owned());
+        }
+        shas
+    });
+
+    // Only connect's source changed.
+    let v2 = h.manifest("dist2", |f| if f == "connect" { "connect build 2".into() } else { format!("{f} build 1") });
+    let out = h.deploy(&v2, true);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = json(&out);
+    assert_eq!(stack(&report, "bootstrap")["action"], "unchanged", "{report:#}");
+    assert_eq!(stack(&report, "data")["action"], "unchanged", "{report:#}");
+    let app = stack(&report, "app");
+    assert_eq!(app["action"], "updated", "{report:#}");
+    let changes = app["changes"].as_array().unwrap();
+    assert!(!changes.is_empty());
+    for c in changes {
+        let ty = c["resourceType"].as_str().unwrap();
+        assert!(ty.starts_with("AWS::Lambda::"), "a handler change touched {ty}: {report:#}");
+        assert!(c["logicalId"].as_str().unwrap().starts_with("Connect"), "only connect's resources change: {report:#}");
+    }
+    let uploaded: Vec<&str> = report["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["uploaded"] == true)
+        .map(|a| a["function"].as_str().unwrap())
+        .collect();
+    assert_eq!(uploaded, ["connect"], "{report:#}");
+
+    let after: BTreeMap<String, String> = rt.block_on(async {
+        let lambda = aws_sdk_lambda::Client::new(&h.sdk().await);
+        let mut shas = BTreeMap::new();
+        for f in FUNCTIONS {
+            let cfg =
+                lambda.get_function_configuration().function_name(format!("wsctl-hc-app-{f}")).send().await.unwrap();
+            shas.insert(f.to_owned(), cfg.code_sha256().unwrap().to_owned());
+        }
+        shas
+    });
+    for f in FUNCTIONS {
+        if f == "connect" {
+            assert_ne!(before[f], after[f], "connect runs the new code");
+        } else {
+            assert_eq!(before[f], after[f], "{f} is untouched");
+        }
+    }
+}
+
+#[test]
+fn a_failed_deploy_exits_non_zero_and_names_the_failed_resource() {
+    // An existing network whose security group moto does not know: the data stack's Redis
+    // security group cannot be created.
+    let yaml = "region: us-east-1\naccount: \"123456789012\"\nredis:\n  mode: create\nnetwork:\n  mode: existing\n  \
+                vpc_id: vpc-0123456789abcdef0\n  subnet_ids: [subnet-0123456789abcdef0, subnet-0123456789abcdef1]\n  \
+                security_group_id: sg-0123456789abcdef0\n";
+    let h = Harness::new("broken", yaml);
+    let manifest = h.manifest("dist", |f| format!("{f} build 1"));
+    let out = h.deploy(&manifest, false);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("FAILED RedisSecurityGroup (AWS::EC2::SecurityGroup)"), "{}", text(&out));
+    assert!(stdout.contains("sg-0123456789abcdef0"), "the reason is shown: {}", text(&out));
+
+    let out = h.deploy(&manifest, true);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = json(&out);
+    assert_eq!(report["ok"], false);
+    let data = stack(&report, "data");
+    assert_eq!(data["action"], "failed");
+    assert_eq!(data["failures"][0]["logicalId"], "RedisSecurityGroup", "{report:#}");
+    assert!(report["stacks"].as_array().unwrap().iter().all(|s| s["kind"] != "app"), "stops before the app stack");
+}
+
+/// A stage on an existing network (moto cannot delete every VPC resource it creates, so the
+/// destroy test keeps the data stack to its tables).
+fn existing_network_stage_yaml(extra: &str) -> String {
+    format!(
+        "region: us-east-1\naccount: \"123456789012\"\nredis:\n  mode: existing\n  url: redis://redis.internal.example:6379\n\
+         network:\n  mode: existing\n  vpc_id: vpc-0123456789abcdef0\n  subnet_ids: [subnet-0123456789abcdef0, subnet-0123456789abcdef1]\n  \
+         security_group_id: sg-0123456789abcdef0\ntables:\n  retain: false\n{extra}"
+    )
+}
+
+#[test]
+fn destroy_removes_the_stacks_and_a_protected_stage_needs_force() {
+    let h = Harness::new("gone", &existing_network_stage_yaml(""));
+    let manifest = h.manifest("dist", |f| format!("{f} build 1"));
+    assert!(h.deploy(&manifest, false).status.success());
+
+    let out = h.wsctl(&["destroy", "--stage", "gone", "--yes", "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = json(&out);
+    let names: Vec<&str> = report["stacks"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["wsctl-gone-app", "wsctl-gone-data"]);
+    assert!(report["stacks"].as_array().unwrap().iter().all(|s| s["action"] == "deleted"), "{report:#}");
+
+    let rt = h.runtime();
+    rt.block_on(async {
+        let config = h.sdk().await;
+        let cfn = aws_sdk_cloudformation::Client::new(&config);
+        for name in ["wsctl-gone-app", "wsctl-gone-data"] {
+            let gone = match cfn.describe_stacks().stack_name(name).send().await {
+                Err(_) => true,
+                Ok(o) => o.stacks().iter().all(|s| s.stack_status().map(|x| x.as_str()) == Some("DELETE_COMPLETE")),
+            };
+            assert!(gone, "{name} still exists");
+        }
+        let ddb = aws_sdk_dynamodb::Client::new(&config);
+        let tables = ddb.list_tables().send().await.unwrap().table_names().to_vec();
+        assert!(tables.is_empty(), "tables of an unretained stage are deleted: {tables:?}");
+        let lambda = aws_sdk_lambda::Client::new(&config);
+        assert!(lambda.get_function().function_name("wsctl-gone-app-connect").send().await.is_err());
+    });
+
+    // A protected stage refuses without --force, and touches nothing.
+    std::fs::write(h.dir.join("stages/gone.yaml"), existing_network_stage_yaml("protected: true\n")).unwrap();
+    let out = h.wsctl(&["destroy", "--stage", "gone", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"), "{}", text(&out));
+}
+
+#[test]
+fn without_a_terminal_deploy_needs_yes_and_the_account_is_guarded() {
+    let h = Harness::new("guard", &stage_yaml(""));
+    let manifest = h.manifest("dist", |f| format!("{f} build 1"));
+    let m = manifest.to_str().unwrap();
+
+    let out = h.wsctl(&["deploy", "--stage", "guard", "--manifest", m]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"), "{}", text(&out));
+    let rt = h.runtime();
+    rt.block_on(async {
+        let cfn = aws_sdk_cloudformation::Client::new(&h.sdk().await);
+        let stacks = cfn.describe_stacks().send().await.unwrap();
+        let live: Vec<_> = stacks
+            .stacks()
+            .iter()
+            .filter(|s| s.stack_status().map(|x| x.as_str()) != Some("DELETE_COMPLETE"))
+            .filter_map(|s| s.stack_name())
+            .collect();
+        assert!(live.is_empty(), "a refused deploy leaves no stack behind: {live:?}");
+    });
+
+    std::fs::write(h.dir.join("stages/other.yaml"), stage_yaml("").replace("123456789012", "999999999999")).unwrap();
+    let out = h.wsctl(&["deploy", "--stage", "other", "--yes", "--manifest", m]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("123456789012") && err.contains("999999999999"), "{}", text(&out));
+}
