@@ -1,30 +1,34 @@
 //! Operator commands: publish, connections, rooms, keys — on `--stage local` (through the
-//! running `wsctl dev`) and on deployed stages.
+//! running `wsctl dev`) and on deployed stages (DynamoDB, the management API and the
+//! stage's Lambda functions). Every command runs one code path over a [`target::Target`].
 
+mod connections;
+mod keys;
 mod publish;
+mod rooms;
+mod table;
+mod target;
+mod watch;
 
+pub use connections::ConnectionsCommand;
+pub use keys::KeysCommand;
 pub use publish::{publish, PublishArgs};
+pub use rooms::RoomsCommand;
 
 use crate::cli::Global;
-use clap::Subcommand;
 use std::process::ExitCode;
 
-/// `wsctl connections …`
-#[derive(Debug, Subcommand)]
-pub enum ConnectionsCommand {}
-/// `wsctl rooms …`
-#[derive(Debug, Subcommand)]
-pub enum RoomsCommand {}
-/// `wsctl keys …`
-#[derive(Debug, Subcommand)]
-pub enum KeysCommand {}
+/// Runs `wsctl connections …`.
+pub async fn connections(global: &Global, command: ConnectionsCommand) -> anyhow::Result<ExitCode> {
+    connections::run(global, command).await
+}
 
-pub async fn connections(_: &Global, c: ConnectionsCommand) -> anyhow::Result<ExitCode> {
-    match c {}
+/// Runs `wsctl rooms …`.
+pub async fn rooms(global: &Global, command: RoomsCommand) -> anyhow::Result<ExitCode> {
+    rooms::run(global, command).await
 }
-pub async fn rooms(_: &Global, c: RoomsCommand) -> anyhow::Result<ExitCode> {
-    match c {}
-}
-pub async fn keys(_: &Global, c: KeysCommand) -> anyhow::Result<ExitCode> {
-    match c {}
+
+/// Runs `wsctl keys …`.
+pub async fn keys(global: &Global, command: KeysCommand) -> anyhow::Result<ExitCode> {
+    keys::run(global, command).await
 }

@@ -1,29 +1,26 @@
 //! `wsctl publish --stage S --room R DATA`: publishes through the local gateway or a
 //! deployed stage's `publish` function and reports delivered / pruned / failed.
 
+use super::target::{unexpected, Target, TargetArgs};
 use crate::cli::Global;
-use crate::local::LocalState;
 use crate::output::{print_json, OutputFormat};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use wsctl_handlers::admin::{AdminReply, AdminRequest};
+use wsctl_handlers::lambda::PublishResult;
+use wsctl_handlers::service::PublishReport;
 
 /// `wsctl publish`
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// Stage to publish on (`local` = the running `wsctl dev`).
-    #[arg(long, default_value = "local")]
-    pub stage: String,
+    #[command(flatten)]
+    target: TargetArgs,
     /// Room name, e.g. tvl:protocol:aave.
     #[arg(long)]
     pub room: String,
     /// The message data: JSON (quote strings: '"hello"'), or @FILE to read it from a file.
     pub data: String,
-    /// State directory of the local gateway.
-    #[arg(long, env = "WSCTL_STATE_DIR", default_value = ".wsctl")]
-    pub state_dir: PathBuf,
 }
 
 /// Reads DATA: inline JSON or `@file`.
@@ -40,22 +37,36 @@ pub fn read_data(arg: &str) -> Result<serde_json::Value> {
 /// Runs `wsctl publish`.
 pub async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
     let data = read_data(&args.data)?;
-    if args.stage != "local" {
-        bail!("publishing to deployed stages is not available yet; use --stage local");
-    }
-    let client = LocalState::existing(&args.state_dir)?.admin_client()?;
-    match client.call(&AdminRequest::Publish { room: args.room.clone(), data }).await? {
-        AdminReply::Published { report } => {
-            match global.output {
-                OutputFormat::Json => print_json(&report)?,
-                OutputFormat::Text => println!(
-                    "published to {} as seq {}: {} delivered, {} pruned as gone, {} failed",
-                    report.room, report.seq, report.delivered, report.pruned, report.failed
-                ),
+    let target = Target::resolve(global, &args.target).await?;
+    let report: PublishReport = match &target {
+        Target::Local(_) => {
+            let request = AdminRequest::Publish { room: args.room.clone(), data };
+            match target.admin().await?.call(&request).await.context("publish refused")? {
+                AdminReply::Published { report } => report,
+                other => return Err(unexpected(&other)),
             }
-            Ok(ExitCode::SUCCESS)
         }
-        AdminReply::Error { code, message } => bail!("publish refused ({}): {message}", code.as_str()),
-        other => bail!("unexpected reply from the gateway: {other:?}"),
+        Target::Deployed(d) => {
+            // The publish function's own event: {"room": …, "data": …}.
+            let event = serde_json::json!({ "room": args.room, "data": data });
+            match d.publish_function().await?.invoke::<_, PublishResult>(&event).await? {
+                PublishResult::Ok(report) => report,
+                PublishResult::Err { code, message } => bail!("publish refused ({}): {message}", code.as_str()),
+            }
+        }
+    };
+    match global.output {
+        OutputFormat::Json => print_json(&report)?,
+        OutputFormat::Text => println!(
+            "published to {} on stage {} as seq {}: {} subscriber(s), {} delivered, {} pruned as gone, {} failed",
+            report.room,
+            target.stage_name(),
+            report.seq,
+            report.subscribers,
+            report.delivered,
+            report.pruned,
+            report.failed
+        ),
     }
+    Ok(ExitCode::SUCCESS)
 }

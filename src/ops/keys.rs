@@ -1,0 +1,284 @@
+//! `wsctl keys create|list|revoke`. Only a key's SHA-256 is ever stored; the raw key is
+//! printed once by `create` and never logged. Deployed stages use the API-keys table
+//! directly; `--stage local` asks the gateway (which keeps key hashes in its state dir).
+
+use super::table::{terminal_width, utc, Table};
+use super::target::{unexpected, Deployed, Target, TargetArgs};
+use crate::cli::Global;
+use crate::output::{print_json, OutputFormat};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use std::process::ExitCode;
+use wsctl_handlers::admin::{AdminReply, AdminRequest, KeyView, MAX_PAGE};
+use wsctl_handlers::auth::{self, Scopes};
+use wsctl_handlers::sender::Sender;
+use wsctl_handlers::store::{now_ms, ConnectionStore, KeyStore};
+
+/// `wsctl keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key; the key is printed once (only its hash is stored).
+    Create(CreateArgs),
+    /// List keys (ids, names, scopes, caps; never the keys).
+    List(ListArgs),
+    /// Revoke a key: it can no longer connect (`--disconnect` also closes its live connections).
+    Revoke(RevokeArgs),
+}
+
+/// `wsctl keys create`
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Label, e.g. the customer or service using the key.
+    #[arg(long)]
+    name: String,
+    /// Comma-separated scopes: subscribe, publish.
+    #[arg(long, default_value = "subscribe")]
+    scopes: String,
+    /// Live connections the key may hold at once (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    max_connections: u32,
+}
+
+/// `wsctl keys list`
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Hide revoked keys.
+    #[arg(long)]
+    active: bool,
+}
+
+/// `wsctl keys revoke`
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Key id (key_…).
+    id: String,
+    /// Also close the key's live connections now.
+    #[arg(long)]
+    disconnect: bool,
+}
+
+/// Runs `wsctl keys …`.
+pub async fn run(global: &Global, command: KeysCommand) -> Result<ExitCode> {
+    match command {
+        KeysCommand::Create(args) => create(global, args).await,
+        KeysCommand::List(args) => list(global, args).await,
+        KeysCommand::Revoke(args) => revoke(global, args).await,
+    }
+}
+
+/// What `keys create` prints. `key` is the secret: printed once, never logged.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Created {
+    stage: String,
+    key: String,
+    #[serde(flatten)]
+    record: KeyView,
+}
+
+async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
+    let scopes = Scopes::parse_list(&args.scopes).map_err(|e| anyhow!("--scopes: {e}"))?;
+    if scopes.as_slice().is_empty() {
+        bail!("--scopes needs at least one of: subscribe, publish");
+    }
+    if args.name.trim().is_empty() {
+        bail!("--name must not be empty: label the key with who uses it");
+    }
+    let target = Target::resolve(global, &args.target).await?;
+    let (key, record) = match &target {
+        Target::Local(_) => {
+            let request = AdminRequest::CreateKey {
+                name: args.name.clone(),
+                scopes: scopes.to_string(),
+                max_connections: args.max_connections,
+            };
+            match target.admin().await?.call(&request).await? {
+                AdminReply::KeyCreated { key, record } => (key, record),
+                other => return Err(unexpected(&other)),
+            }
+        }
+        Target::Deployed(d) => {
+            let new = auth::generate(&args.name, scopes, args.max_connections, now_ms());
+            d.key_store()
+                .await?
+                .create(&new.record)
+                .await
+                .with_context(|| format!("cannot write the API-keys table of stage '{}'", d.stage))?;
+            (new.raw, KeyView::from(&new.record))
+        }
+    };
+    tracing::info!(stage = target.stage_name(), key_id = %record.key_id, "API key created");
+    let created = Created { stage: target.stage_name().to_owned(), key, record };
+    match global.output {
+        OutputFormat::Json => print_json(&created)?,
+        OutputFormat::Text => {
+            let r = &created.record;
+            println!(
+                "created {} ({:?}) on stage {}: scopes {}, max connections {}",
+                r.key_id,
+                r.name,
+                created.stage,
+                r.scopes,
+                cap(r.max_connections)
+            );
+            println!("API key (shown once; store it now, it cannot be shown again):");
+            println!("{}", created.key);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cap(max: u32) -> String {
+    if max == 0 {
+        "unlimited".into()
+    } else {
+        max.to_string()
+    }
+}
+
+async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
+    let target = Target::resolve(global, &args.target).await?;
+    let mut keys = match &target {
+        Target::Local(_) => match target.admin().await?.call(&AdminRequest::ListKeys).await? {
+            AdminReply::Keys { keys } => keys,
+            other => return Err(unexpected(&other)),
+        },
+        Target::Deployed(d) => {
+            let store = d.key_store().await?;
+            let records =
+                store.list().await.with_context(|| format!("cannot read the API-keys table of stage '{}'", d.stage))?;
+            records.iter().map(KeyView::from).collect()
+        }
+    };
+    if args.active {
+        keys.retain(|k| k.revoked_at.is_none());
+    }
+    keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
+    match global.output {
+        OutputFormat::Json => {
+            print_json(&serde_json::json!({ "stage": target.stage_name(), "total": keys.len(), "keys": keys }))?
+        }
+        OutputFormat::Text => {
+            let mut table = Table::new(&["KEY ID", "NAME", "SCOPES", "MAX CONN", "CREATED", "REVOKED"], &["NAME"]);
+            for k in &keys {
+                table.row(vec![
+                    k.key_id.clone(),
+                    k.name.clone(),
+                    k.scopes.clone(),
+                    cap(k.max_connections),
+                    utc(k.created_at),
+                    k.revoked_at.map_or_else(|| "-".into(), utc),
+                ]);
+            }
+            if !table.is_empty() {
+                print!("{}", table.render(terminal_width()));
+            }
+            println!("{} key(s) on stage {}", keys.len(), target.stage_name());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `keys revoke` prints.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Revoked {
+    stage: String,
+    #[serde(flatten)]
+    record: KeyView,
+    /// Live connections closed.
+    disconnected: usize,
+}
+
+async fn revoke(global: &Global, args: RevokeArgs) -> Result<ExitCode> {
+    let target = Target::resolve(global, &args.target).await?;
+    let stage = target.stage_name().to_owned();
+    let (record, disconnected) = match &target {
+        Target::Local(_) => {
+            let request = AdminRequest::RevokeKey { key_id: args.id.clone(), disconnect: args.disconnect };
+            match target.admin().await?.call(&request).await {
+                Ok(AdminReply::KeyRevoked { record, disconnected }) => (record, disconnected),
+                Ok(other) => return Err(unexpected(&other)),
+                Err(e) if e.to_string().contains("not found") => {
+                    bail!("key {} not found on stage '{stage}' (see `wsctl keys list --stage {stage}`)", args.id)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Target::Deployed(d) => revoke_deployed(d, &args.id, args.disconnect).await?,
+    };
+    tracing::info!(stage = %stage, key_id = %record.key_id, disconnected, "API key revoked");
+    let report = Revoked { stage, record, disconnected };
+    match global.output {
+        OutputFormat::Json => print_json(&report)?,
+        OutputFormat::Text => {
+            let at = report.record.revoked_at.map_or_else(|| "now".into(), utc);
+            print!("revoked {} ({:?}) on stage {} at {at}", report.record.key_id, report.record.name, report.stage);
+            if args.disconnect {
+                println!("; closed {} live connection(s)", report.disconnected);
+            } else {
+                println!("; its live connections stay open until they end (use --disconnect to close them)");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Marks the key revoked in the table, then (with `disconnect`) closes each of its
+/// connections, found by a Query on the `byKey` index, with DeleteConnection.
+async fn revoke_deployed(d: &Deployed, id: &str, disconnect: bool) -> Result<(KeyView, usize)> {
+    let keys = d.key_store().await?;
+    let record = keys
+        .revoke(id, now_ms())
+        .await
+        .with_context(|| format!("cannot update the API-keys table of stage '{}'", d.stage))?
+        .ok_or_else(|| {
+            anyhow!("key {id} not found on stage '{}' (see `wsctl keys list --stage {}`)", d.stage, d.stage)
+        })?;
+    if !disconnect {
+        return Ok((KeyView::from(&record), 0));
+    }
+    let connections = d.connection_store().await?;
+    let sender = d.sender().await?;
+    let mut closed = 0;
+    let mut failures = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = connections
+            .list_by_key(id, cursor.as_deref(), MAX_PAGE)
+            .await
+            .with_context(|| format!("cannot read the connections table of stage '{}'", d.stage))?;
+        for c in &page.items {
+            match sender.disconnect(&c.connection_id).await {
+                Ok(true) => closed += 1,
+                // Already closed: drop its leftover record.
+                Ok(false) => {
+                    connections
+                        .delete(&c.connection_id)
+                        .await
+                        .with_context(|| format!("cannot update the connections table of stage '{}'", d.stage))?;
+                }
+                Err(e) => failures.push(format!("{}: {e}", c.connection_id)),
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "key {id} is revoked (it cannot connect again), but {} of its connections could not be closed: {}; run the command again",
+            failures.len(),
+            failures.join("; ")
+        );
+    }
+    Ok((KeyView::from(&record), closed))
+}

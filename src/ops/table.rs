@@ -1,0 +1,180 @@
+//! Plain-text tables sized to the terminal, and the time formats operator output uses.
+
+/// The width to fit tables into: the terminal's (TIOCGWINSZ on stdout), else `COLUMNS`,
+/// else none (output to a pipe or file is not truncated).
+pub fn terminal_width() -> Option<usize> {
+    #[cfg(unix)]
+    {
+        // SAFETY: TIOCGWINSZ fills a `winsize` we own; the fd is stdout, open for the process's life.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+        if ok && ws.ws_col > 0 {
+            return Some(usize::from(ws.ws_col));
+        }
+    }
+    std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse().ok()).filter(|&c: &usize| c > 0)
+}
+
+/// Whether stdout is a terminal.
+pub fn stdout_is_tty() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal()
+}
+
+/// A table: a header row, data rows, and the columns that may be shortened to fit.
+pub struct Table {
+    headers: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+    shrinkable: Vec<bool>,
+}
+
+/// Narrowest a shrinkable column gets.
+const MIN_SHRUNK: usize = 6;
+const GAP: usize = 2;
+
+impl Table {
+    /// A table with these columns; `shrinkable` names the columns that may be cut to fit.
+    pub fn new(headers: &[&'static str], shrinkable: &[&'static str]) -> Self {
+        Table {
+            headers: headers.to_vec(),
+            rows: Vec::new(),
+            shrinkable: headers.iter().map(|h| shrinkable.contains(h)).collect(),
+        }
+    }
+
+    /// Adds a row (missing cells are blank, extra cells are dropped).
+    pub fn row(&mut self, mut cells: Vec<String>) {
+        cells.resize(self.headers.len(), String::new());
+        self.rows.push(cells);
+    }
+
+    /// Whether there are no data rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Renders the table; with a `width`, shrinkable columns (widest first) are cut so each
+    /// line fits, and cut cells end in `…`.
+    pub fn render(&self, width: Option<usize>) -> String {
+        let n = self.headers.len();
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (i, cell) in row.iter().enumerate() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+        if let Some(max) = width {
+            let total = |w: &[usize]| w.iter().sum::<usize>() + GAP * n.saturating_sub(1);
+            while total(&widths) > max {
+                let widest =
+                    (0..n).filter(|&i| self.shrinkable[i] && widths[i] > MIN_SHRUNK).max_by_key(|&i| widths[i]);
+                match widest {
+                    Some(i) => widths[i] -= 1,
+                    None => break,
+                }
+            }
+        }
+        let mut out = String::new();
+        let line = |out: &mut String, cells: &mut dyn Iterator<Item = &str>| {
+            let mut parts = Vec::with_capacity(n);
+            for (i, cell) in cells.enumerate() {
+                let cut = fit(cell, widths[i]);
+                // No padding after the last column.
+                parts.push(if i + 1 == n { cut } else { format!("{cut:<w$}", w = widths[i]) });
+            }
+            out.push_str(parts.join(&" ".repeat(GAP)).trim_end());
+            out.push('\n');
+        };
+        line(&mut out, &mut self.headers.iter().copied());
+        for row in &self.rows {
+            line(&mut out, &mut row.iter().map(String::as_str));
+        }
+        out
+    }
+}
+
+/// Cuts `s` to `width` characters, ending in `…` when cut.
+pub fn fit(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_owned();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut cut: String = s.chars().take(width - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// `2026-11-25 18:03:07Z` for an epoch-millisecond time.
+pub fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Year, month, day of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// A short duration: `42s`, `5m12s`, `3h04m`, `2d05h`.
+pub fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+/// How long ago `ms` was, relative to `now_ms`: `5m12s ago`.
+pub fn ago(ms: u64, now_ms: u64) -> String {
+    format!("{} ago", duration(now_ms.saturating_sub(ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_render_in_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00Z");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00Z");
+        assert_eq!(utc(1_795_694_587_000), "2026-11-26 12:03:07Z");
+    }
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(duration(42_000), "42s");
+        assert_eq!(duration(312_000), "5m12s");
+        assert_eq!(duration(3 * 3600_000 + 4 * 60_000), "3h04m");
+        assert_eq!(duration(2 * 86_400_000 + 5 * 3600_000), "2d05h");
+    }
+
+    #[test]
+    fn tables_shrink_only_shrinkable_columns_to_fit() {
+        let mut t = Table::new(&["ID", "AGENT", "ROOMS"], &["AGENT", "ROOMS"]);
+        t.row(vec!["abc".into(), "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0".into(), "a,b".into()]);
+        let wide = t.render(None);
+        assert!(wide.contains("Firefox/120.0"));
+        let narrow = t.render(Some(30));
+        for line in narrow.lines() {
+            assert!(line.chars().count() <= 30, "{line:?} is wider than 30");
+        }
+        assert!(narrow.contains("abc") && narrow.contains('…'));
+        // Nothing shrinkable left: lines stay whole rather than dropping the id.
+        let tiny = t.render(Some(5));
+        assert!(tiny.contains("abc"));
+    }
+}

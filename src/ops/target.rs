@@ -1,0 +1,312 @@
+//! Where an operator command acts: the running local gateway (`--stage local`), or a
+//! deployed stage's AWS resources, named by its app stack's outputs.
+//!
+//! Deployed stages are reached like this: connection records and keys in DynamoDB
+//! directly, live connection state through the API Gateway management API, and Redis
+//! (rooms) through the stage's `admin` Lambda, since Redis sits inside the VPC. The names
+//! come from the app stack (`<prefix>-app`) outputs, read once per command with
+//! DescribeStacks; each can be overridden (flags or `WSCTL_*` variables), which is how the
+//! tests point wsctl at moto_server and how a stage deployed by other means is operated.
+
+use crate::cli::Global;
+use crate::local::{AdminClient, LocalState};
+use crate::stage::Stage;
+use anyhow::{anyhow, bail, Context, Result};
+use aws_config::SdkConfig;
+use clap::Args;
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use wsctl_handlers::admin::{AdminReply, AdminRequest};
+use wsctl_handlers::protocol::ErrorCode;
+use wsctl_handlers::sender::{ManagementApiConfig, ManagementApiSender};
+use wsctl_handlers::store::dynamo::{self, DynamoConnectionStore, DynamoKeyStore};
+
+/// The Lambda alias the app stack routes traffic to.
+const LIVE_ALIAS: &str = "live";
+
+/// Which stage a command acts on.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Stage: `local` (the running `wsctl dev`) or a deployed stage (stages/NAME.yaml).
+    #[arg(long, env = "WSCTL_STAGE", default_value = "local")]
+    pub stage: String,
+    /// State directory of the local gateway (`--stage local`).
+    #[arg(long, env = "WSCTL_STATE_DIR", default_value = ".wsctl")]
+    pub state_dir: PathBuf,
+    /// Overrides of the deployed stage's stack outputs.
+    #[command(flatten)]
+    pub overrides: Overrides,
+}
+
+/// Names normally read from a deployed stage's app stack outputs. When every name a
+/// command needs is given, wsctl does not call CloudFormation at all.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Overrides {
+    /// Connections table (default: app stack output ConnectionsTableName).
+    #[arg(long, env = "WSCTL_CONNECTIONS_TABLE", help_heading = "Deployed-stage overrides")]
+    pub connections_table: Option<String>,
+    /// API-keys table (default: app stack output ApiKeysTableName).
+    #[arg(long, env = "WSCTL_API_KEYS_TABLE", help_heading = "Deployed-stage overrides")]
+    pub api_keys_table: Option<String>,
+    /// Management API endpoint, https://{api}.execute-api.{region}.amazonaws.com/{stage}
+    /// (default: app stack output ManagementEndpoint).
+    #[arg(long, env = "WSCTL_MANAGEMENT_ENDPOINT", help_heading = "Deployed-stage overrides")]
+    pub management_endpoint: Option<String>,
+    /// `admin` Lambda function, invoked through its `live` alias (default: app stack output AdminFunctionName).
+    #[arg(long, env = "WSCTL_ADMIN_FUNCTION", help_heading = "Deployed-stage overrides")]
+    pub admin_function: Option<String>,
+    /// `publish` Lambda function, invoked through its `live` alias (default: app stack output PublishFunctionName).
+    #[arg(long, env = "WSCTL_PUBLISH_FUNCTION", help_heading = "Deployed-stage overrides")]
+    pub publish_function: Option<String>,
+}
+
+/// The stage a command acts on.
+pub enum Target {
+    /// The running `wsctl dev`, through its `/@admin` endpoint.
+    Local(AdminClient),
+    /// A deployed stage.
+    Deployed(Box<Deployed>),
+}
+
+impl Target {
+    /// Resolves `--stage`: `local` needs a running gateway; any other name needs its stage
+    /// file, a region and AWS credentials (the stack outputs are read when first needed).
+    pub async fn resolve(global: &Global, args: &TargetArgs) -> Result<Target> {
+        if args.stage == "local" {
+            return Ok(Target::Local(LocalState::existing(&args.state_dir)?.admin_client()?));
+        }
+        let stage = Stage::load(&global.stages_dir, &args.stage)?;
+        let region = stage.region.clone().ok_or_else(|| {
+            anyhow!(
+                "stage '{}' has no `region:` in its stage file, so it is not a deployed stage; \
+                 add `region:` and deploy it (`wsctl deploy --stage {}`), or use --stage local",
+                stage.name,
+                stage.name
+            )
+        })?;
+        let sdk = crate::aws::sdk_config(global, Some(&region)).await;
+        check_credentials(&sdk, &stage.name).await?;
+        Ok(Target::Deployed(Box::new(Deployed {
+            stage: stage.name.clone(),
+            region,
+            app_stack: format!("{}-app", stage.stack_prefix()),
+            sdk,
+            overrides: args.overrides.clone(),
+            outputs: OnceCell::new(),
+        })))
+    }
+
+    /// The stage's name.
+    pub fn stage_name(&self) -> &str {
+        match self {
+            Target::Local(_) => "local",
+            Target::Deployed(d) => &d.stage,
+        }
+    }
+
+    /// The channel for typed admin requests: the gateway, or the stage's `admin` Lambda.
+    pub async fn admin(&self) -> Result<Admin<'_>> {
+        match self {
+            Target::Local(client) => Ok(Admin::Gateway(client)),
+            Target::Deployed(d) => Ok(Admin::Lambda(d.admin_function().await?)),
+        }
+    }
+}
+
+/// Fails early, with what to do, when no AWS credentials can be found.
+async fn check_credentials(sdk: &SdkConfig, stage: &str) -> Result<()> {
+    use aws_sdk_lambda::config::ProvideCredentials;
+    let hint = "configure credentials: --profile NAME (or AWS_PROFILE), `aws sso login`, or \
+                AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY";
+    let provider =
+        sdk.credentials_provider().ok_or_else(|| anyhow!("no AWS credentials for stage '{stage}': {hint}"))?;
+    match tokio::time::timeout(Duration::from_secs(20), provider.provide_credentials()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(anyhow!("no AWS credentials for stage '{stage}' ({e}): {hint}")),
+        Err(_) => Err(anyhow!("no AWS credentials for stage '{stage}' (timed out looking for them): {hint}")),
+    }
+}
+
+/// A deployed stage: its SDK configuration and (lazily) its app stack outputs.
+pub struct Deployed {
+    /// Stage name.
+    pub stage: String,
+    region: String,
+    app_stack: String,
+    sdk: SdkConfig,
+    overrides: Overrides,
+    outputs: OnceCell<BTreeMap<String, String>>,
+}
+
+impl Deployed {
+    /// The app stack's outputs (DescribeStacks once per command).
+    async fn outputs(&self) -> Result<&BTreeMap<String, String>> {
+        self.outputs
+            .get_or_try_init(|| async {
+                let cfn = aws_sdk_cloudformation::Client::new(&self.sdk);
+                let not_deployed = || {
+                    anyhow!(
+                        "stage '{}' is not deployed yet: stack {} does not exist in {}; run `wsctl deploy --stage {}`",
+                        self.stage,
+                        self.app_stack,
+                        self.region,
+                        self.stage
+                    )
+                };
+                let out = match cfn.describe_stacks().stack_name(&self.app_stack).send().await {
+                    Ok(out) => out,
+                    Err(e) => {
+                        let text = aws_sdk_cloudformation::error::DisplayErrorContext(&e).to_string();
+                        if text.contains("does not exist") {
+                            return Err(not_deployed());
+                        }
+                        return Err(anyhow!(text)).with_context(|| {
+                            format!("cannot read stack {} in {} (check credentials and region)", self.app_stack, self.region)
+                        });
+                    }
+                };
+                let stack = out.stacks().first().ok_or_else(not_deployed)?;
+                let status = stack.stack_status().map(|s| s.as_str().to_owned()).unwrap_or_default();
+                if status == "DELETE_COMPLETE" {
+                    return Err(not_deployed());
+                }
+                if status == "REVIEW_IN_PROGRESS" || status == "ROLLBACK_COMPLETE" || status == "CREATE_FAILED" {
+                    bail!(
+                        "stage '{}' is not deployed: stack {} is {status}; see `wsctl status --stage {}` and deploy again",
+                        self.stage,
+                        self.app_stack,
+                        self.stage
+                    );
+                }
+                Ok(stack
+                    .outputs()
+                    .iter()
+                    .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
+                    .collect())
+            })
+            .await
+    }
+
+    /// An override, else the named app stack output.
+    async fn name(&self, given: &Option<String>, output: &str) -> Result<String> {
+        if let Some(v) = given {
+            return Ok(v.clone());
+        }
+        self.outputs().await?.get(output).cloned().ok_or_else(|| {
+            anyhow!(
+                "stack {} has no output {output}: it was deployed by an older wsctl; run `wsctl deploy --stage {}`",
+                self.app_stack,
+                self.stage
+            )
+        })
+    }
+
+    /// The connections table.
+    pub async fn connection_store(&self) -> Result<DynamoConnectionStore> {
+        let table = self.name(&self.overrides.connections_table, "ConnectionsTableName").await?;
+        Ok(DynamoConnectionStore::new(dynamo::client(&self.sdk), table))
+    }
+
+    /// The API-keys table.
+    pub async fn key_store(&self) -> Result<DynamoKeyStore> {
+        let table = self.name(&self.overrides.api_keys_table, "ApiKeysTableName").await?;
+        Ok(DynamoKeyStore::new(dynamo::client(&self.sdk), table))
+    }
+
+    /// The management API (GetConnection, DeleteConnection).
+    pub async fn sender(&self) -> Result<ManagementApiSender> {
+        let endpoint = self.name(&self.overrides.management_endpoint, "ManagementEndpoint").await?;
+        Ok(ManagementApiSender::new(&self.sdk, &endpoint, ManagementApiConfig::default()))
+    }
+
+    /// The `admin` function.
+    pub async fn admin_function(&self) -> Result<LambdaFn> {
+        let name = self.name(&self.overrides.admin_function, "AdminFunctionName").await?;
+        Ok(LambdaFn::new(&self.sdk, name))
+    }
+
+    /// The `publish` function.
+    pub async fn publish_function(&self) -> Result<LambdaFn> {
+        let name = self.name(&self.overrides.publish_function, "PublishFunctionName").await?;
+        Ok(LambdaFn::new(&self.sdk, name))
+    }
+}
+
+/// One Lambda function, invoked synchronously through its `live` alias.
+pub struct LambdaFn {
+    client: aws_sdk_lambda::Client,
+    name: String,
+}
+
+impl LambdaFn {
+    fn new(sdk: &SdkConfig, name: String) -> Self {
+        LambdaFn { client: aws_sdk_lambda::Client::new(sdk), name }
+    }
+
+    /// Invokes the function with `request` as its event and parses its reply.
+    pub async fn invoke<Req: Serialize, Rep: DeserializeOwned>(&self, request: &Req) -> Result<Rep> {
+        let payload = serde_json::to_vec(request)?;
+        let mut call = self.client.invoke().function_name(&self.name).payload(payload.into());
+        // A name that already carries a qualifier (`fn:alias`, or a full ARN) is used as is.
+        if !self.name.contains(':') {
+            call = call.qualifier(LIVE_ALIAS);
+        }
+        let out =
+            call.send().await.map_err(|e| anyhow!("{}", aws_sdk_lambda::error::DisplayErrorContext(&e))).with_context(
+                || format!("cannot invoke Lambda function {} (alias {LIVE_ALIAS}); is the stage deployed?", self.name),
+            )?;
+        let body = out.payload().map(|b| b.as_ref()).unwrap_or_default();
+        if let Some(kind) = out.function_error() {
+            bail!(
+                "Lambda function {} failed ({kind}): {}; see its logs in CloudWatch",
+                self.name,
+                String::from_utf8_lossy(body).trim()
+            );
+        }
+        serde_json::from_slice(body).with_context(|| {
+            format!(
+                "unexpected reply from Lambda function {}: {}; is it the same wsctl version? redeploy the stage",
+                self.name,
+                String::from_utf8_lossy(body).chars().take(300).collect::<String>()
+            )
+        })
+    }
+}
+
+/// Where typed [`AdminRequest`]s go: the local gateway's `/@admin`, or the `admin` Lambda.
+pub enum Admin<'a> {
+    /// The running `wsctl dev`.
+    Gateway(&'a AdminClient),
+    /// A deployed stage's `admin` function.
+    Lambda(LambdaFn),
+}
+
+impl Admin<'_> {
+    /// Sends one request; an [`AdminReply::Error`] becomes an error naming its code.
+    pub async fn call(&self, request: &AdminRequest) -> Result<AdminReply> {
+        let reply = match self {
+            Admin::Gateway(client) => client.call(request).await?,
+            Admin::Lambda(function) => function.invoke(request).await?,
+        };
+        match reply {
+            AdminReply::Error { code, message } => Err(admin_error(code, message)),
+            other => Ok(other),
+        }
+    }
+}
+
+/// Turns an admin error reply into an error an operator can act on.
+fn admin_error(code: ErrorCode, message: String) -> anyhow::Error {
+    match code {
+        ErrorCode::NotFound => anyhow!("{message}"),
+        _ => anyhow!("refused ({}): {message}", code.as_str()),
+    }
+}
+
+/// The error for an [`AdminReply`] of the wrong kind.
+pub fn unexpected(reply: &AdminReply) -> anyhow::Error {
+    anyhow!("unexpected reply from the stage's admin endpoint: {reply:?}; are wsctl and the stage the same version?")
+}

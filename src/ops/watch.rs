@@ -1,0 +1,104 @@
+//! `--watch`: run a listing again every interval. On a terminal the screen is redrawn in
+//! place; otherwise each refresh is printed after the previous one (one JSON document per
+//! line with `--output json`), so the output can be logged or piped.
+
+use super::table::stdout_is_tty;
+use crate::output::OutputFormat;
+use anyhow::{bail, Result};
+use clap::Args;
+use std::future::Future;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Options of listings that can be watched.
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Refresh the listing every --interval seconds until Ctrl-C (redrawn in place on a terminal).
+    #[arg(long)]
+    pub watch: bool,
+    /// Seconds between refreshes with --watch.
+    #[arg(long, default_value_t = 2.0, requires = "watch")]
+    pub interval: f64,
+    /// Stop after this many refreshes (default: until Ctrl-C).
+    #[arg(long, requires = "watch")]
+    pub iterations: Option<u64>,
+}
+
+/// What one refresh prints.
+pub enum Frame {
+    /// Text for a terminal.
+    Text(String),
+    /// A JSON document.
+    Json(serde_json::Value),
+}
+
+/// Runs `render` once, or repeatedly with `--watch`, printing each frame.
+pub async fn run<F, Fut>(args: &WatchArgs, format: OutputFormat, mut render: F) -> Result<ExitCode>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Frame>>,
+{
+    if !args.watch {
+        print_frame(render().await?, false)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !(0.2..=3600.0).contains(&args.interval) {
+        bail!("--interval must be between 0.2 and 3600 seconds");
+    }
+    let in_place = stdout_is_tty() && format == OutputFormat::Text;
+    let interval = Duration::from_secs_f64(args.interval);
+    let mut done = 0u64;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let started = tokio::time::Instant::now();
+        let frame = render().await;
+        match frame {
+            Ok(frame) => {
+                if in_place {
+                    // Home, clear screen, then the frame under a one-line header.
+                    print!("\x1b[H\x1b[2J");
+                    println!(
+                        "every {:.1}s, {} (Ctrl-C to stop)\n",
+                        args.interval,
+                        super::table::utc(wsctl_handlers::store::now_ms())
+                    );
+                }
+                print_frame(frame, true)?;
+            }
+            // On a terminal a failed refresh is shown and retried; elsewhere it ends the watch.
+            Err(e) if in_place => {
+                print!("\x1b[H\x1b[2J");
+                println!("refresh failed: {e:#}\nretrying every {:.1}s (Ctrl-C to stop)", args.interval);
+                std::io::stdout().flush()?;
+            }
+            Err(e) => return Err(e),
+        }
+        done += 1;
+        if args.iterations.is_some_and(|n| done >= n) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(started + interval) => {}
+            _ = &mut ctrl_c => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+fn print_frame(frame: Frame, watching: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match frame {
+        Frame::Text(text) => {
+            out.write_all(text.as_bytes())?;
+            if watching {
+                out.write_all(b"\n")?;
+            }
+        }
+        // Watching prints one compact document per line (NDJSON); once prints it pretty.
+        Frame::Json(v) if watching => writeln!(out, "{}", serde_json::to_string(&v)?)?,
+        Frame::Json(v) => writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?,
+    }
+    out.flush()?;
+    Ok(())
+}
