@@ -390,7 +390,8 @@ fn render_listing(listing: &Listing, watching: bool) -> String {
     if with_state {
         headers.insert(1, "STATE");
     }
-    let mut table = Table::new(&headers, &["ROOMS", "USER AGENT"]);
+    let mut table =
+        Table::new(&headers, &["ROOMS", "USER AGENT"]).droppable(&["USER AGENT", "SOURCE IP", "LAST ACTIVE", "KEY"]);
     for c in &listing.connections {
         let mut row = vec![
             c.connection_id.clone(),

@@ -114,7 +114,7 @@ async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
             (new.raw, KeyView::from(&new.record))
         }
     };
-    tracing::info!(stage = target.stage_name(), key_id = %record.key_id, "API key created");
+    tracing::debug!(stage = target.stage_name(), key_id = %record.key_id, "API key created");
     let created = Created { stage: target.stage_name().to_owned(), key, record };
     match global.output {
         OutputFormat::Json => print_json(&created)?,
@@ -214,7 +214,7 @@ async fn revoke(global: &Global, args: RevokeArgs) -> Result<ExitCode> {
         }
         Target::Deployed(d) => revoke_deployed(d, &args.id, args.disconnect).await?,
     };
-    tracing::info!(stage = %stage, key_id = %record.key_id, disconnected, "API key revoked");
+    tracing::debug!(stage = %stage, key_id = %record.key_id, disconnected, "API key revoked");
     let report = Revoked { stage, record, disconnected };
     match global.output {
         OutputFormat::Json => print_json(&report)?,

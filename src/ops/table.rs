@@ -21,11 +21,13 @@ pub fn stdout_is_tty() -> bool {
     std::io::stdout().is_terminal()
 }
 
-/// A table: a header row, data rows, and the columns that may be shortened to fit.
+/// A table: a header row, data rows, the columns that may be shortened to fit, and the
+/// columns that may be left out (in that order) when shortening is not enough.
 pub struct Table {
     headers: Vec<&'static str>,
     rows: Vec<Vec<String>>,
     shrinkable: Vec<bool>,
+    droppable: Vec<usize>,
 }
 
 /// Narrowest a shrinkable column gets.
@@ -39,7 +41,14 @@ impl Table {
             headers: headers.to_vec(),
             rows: Vec::new(),
             shrinkable: headers.iter().map(|h| shrinkable.contains(h)).collect(),
+            droppable: Vec::new(),
         }
+    }
+
+    /// Columns to leave out, first to last, when the table is still too wide.
+    pub fn droppable(mut self, columns: &[&'static str]) -> Self {
+        self.droppable = columns.iter().filter_map(|c| self.headers.iter().position(|h| h == c)).collect();
+        self
     }
 
     /// Adds a row (missing cells are blank, extra cells are dropped).
@@ -54,43 +63,71 @@ impl Table {
     }
 
     /// Renders the table; with a `width`, shrinkable columns (widest first) are cut so each
-    /// line fits, and cut cells end in `…`.
+    /// line fits (cut cells end in `…`), then droppable columns are left out if needed.
     pub fn render(&self, width: Option<usize>) -> String {
-        let n = self.headers.len();
-        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        let mut visible: Vec<usize> = (0..self.headers.len()).collect();
+        let mut drops = self.droppable.iter();
+        let widths = loop {
+            let widths = self.fit_widths(&visible, width);
+            let total = widths.iter().sum::<usize>() + GAP * visible.len().saturating_sub(1);
+            match (width, drops.next()) {
+                (Some(max), Some(col)) if total > max => visible.retain(|c| c != col),
+                _ => break widths,
+            }
+        };
+        let mut out = String::new();
+        let headers: Vec<&str> = visible.iter().map(|&c| self.headers[c]).collect();
+        push_line(&mut out, &headers, &widths);
         for row in &self.rows {
-            for (i, cell) in row.iter().enumerate() {
-                widths[i] = widths[i].max(cell.chars().count());
+            let cells: Vec<&str> = visible.iter().map(|&c| row[c].as_str()).collect();
+            push_line(&mut out, &cells, &widths);
+        }
+        out
+    }
+
+    /// Widths of the `visible` columns, shrunk (widest shrinkable first) toward `width`.
+    fn fit_widths(&self, visible: &[usize], width: Option<usize>) -> Vec<usize> {
+        let mut widths: Vec<usize> = visible.iter().map(|&c| self.headers[c].chars().count()).collect();
+        for row in &self.rows {
+            for (w, &c) in widths.iter_mut().zip(visible) {
+                *w = (*w).max(row[c].chars().count());
             }
         }
         if let Some(max) = width {
-            let total = |w: &[usize]| w.iter().sum::<usize>() + GAP * n.saturating_sub(1);
-            while total(&widths) > max {
-                let widest =
-                    (0..n).filter(|&i| self.shrinkable[i] && widths[i] > MIN_SHRUNK).max_by_key(|&i| widths[i]);
+            let gaps = GAP * visible.len().saturating_sub(1);
+            while widths.iter().sum::<usize>() + gaps > max {
+                let widest = (0..visible.len())
+                    .filter(|&i| self.shrinkable[visible[i]] && widths[i] > MIN_SHRUNK)
+                    .max_by_key(|&i| widths[i]);
                 match widest {
                     Some(i) => widths[i] -= 1,
                     None => break,
                 }
             }
         }
-        let mut out = String::new();
-        let line = |out: &mut String, cells: &mut dyn Iterator<Item = &str>| {
-            let mut parts = Vec::with_capacity(n);
-            for (i, cell) in cells.enumerate() {
-                let cut = fit(cell, widths[i]);
-                // No padding after the last column.
-                parts.push(if i + 1 == n { cut } else { format!("{cut:<w$}", w = widths[i]) });
-            }
-            out.push_str(parts.join(&" ".repeat(GAP)).trim_end());
-            out.push('\n');
-        };
-        line(&mut out, &mut self.headers.iter().copied());
-        for row in &self.rows {
-            line(&mut out, &mut row.iter().map(String::as_str));
-        }
-        out
+        widths
     }
+}
+
+/// Appends one line: cells cut to their widths, padded, two spaces apart.
+fn push_line(out: &mut String, cells: &[&str], widths: &[usize]) {
+    let last = cells.len().saturating_sub(1);
+    let parts: Vec<String> = cells
+        .iter()
+        .zip(widths)
+        .enumerate()
+        .map(|(pos, (cell, &w))| {
+            let cut = fit(cell, w);
+            // No padding after the last column.
+            if pos == last {
+                cut
+            } else {
+                format!("{cut:<w$}")
+            }
+        })
+        .collect();
+    out.push_str(parts.join(&" ".repeat(GAP)).trim_end());
+    out.push('\n');
 }
 
 /// Cuts `s` to `width` characters, ending in `…` when cut.
@@ -176,5 +213,9 @@ mod tests {
         // Nothing shrinkable left: lines stay whole rather than dropping the id.
         let tiny = t.render(Some(5));
         assert!(tiny.contains("abc"));
+        // Droppable columns go, in order, when shrinking is not enough.
+        let t = t.droppable(&["AGENT"]);
+        let dropped = t.render(Some(12));
+        assert!(!dropped.contains("AGENT") && dropped.contains("ROOMS"), "{dropped}");
     }
 }
