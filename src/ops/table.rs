@@ -195,8 +195,8 @@ mod tests {
     fn durations_are_short() {
         assert_eq!(duration(42_000), "42s");
         assert_eq!(duration(312_000), "5m12s");
-        assert_eq!(duration(3 * 3600_000 + 4 * 60_000), "3h04m");
-        assert_eq!(duration(2 * 86_400_000 + 5 * 3600_000), "2d05h");
+        assert_eq!(duration(3 * 3_600_000 + 4 * 60_000), "3h04m");
+        assert_eq!(duration(2 * 86_400_000 + 5 * 3_600_000), "2d05h");
     }
 
     #[test]
