@@ -126,12 +126,25 @@ pub struct ConnectionView {
     pub state: LiveState,
     /// When the record expires (DynamoDB TTL), epoch seconds.
     pub expires_at: u64,
+    /// Frames received from the client, when the gateway reports them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages_in: Option<u64>,
+    /// Frames sent to the client, when the gateway reports them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages_out: Option<u64>,
 }
 
 impl ConnectionView {
     fn new(record: ConnectionRecord, live: Option<&LiveInfo>, state: LiveState, rooms: Option<Vec<String>>) -> Self {
         let or_live =
             |own: String, live: Option<&str>| if own.is_empty() { live.unwrap_or("").to_owned() } else { own };
+        // Message counters are optional fields of the live info (API Gateway's GetConnection
+        // has none); read them by name so they show wherever a gateway reports them.
+        let counter = |name: &str| {
+            live.and_then(|l| serde_json::to_value(l).ok())
+                .and_then(|v| v.get(name).and_then(serde_json::Value::as_u64))
+        };
+        let (messages_in, messages_out) = (counter("messagesIn"), counter("messagesOut"));
         ConnectionView {
             source_ip: or_live(record.source_ip, live.map(|l| l.source_ip.as_str())),
             user_agent: or_live(record.user_agent, live.map(|l| l.user_agent.as_str())),
@@ -142,6 +155,8 @@ impl ConnectionView {
             rooms,
             state,
             expires_at: record.ttl,
+            messages_in,
+            messages_out,
         }
     }
 
@@ -465,6 +480,10 @@ async fn show(global: &Global, args: ShowArgs) -> Result<ExitCode> {
                 None => println!("last active  -"),
             }
             println!("expires      {} (record TTL)", utc(view.expires_at.saturating_mul(1000)));
+            match (view.messages_in, view.messages_out) {
+                (Some(i), Some(o)) => println!("messages     {i} in, {o} out"),
+                _ => println!("messages     not reported by this gateway"),
+            }
             match &view.rooms {
                 Some(rooms) => println!(
                     "rooms        {} {}",

@@ -89,6 +89,8 @@ impl Target {
         })?;
         let sdk = crate::aws::sdk_config(global, Some(&region)).await;
         check_credentials(&sdk, &stage.name).await?;
+        // --region wins over the stage file's region; name the one actually used.
+        let region = sdk.region().map_or(region, |r| r.as_ref().to_owned());
         Ok(Target::Deployed(Box::new(Deployed {
             stage: stage.name.clone(),
             region,
