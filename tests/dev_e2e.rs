@@ -68,7 +68,7 @@ async fn subscribe_publish_latest_replay_unsubscribe_disconnect() {
     // Publish over the socket (the dev key has the publish scope).
     for tvl in [2, 3] {
         send(&mut a, json!({"action": "publish", "room": room, "data": {"tvl": tvl}, "id": tvl})).await;
-        let mut got = vec![recv(&mut a).await, recv(&mut a).await];
+        let mut got = [recv(&mut a).await, recv(&mut a).await];
         got.sort_by_key(|v| v["type"].as_str().map(str::to_owned));
         assert_eq!(got[0]["type"], "message");
         assert_eq!(got[0]["seq"], tvl);
@@ -253,4 +253,29 @@ async fn ctrl_c_runs_disconnect_for_every_connection() {
     let (_gw, code) = code.await.unwrap();
     assert_eq!(code, Some(0));
     assert_eq!(redis.cmd(&["SCARD", &key]).unwrap().as_int(), Some(0), "every $disconnect ran");
+}
+
+#[tokio::test]
+async fn connections_end_at_the_maximum_lifetime_even_when_active() {
+    let stages = TempDir::new("stages").unwrap();
+    std::fs::write(stages.join("local.yaml"), "limits:\n  max_lifetime_secs: 1\n").unwrap();
+    let gw = DevGateway::start_with(stages.path(), &[]);
+    let mut ws = gw.connect().await;
+    subscribe(&mut ws, "tvl:protocol:uniswap").await;
+    let started = std::time::Instant::now();
+    // Stay busy: activity does not extend the lifetime.
+    let code = loop {
+        send(&mut ws, json!({"action": "ping"})).await;
+        match tokio::time::timeout(std::time::Duration::from_millis(200), futures_util::StreamExt::next(&mut ws)).await
+        {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) | Err(_) => {}
+            Ok(other) => panic!("unexpected end: {other:?}"),
+        }
+        assert!(started.elapsed().as_secs() < 10, "lifetime not enforced");
+    };
+    assert_eq!(code, Some(1001));
+    assert!(started.elapsed().as_millis() >= 900);
+    let room = gw.admin(json!({"op": "show_room", "room": "tvl:protocol:uniswap"}));
+    assert_eq!(room["kind"], "error", "the expired connection left its room: {room}");
 }

@@ -147,7 +147,14 @@ where
 /// The identity API Gateway passes from the authorizer's context to every route.
 pub fn identity_of(event: &ApiGatewayWebsocketProxyRequest) -> Option<Identity> {
     let a = &event.request_context.authorizer;
-    let field = |k: &str| a.fields.get(k).and_then(|v| v.as_str().map(str::to_owned));
+    // API Gateway passes context values as strings; accept numbers too.
+    let field = |k: &str| {
+        a.fields.get(k).and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+    };
     Some(Identity {
         key_id: field("keyId")?,
         scopes: Scopes::parse_list(&field("scopes").unwrap_or_default()).ok()?,

@@ -77,14 +77,8 @@ pub async fn upgrade(
         tracing::error!(error = %e, "connect handler failed");
         return refuse(&gw, StatusCode::INTERNAL_SERVER_ERROR, "could not record the connection; retry later");
     }
-    let (handle, outbox) = ConnHandle::new(
-        id,
-        identity.key_id.clone(),
-        info.source_ip,
-        user_agent,
-        limits.outbound_queue_messages,
-        limits.outbound_queue_bytes,
-    );
+    let (handle, outbox) =
+        ConnHandle::new(id, info.source_ip, user_agent, limits.outbound_queue_messages, limits.outbound_queue_bytes);
     gw.registry.insert(handle.clone());
     let failed = (gw.clone(), handle.clone());
     ws.read_buffer_size(gw.read_buffer)

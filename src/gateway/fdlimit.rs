@@ -24,7 +24,7 @@ mod unsafe_impl {
                 }
             }
         }
-        let target = (want as u64 + 64).min(lim.rlim_cur.saturating_sub(1) as u64) as libc::c_int;
+        let target = (want as u64 + 64).min(lim.rlim_cur.saturating_sub(1)) as libc::c_int;
         if target <= 3 {
             return;
         }

@@ -38,8 +38,6 @@ pub struct CloseRequest {
 pub struct ConnHandle {
     /// Connection id.
     pub id: ConnId,
-    /// Key id it connected with.
-    pub key_id: String,
     /// Client address.
     pub source_ip: String,
     /// Client user agent.
@@ -69,7 +67,6 @@ impl ConnHandle {
     /// A handle and its outbox, with queue bounds of `max_messages` and `max_bytes`.
     pub fn new(
         id: ConnId,
-        key_id: String,
         source_ip: String,
         user_agent: String,
         max_messages: usize,
@@ -79,7 +76,6 @@ impl ConnHandle {
         let now = now_ms();
         let handle = ConnHandle {
             id,
-            key_id,
             source_ip,
             user_agent,
             connected_at_ms: now,
