@@ -217,6 +217,7 @@ async fn list_kick_and_revoke_on_the_local_gateway() {
     // --limit caps explicitly and says so.
     let capped = dev.json(&["connections", "list", "--limit", "2", "--sort", "id"]);
     assert_eq!(capped["connections"].as_array().map(Vec::len), Some(2), "{capped}");
+    assert_eq!(capped["truncated"], true, "{capped}");
 
     // show: everything known about one connection.
     let shown = dev.json(&["connections", "show", &id1]);

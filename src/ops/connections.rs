@@ -228,8 +228,9 @@ async fn fetch_via_admin(
     let mut connections = Vec::new();
     let mut cursor = None;
     let mut truncated = false;
+    let page_size = admin.connection_page();
     loop {
-        let want = limit.map_or(MAX_PAGE, |l| (l - connections.len()).min(MAX_PAGE));
+        let want = limit.map_or(page_size, |l| (l - connections.len()).min(page_size));
         let request = AdminRequest::ListConnections {
             key_id: key.map(str::to_owned),
             room: room.map(str::to_owned),

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::OnceCell;
-use wsctl_handlers::admin::{AdminReply, AdminRequest};
+use wsctl_handlers::admin::{AdminReply, AdminRequest, MAX_PAGE};
 use wsctl_handlers::protocol::ErrorCode;
 use wsctl_handlers::sender::{ManagementApiConfig, ManagementApiSender};
 use wsctl_handlers::store::dynamo::{self, DynamoConnectionStore, DynamoKeyStore};
@@ -286,7 +286,20 @@ pub enum Admin<'a> {
     Lambda(LambdaFn),
 }
 
+/// Connections per `list_connections` page through the `admin` function: each one costs
+/// the function a DynamoDB read, a Redis read and a GetConnection, and a page must finish
+/// well within the function's timeout (10 s on the dev stage).
+const LAMBDA_CONNECTION_PAGE: usize = 50;
+
 impl Admin<'_> {
+    /// Page size for `list_connections` through this channel.
+    pub fn connection_page(&self) -> usize {
+        match self {
+            Admin::Gateway(_) => MAX_PAGE,
+            Admin::Lambda(_) => LAMBDA_CONNECTION_PAGE,
+        }
+    }
+
     /// Sends one request; an [`AdminReply::Error`] becomes an error naming its code.
     pub async fn call(&self, request: &AdminRequest) -> Result<AdminReply> {
         let reply = match self {
