@@ -255,9 +255,17 @@ async fn list_kick_and_revoke_on_the_local_gateway() {
     let msg = next_json(&mut c2).await;
     assert_eq!(msg["type"], "message");
     assert_eq!(msg["data"]["tvl"], 42);
+    // DATA may be any JSON value, a negative number too.
+    assert_eq!(dev.json(&["publish", "--room", room_a, "-5"])["delivered"], 1);
+    assert_eq!(next_json(&mut c2).await["data"], -5);
 
     // Unknown connection: clear error, non-zero exit.
-    for args in [["connections", "kick", "no-such-connection"], ["connections", "show", "no-such-connection"]] {
+    // (Ids may start with '-': URL-safe base64.)
+    for args in [
+        ["connections", "kick", "no-such-connection"],
+        ["connections", "show", "no-such-connection"],
+        ["connections", "show", "-no-such-connection"],
+    ] {
         let out = dev.wsctl(&args);
         assert!(!out.status.success(), "{args:?} should fail");
         assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{}", String::from_utf8_lossy(&out.stderr));

@@ -54,6 +54,10 @@ pub struct ListArgs {
     /// Sort order.
     #[arg(long, value_enum, default_value_t = SortBy::Connected)]
     sort: SortBy,
+    /// Deployed stages: skip GetConnection for each connection (much faster on very large
+    /// stages; state and last activity are then not shown).
+    #[arg(long)]
+    no_live: bool,
     #[command(flatten)]
     watch: WatchArgs,
 }
@@ -77,6 +81,7 @@ pub struct ShowArgs {
     #[command(flatten)]
     target: TargetArgs,
     /// Connection id.
+    #[arg(allow_hyphen_values = true)]
     id: String,
 }
 
@@ -86,6 +91,7 @@ pub struct KickArgs {
     #[command(flatten)]
     target: TargetArgs,
     /// Connection id.
+    #[arg(allow_hyphen_values = true)]
     id: String,
     /// Why (recorded in wsctl's output and log; API Gateway's DeleteConnection carries no reason to the client).
     #[arg(long)]
@@ -102,6 +108,8 @@ pub enum LiveState {
     Gone,
     /// The management API could not be asked.
     Unknown,
+    /// Not asked (`--no-live`).
+    Unchecked,
 }
 
 /// One connection as operators see it.
@@ -197,7 +205,7 @@ async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
     let format = global.output;
     let limit = args.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     watch::run(&args.watch, format, || async {
-        let mut listing = fetch(&target, args.room.as_deref(), args.key.as_deref(), limit).await?;
+        let mut listing = fetch(&target, args.room.as_deref(), args.key.as_deref(), limit, !args.no_live).await?;
         sort(&mut listing.connections, args.sort);
         Ok(match format {
             OutputFormat::Json => Frame::Json(serde_json::to_value(&listing)?),
@@ -208,9 +216,15 @@ async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
 }
 
 /// Every connection matching the filters (at most `limit`), unsorted.
-pub async fn fetch(target: &Target, room: Option<&str>, key: Option<&str>, limit: Option<usize>) -> Result<Listing> {
+pub async fn fetch(
+    target: &Target,
+    room: Option<&str>,
+    key: Option<&str>,
+    limit: Option<usize>,
+    check_live: bool,
+) -> Result<Listing> {
     let mut listing = match (target, room) {
-        (Target::Deployed(d), None) => fetch_deployed(d, key, limit).await?,
+        (Target::Deployed(d), None) => fetch_deployed(d, key, limit, check_live).await?,
         _ => fetch_via_admin(&target.admin().await?, room, key, limit).await?,
     };
     listing.stage = target.stage_name().to_owned();
@@ -261,7 +275,7 @@ async fn fetch_via_admin(
 }
 
 /// Deployed, without `--room`: the table directly, then live state and rooms.
-async fn fetch_deployed(d: &Deployed, key: Option<&str>, limit: Option<usize>) -> Result<Listing> {
+async fn fetch_deployed(d: &Deployed, key: Option<&str>, limit: Option<usize>, check_live: bool) -> Result<Listing> {
     let store = d.connection_store().await?;
     let mut records = Vec::new();
     let mut cursor: Option<String> = None;
@@ -284,7 +298,11 @@ async fn fetch_deployed(d: &Deployed, key: Option<&str>, limit: Option<usize>) -
         }
     }
     let mut warnings = Vec::new();
-    let live = live_states(d, &records, &mut warnings).await;
+    let live = if check_live {
+        live_states(d, &records, &mut warnings).await
+    } else {
+        records.iter().map(|_| (LiveState::Unchecked, None)).collect()
+    };
     let rooms = if records.is_empty() {
         Some(HashMap::new())
     } else {
@@ -401,7 +419,7 @@ fn rooms_cell(rooms: &Option<Vec<String>>) -> String {
 
 fn render_listing(listing: &Listing, watching: bool) -> String {
     let now = now_ms();
-    let with_state = listing.connections.iter().any(|c| c.state != LiveState::Live);
+    let with_state = listing.connections.iter().any(|c| matches!(c.state, LiveState::Gone | LiveState::Unknown));
     let mut headers = vec!["CONNECTION", "KEY", "SOURCE IP", "CONNECTED", "LAST ACTIVE", "ROOMS", "USER AGENT"];
     if with_state {
         headers.insert(1, "STATE");

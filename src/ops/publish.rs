@@ -20,6 +20,7 @@ pub struct PublishArgs {
     #[arg(long)]
     pub room: String,
     /// The message data: JSON (quote strings: '"hello"'), or @FILE to read it from a file.
+    #[arg(allow_hyphen_values = true)]
     pub data: String,
 }
 

@@ -43,6 +43,7 @@ pub struct ShowArgs {
     #[command(flatten)]
     target: TargetArgs,
     /// Room name.
+    #[arg(allow_hyphen_values = true)]
     room: String,
 }
 
