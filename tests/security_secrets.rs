@@ -18,7 +18,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use wsctl_handlers::auth::{hash_key, KEY_PREFIX};
-use wsctl_testkit::{free_port, http_request, TempDir};
+use wsctl_testkit::{free_port, http_request, RedisServer, TempDir};
 
 /// A `wsctl -vv dev` whose stderr goes to a file.
 struct Gateway {
@@ -32,6 +32,11 @@ struct Gateway {
 
 impl Gateway {
     fn start() -> Gateway {
+        Self::start_with(&[]).0
+    }
+
+    /// Starts with extra `dev` arguments; also returns the ready line (stdout).
+    fn start_with(extra: &[&str]) -> (Gateway, String) {
         let state = TempDir::new("wsctl-sec-state").expect("temp dir");
         let logs = TempDir::new("wsctl-sec-logs").expect("temp dir");
         let stderr = logs.join("stderr.log");
@@ -41,6 +46,7 @@ impl Gateway {
             .arg(common::repo_stages())
             .args(["dev", "--port", &port.to_string(), "--state-dir"])
             .arg(state.path())
+            .args(extra)
             // The CLI's own -vv level, whatever the developer's environment says.
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
@@ -50,14 +56,15 @@ impl Gateway {
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready line");
         let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("ready line {line:?}: {e}"));
-        Gateway {
+        let gw = Gateway {
             child,
             url: ready["url"].as_str().expect("url").to_owned(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             state,
             stderr,
             _logs: logs,
-        }
+        };
+        (gw, line)
     }
 
     fn admin_token(&self) -> String {
@@ -249,4 +256,47 @@ async fn no_secret_in_logs_output_or_stored_state() {
         let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
         assert_no_secret(&file.display().to_string(), &text, &secrets);
     }
+}
+
+/// The Redis AUTH token, given in `--redis-url redis://:TOKEN@host:port`, must not be
+/// echoed by `wsctl dev`: not in the banner or JSON ready line, not in -vv logs, not in
+/// the error when Redis cannot be reached.
+///
+/// Fails today: the banner's `rooms` line and the ready line print the URL as given, and
+/// `cannot reach Redis at {url}` repeats it. Fix (src/gateway/mod.rs `build_stores`): show
+/// the URL with its password replaced (`redis://:***@host:port`) in `Backends.rooms` and in
+/// the `with_context` message; likewise the malformed-URL error in
+/// handlers/src/store/redis.rs (`not a redis:// or rediss:// URL: {url}`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known leak, reported to the lead: wsctl dev prints --redis-url with its password; remove once redacted"]
+async fn redis_auth_token_not_in_output() {
+    const TOKEN: &str = "s3cr3t-redis-auth-token-4f1c9a";
+    let redis = RedisServer::start_with_args(&["--requirepass", TOKEN]).expect("redis-server with requirepass");
+    let url = format!("redis://:{TOKEN}@127.0.0.1:{}", redis.port());
+    let (mut gw, ready) = Gateway::start_with(&["--redis-url", &url]);
+    assert!(ready.contains("Redis"), "the ready line names the room store: {ready}");
+    let (_, created) = gw.admin(json!({"op":"create_key","name":"t","scopes":"subscribe"}));
+    let mut ws = connect(&format!("{}?apiKey={}", gw.url, created["key"].as_str().unwrap())).await;
+    send(&mut ws, json!({"action":"subscribe","room":"a:b"})).await;
+    assert_eq!(recv(&mut ws).await["type"], "subscribed", "rooms live in the password-protected Redis");
+    let stderr = gw.stop();
+    let secret = [("the Redis AUTH token", TOKEN)];
+    assert_no_secret("the gateway's -vv stderr", &stderr, &secret);
+    assert_no_secret("the dev ready line", &ready, &secret);
+
+    // Unreachable Redis: the error names the host, not the password.
+    let closed = format!("redis://:{TOKEN}@127.0.0.1:{}", free_port());
+    let state = TempDir::new("wsctl-sec-state").expect("temp dir");
+    let out = wsctl()
+        .args(["--stages-dir"])
+        .arg(common::repo_stages())
+        .args(["dev", "--port", &free_port().to_string(), "--state-dir"])
+        .arg(state.path())
+        .args(["--redis-url", &closed])
+        .output()
+        .expect("run wsctl dev");
+    assert!(!out.status.success(), "dev must fail without Redis");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("127.0.0.1"), "the error says which Redis: {text}");
+    assert_no_secret("the unreachable-Redis error", &text, &secret);
 }
