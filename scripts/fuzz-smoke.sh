@@ -63,7 +63,8 @@ for target in "${TARGETS[@]}"; do
     set -e
     grep -E '^(#[0-9]+.*(INITED|DONE)|Done |stat::(number_of_executed_units|peak_rss_mb))' "$log" || true
     if [ "$status" -ne 0 ]; then
-        tail -n 60 "$log" >&2
+        grep -A3 -E 'panicked at|ERROR: libFuzzer' "$log" >&2 || true
+        grep -A2 -E '^(Failing input|Reproduce with):' "$log" >&2 || true
         echo "!!! $target failed (exit $status); the input is in fuzz/artifacts/$target/ (full log: $log)" >&2
         FAILED+=("$target")
         continue

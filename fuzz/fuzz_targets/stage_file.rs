@@ -33,6 +33,8 @@ fuzz_target!(|bytes: &[u8]| {
     let path = Path::new("stages/fuzz.yaml");
     if let Ok(stage) = stage::Stage::parse(path, "fuzz", text) {
         use_limits(&stage.limits);
+        // Values become CloudFormation parameters: a Number parameter cannot be `inf`.
+        assert!(stage.api.throttle_rate.is_finite(), "api.throttle_rate {} accepted", stage.api.throttle_rate);
         let yaml = serde_yaml::to_string(&stage).expect("a parsed stage serializes");
         let again = stage::Stage::parse(path, "fuzz", &yaml).unwrap_or_else(|e| panic!("re-parse of {yaml}: {e}"));
         assert_eq!(serde_yaml::to_string(&again).expect("serializes"), yaml);
