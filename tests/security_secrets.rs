@@ -5,7 +5,9 @@
 //! connect with a wrong key, subscribes, publishes, lists, kicks and revokes; runs the
 //! operator commands; then stops the gateway and checks that neither the raw keys, nor
 //! the wrong key, nor the admin token appear in the gateway's stderr, in any admin reply
-//! or command output, nor in `keys.json` (which must hold the SHA-256 hash instead).
+//! or command output, nor in `keys.json` (which must hold the SHA-256 hash instead); and,
+//! with `--dynamodb-endpoint` (moto), that the connections and api-keys tables hold the
+//! key id and hash only.
 
 mod common;
 
@@ -18,7 +20,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use wsctl_handlers::auth::{hash_key, KEY_PREFIX};
-use wsctl_testkit::{free_port, http_request, RedisServer, TempDir};
+use wsctl_testkit::{free_port, http_request, MotoServer, RedisServer, TempDir};
 
 /// A `wsctl -vv dev` whose stderr goes to a file.
 struct Gateway {
@@ -32,11 +34,11 @@ struct Gateway {
 
 impl Gateway {
     fn start() -> Gateway {
-        Self::start_with(&[]).0
+        Self::start_with(&[], &[]).0
     }
 
     /// Starts with extra `dev` arguments; also returns the ready line (stdout).
-    fn start_with(extra: &[&str]) -> (Gateway, String) {
+    fn start_with(extra: &[&str], envs: &[(String, String)]) -> (Gateway, String) {
         let state = TempDir::new("wsctl-sec-state").expect("temp dir");
         let logs = TempDir::new("wsctl-sec-logs").expect("temp dir");
         let stderr = logs.join("stderr.log");
@@ -47,6 +49,7 @@ impl Gateway {
             .args(["dev", "--port", &port.to_string(), "--state-dir"])
             .arg(state.path())
             .args(extra)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             // The CLI's own -vv level, whatever the developer's environment says.
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
@@ -273,7 +276,7 @@ async fn redis_auth_token_not_in_output() {
     const TOKEN: &str = "s3cr3t-redis-auth-token-4f1c9a";
     let redis = RedisServer::start_with_args(&["--requirepass", TOKEN]).expect("redis-server with requirepass");
     let url = format!("redis://:{TOKEN}@127.0.0.1:{}", redis.port());
-    let (mut gw, ready) = Gateway::start_with(&["--redis-url", &url]);
+    let (mut gw, ready) = Gateway::start_with(&["--redis-url", &url], &[]);
     assert!(ready.contains("Redis"), "the ready line names the room store: {ready}");
     let (_, created) = gw.admin(json!({"op":"create_key","name":"t","scopes":"subscribe"}));
     let mut ws = connect(&format!("{}?apiKey={}", gw.url, created["key"].as_str().unwrap())).await;
@@ -299,4 +302,53 @@ async fn redis_auth_token_not_in_output() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("127.0.0.1"), "the error says which Redis: {text}");
     assert_no_secret("the unreachable-Redis error", &text, &secret);
+}
+
+/// Every item of a DynamoDB table on moto, as raw JSON text (one Scan page is enough here).
+fn scan(moto: &MotoServer, table: &str) -> String {
+    let auth = "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, \
+                SignedHeaders=host, Signature=0";
+    let resp = moto
+        .request(
+            "POST",
+            "/",
+            &[
+                ("x-amz-target", "DynamoDB_20120810.Scan"),
+                ("content-type", "application/x-amz-json-1.0"),
+                ("authorization", auth),
+            ],
+            json!({ "TableName": table }).to_string().as_bytes(),
+        )
+        .expect("scan");
+    assert_eq!(resp.status, 200, "scan {table}: {}", resp.text());
+    resp.text()
+}
+
+/// With `--dynamodb-endpoint`, the connections table and the api-keys table hold the
+/// key id and the key's SHA-256, never the raw key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_the_dynamodb_tables() {
+    let moto = MotoServer::shared();
+    let suffix = free_port();
+    let (conns, keys) = (format!("sec-connections-{suffix}"), format!("sec-api-keys-{suffix}"));
+    let (mut gw, _) = Gateway::start_with(
+        &["--dynamodb-endpoint", &moto.endpoint(), "--connections-table", &conns, "--api-keys-table", &keys],
+        &moto.aws_env(),
+    );
+    let (_, created) = gw.admin(json!({"op":"create_key","name":"dynamo","scopes":"subscribe","max_connections":3}));
+    let key = created["key"].as_str().expect("raw key").to_owned();
+    let key_id = created["record"]["keyId"].as_str().expect("key id").to_owned();
+    let mut ws = connect(&format!("{}?apiKey={key}", gw.url)).await;
+    send(&mut ws, json!({"action":"subscribe","room":"tvl:chain:ethereum"})).await;
+    assert_eq!(recv(&mut ws).await["type"], "subscribed");
+
+    let connections = scan(moto, &conns);
+    assert!(connections.contains(&key_id), "the connection record names its key by id: {connections}");
+    let api_keys = scan(moto, &keys);
+    assert!(api_keys.contains(&hash_key(&key)), "the api-keys table stores the SHA-256: {api_keys}");
+    let stderr = gw.stop();
+    let secret = [("the API key", key.as_str())];
+    assert_no_secret("the connections table", &connections, &secret);
+    assert_no_secret("the api-keys table", &api_keys, &secret);
+    assert_no_secret("the gateway's -vv stderr", &stderr, &secret);
 }
