@@ -7,7 +7,8 @@
 
 #![no_main]
 
-#[allow(dead_code)]
+// Compiled as is from the CLI; its lints are the CLI crate's business.
+#[allow(dead_code, clippy::all)]
 #[path = "../../src/stage.rs"]
 mod stage;
 
