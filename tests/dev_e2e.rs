@@ -279,3 +279,58 @@ async fn connections_end_at_the_maximum_lifetime_even_when_active() {
     let room = gw.admin(json!({"op": "show_room", "room": "tvl:protocol:uniswap"}));
     assert_eq!(room["kind"], "error", "the expired connection left its room: {room}");
 }
+
+#[tokio::test]
+async fn rate_limits_per_connection_and_per_key_and_the_connection_cap_hold() {
+    let stages = TempDir::new("stages").unwrap();
+    std::fs::write(
+        stages.join("local.yaml"),
+        "limits:\n  requests_per_second: 5\n  request_burst: 5\n  key_requests_per_second: 8\n  key_request_burst: 8\n",
+    )
+    .unwrap();
+    let gw = DevGateway::start_with(stages.path(), &[]);
+
+    // Per connection: a flood of 20 pings gets 5 pongs, then rate_limited errors.
+    let mut flood = gw.connect().await;
+    for i in 0..20 {
+        send(&mut flood, json!({"action": "ping", "id": i})).await;
+    }
+    let mut replies = Vec::new();
+    for _ in 0..20 {
+        replies.push(recv(&mut flood).await);
+    }
+    let pongs = replies.iter().filter(|r| r["type"] == "pong").count();
+    let limited = replies.iter().filter(|r| r["code"] == "rate_limited").count();
+    // The burst passes, plus at most one refilled token while the frames arrive.
+    assert!((5..=6).contains(&pongs), "{replies:?}");
+    assert_eq!(pongs + limited, 20);
+
+    // Per key: a second key's three connections share its bucket of 8.
+    let reply = gw.admin(json!({"op": "create_key", "name": "capped", "scopes": "subscribe", "max_connections": 3}));
+    let key = reply["key"].as_str().unwrap().to_owned();
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        conns.push(connect(&gw.url_with(&key)).await);
+    }
+    let mut ok = 0;
+    for round in 0..4 {
+        for ws in conns.iter_mut() {
+            send(ws, json!({"action": "ping", "id": round})).await;
+            ok += usize::from(recv(ws).await["type"] == "pong");
+        }
+    }
+    assert!((8..=9).contains(&ok), "12 requests over 3 connections of one key: {ok} passed, the key allows 8");
+
+    // The key's connection cap: a fourth connection is refused.
+    assert_eq!(refused_status(&gw.url_with(&key)).await, Some(403));
+    drop(conns.pop());
+    let mut admitted = false;
+    for _ in 0..50 {
+        if refused_status(&gw.url_with(&key)).await.is_none() {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(admitted, "a slot frees up when a connection closes");
+}

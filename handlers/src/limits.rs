@@ -20,6 +20,10 @@ pub struct Limits {
     pub requests_per_second: u32,
     /// Requests a connection may burst above the sustained rate (token-bucket size).
     pub request_burst: u32,
+    /// Sustained requests per second across all connections of one API key (0 = no limit).
+    pub key_requests_per_second: u32,
+    /// Burst of the per-key bucket.
+    pub key_request_burst: u32,
     /// Outbound queue per connection, in messages; a consumer that falls further behind is closed.
     pub outbound_queue_messages: usize,
     /// Outbound queue per connection, in bytes.
@@ -47,6 +51,8 @@ impl Default for Limits {
             max_room_name_len: 128,
             requests_per_second: 100,
             request_burst: 200,
+            key_requests_per_second: 0,
+            key_request_burst: 0,
             outbound_queue_messages: 1000,
             outbound_queue_bytes: 1024 * 1024,
             idle_timeout_secs: 600,

@@ -46,6 +46,12 @@ pub struct LiveInfo {
     pub source_ip: String,
     /// Client user agent.
     pub user_agent: String,
+    /// Frames received from the client (the local gateway counts them; API Gateway does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_in: Option<u64>,
+    /// Frames sent to the client (local gateway only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_out: Option<u64>,
 }
 
 /// Why a management call failed.
@@ -185,6 +191,8 @@ impl Sender for ManagementApiSender {
                 last_active_at_ms: epoch_ms(out.last_active_at()),
                 source_ip: out.identity().and_then(|i| i.source_ip()).unwrap_or_default().to_owned(),
                 user_agent: out.identity().and_then(|i| i.user_agent()).unwrap_or_default().to_owned(),
+                messages_in: None,
+                messages_out: None,
             })),
             Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(410) => Ok(None),
             Err(e) => Err(SendError(aws_sdk_apigatewaymanagement::error::DisplayErrorContext(e).to_string())),

@@ -71,6 +71,8 @@ impl Sender for VecSender {
             last_active_at_ms: 2_000,
             source_ip: "203.0.113.9".into(),
             user_agent: "fixture".into(),
+            messages_in: None,
+            messages_out: None,
         }))
     }
 }

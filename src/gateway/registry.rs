@@ -155,6 +155,8 @@ impl ConnHandle {
             last_active_at_ms: self.last_active_ms.load(Relaxed),
             source_ip: self.source_ip.clone(),
             user_agent: self.user_agent.clone(),
+            messages_in: Some(self.messages_in.load(Relaxed)),
+            messages_out: Some(self.messages_out.load(Relaxed)),
         }
     }
 }
