@@ -107,6 +107,8 @@ impl ManagementApiSender {
             .timeout_config(timeouts)
             // 429s are retried here with our own backoff; other errors are final.
             .retry_config(aws_config::retry::RetryConfig::disabled())
+            // Posts are at most 128 KiB: a per-request body timer only costs CPU.
+            .stalled_stream_protection(aws_sdk_apigatewaymanagement::config::StalledStreamProtectionConfig::disabled())
             .build();
         ManagementApiSender { client: Client::from_conf(conf), config }
     }

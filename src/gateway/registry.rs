@@ -55,6 +55,8 @@ pub struct ConnHandle {
     max_queued_bytes: usize,
     close: Mutex<Option<CloseRequest>>,
     closing: AtomicBool,
+    /// Set when the WebSocket session starts (after the HTTP upgrade completed).
+    pub upgraded: AtomicBool,
     close_notify: Notify,
 }
 
@@ -87,6 +89,7 @@ impl ConnHandle {
             max_queued_bytes: max_bytes,
             close: Mutex::new(None),
             closing: AtomicBool::new(false),
+            upgraded: AtomicBool::new(false),
             close_notify: Notify::new(),
         };
         (Arc::new(handle), Outbox { rx })

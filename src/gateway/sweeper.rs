@@ -9,6 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use wsctl_handlers::store::now_ms;
 
+/// Time a registered connection may take to complete its HTTP upgrade.
+const UPGRADE_DEADLINE_MS: u64 = 10_000;
+
 /// Scans every connection periodically; runs until aborted.
 pub async fn run(gw: Arc<Gateway>) {
     let limits = &gw.services.limits;
@@ -21,6 +24,11 @@ pub async fn run(gw: Arc<Gateway>) {
         tick.tick().await;
         let now = now_ms();
         for h in gw.registry.all() {
+            // An upgrade that never completed (and never reported failure) must not leak.
+            if !h.upgraded.load(Relaxed) && now.saturating_sub(h.connected_at_ms) >= UPGRADE_DEADLINE_MS {
+                gw.finish(&h).await;
+                continue;
+            }
             if h.is_closing() {
                 continue;
             }
