@@ -261,9 +261,8 @@ fn stage_name_with_yaml_syntax_cannot_change_template_structure() {
     let stage = serde_yaml::to_string(&repo_stage("dev")).unwrap();
     std::fs::write(dir.join("clean.yaml"), &stage).unwrap();
     // A file name may hold anything but '/' and NUL.
-    for (i, name) in ["a: b", "x #{{resolve:ssm:p}}", "it's \"q\"", "!Ref Api", "${AWS::AccountId}", "- [x]"]
-        .into_iter()
-        .enumerate()
+    for (i, name) in
+        ["a: b", "x #{{resolve:ssm:p}}", "it's \"q\"", "!Ref Api", "${AWS::AccountId}", "- [x]"].into_iter().enumerate()
     {
         std::fs::write(dir.join(format!("{name}.yaml")), &stage).unwrap();
         for stack in ["data", "app"] {
