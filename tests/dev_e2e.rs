@@ -258,7 +258,7 @@ async fn ctrl_c_runs_disconnect_for_every_connection() {
 #[tokio::test]
 async fn connections_end_at_the_maximum_lifetime_even_when_active() {
     let stages = TempDir::new("stages").unwrap();
-    std::fs::write(stages.join("local.yaml"), "limits:\n  max_lifetime_secs: 1\n").unwrap();
+    std::fs::write(stages.join("local.yaml"), "limits:\n  max_lifetime_secs: 1\n  idle_timeout_secs: 1\n").unwrap();
     let gw = DevGateway::start_with(stages.path(), &[]);
     let mut ws = gw.connect().await;
     subscribe(&mut ws, "tvl:protocol:uniswap").await;

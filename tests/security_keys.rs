@@ -50,15 +50,10 @@ async fn connection_cap_holds_under_concurrent_connects() {
 /// The same with connection records in DynamoDB (moto), where the count at authorize and
 /// the write at connect are separate network round trips.
 ///
-/// Fails today (35 to 39 of 40 accepted for a cap of 2; alone, the 41st is refused): `Services::authorize` counts the
-/// key's records and `Services::connect` writes the new one later, so concurrent connects
-/// all pass the count. On AWS the same holds across Lambda instances. Proposed fix: make
-/// the cap a conditional write — a per-key counter item in the connections table
-/// (`UpdateItem ADD live 1` with `ConditionExpression live < :cap`, decremented in
-/// `disconnect` and repaired from the `byKey` index by TTL), done in `connect` before the
-/// record is written; locally the memory store does the same under its lock.
+/// The cap is a slot claimed atomically in the live-state store at `connect` (a per-key
+/// set scored by expiry, checked and added in one step), so concurrent connects cannot
+/// overshoot it (before that fix, 35 to 39 of 40 were accepted here for a cap of 2).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "known race, reported to the lead: the key connection cap is check-then-write; remove once atomic"]
 async fn connection_cap_holds_under_concurrent_connects_on_dynamodb() {
     let moto = MotoServer::shared();
     let suffix = wsctl_testkit::free_port();

@@ -271,7 +271,6 @@ async fn no_secret_in_logs_output_or_stored_state() {
 /// the `with_context` message; likewise the malformed-URL error in
 /// handlers/src/store/redis.rs (`not a redis:// or rediss:// URL: {url}`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known leak, reported to the lead: wsctl dev prints --redis-url with its password; remove once redacted"]
 async fn redis_auth_token_not_in_output() {
     const TOKEN: &str = "s3cr3t-redis-auth-token-4f1c9a";
     let redis = RedisServer::start_with_args(&["--requirepass", TOKEN]).expect("redis-server with requirepass");

@@ -234,6 +234,10 @@ pub async fn connect(
     };
     match svc.connect(&info).await {
         Ok(()) => Ok(response(200, None)),
+        Err(ConnectError::Denied(why)) => {
+            tracing::info!(connection_id = %info.connection_id, reason = %why, "connect refused");
+            Ok(response(403, Some(why.to_string())))
+        }
         Err(e) => {
             tracing::error!(connection_id = %info.connection_id, error = %e, "connect failed");
             Ok(response(500, None))

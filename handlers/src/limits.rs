@@ -78,7 +78,7 @@ impl Limits {
 
     /// Seconds a connection record stays valid: lifetime plus margin (its DynamoDB `ttl`).
     pub fn record_ttl_secs(&self) -> u64 {
-        self.max_lifetime_secs + self.record_ttl_margin_secs
+        self.max_lifetime_secs.saturating_add(self.record_ttl_margin_secs)
     }
 
     /// Checks that the values are usable; returns the name of the first bad field and why.
@@ -102,6 +102,19 @@ impl Limits {
         if self.max_frame_bytes > self.max_message_bytes {
             return Err(("max_frame_bytes", format!("must not exceed max_message_bytes ({})", self.max_message_bytes)));
         }
+        for (name, value) in
+            [("max_lifetime_secs", self.max_lifetime_secs), ("record_ttl_margin_secs", self.record_ttl_margin_secs)]
+        {
+            if value > 86_400 {
+                return Err((name, "must be at most 86400 (one day)".into()));
+            }
+        }
+        if self.idle_timeout_secs > self.max_lifetime_secs {
+            return Err((
+                "idle_timeout_secs",
+                format!("must not exceed max_lifetime_secs ({})", self.max_lifetime_secs),
+            ));
+        }
         if self.max_room_name_len > 255 {
             return Err(("max_room_name_len", "must be at most 255".into()));
         }
@@ -109,5 +122,27 @@ impl Limits {
             return Err(("room_history", "must be at most 10000".into()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_their_field() {
+        assert_eq!(Limits::default().validate(), Ok(()));
+        let bad = |f: fn(&mut Limits)| {
+            let mut l = Limits::default();
+            f(&mut l);
+            l.validate().unwrap_err().0
+        };
+        assert_eq!(bad(|l| l.max_lifetime_secs = u64::MAX), "max_lifetime_secs");
+        assert_eq!(bad(|l| l.record_ttl_margin_secs = u64::MAX), "record_ttl_margin_secs");
+        assert_eq!(bad(|l| l.idle_timeout_secs = 7201), "idle_timeout_secs");
+        assert_eq!(bad(|l| l.max_frame_bytes = l.max_message_bytes + 1), "max_frame_bytes");
+        assert_eq!(bad(|l| l.requests_per_second = 0), "requests_per_second");
+        let huge = Limits { max_lifetime_secs: u64::MAX, record_ttl_margin_secs: u64::MAX, ..Limits::default() };
+        assert_eq!(huge.record_ttl_secs(), u64::MAX, "saturates instead of overflowing");
     }
 }

@@ -155,18 +155,36 @@ impl Services {
         Ok(Identity { key_id: record.key_id, scopes: record.scopes, max_connections: record.max_connections })
     }
 
-    /// `$connect`: writes the durable record. Nothing else is written, so a failure leaves
-    /// nothing behind.
-    pub async fn connect(&self, info: &ConnectInfo) -> Result<(), StoreError> {
+    /// `$connect`: claims one of the key's connection slots (when it has a cap: atomic in
+    /// the live-state store, so concurrent connects cannot overshoot) and writes the durable
+    /// record. A failure gives the slot back, leaving nothing behind.
+    pub async fn connect(&self, info: &ConnectInfo) -> Result<(), ConnectError> {
+        let identity = &info.identity;
+        let capped = identity.max_connections > 0;
+        if capped {
+            let expires = info.connected_at_ms.saturating_add(self.limits.max_lifetime_secs.saturating_mul(1000));
+            let claimed = self
+                .rooms
+                .claim_slot(&identity.key_id, &info.connection_id, identity.max_connections, expires, now_ms())
+                .await?;
+            if !claimed {
+                return Err(Denied::ConnectionCap(identity.max_connections).into());
+            }
+        }
         let record = ConnectionRecord {
             connection_id: info.connection_id.clone(),
             key_id: info.identity.key_id.clone(),
             source_ip: info.source_ip.clone(),
             user_agent: info.user_agent.clone(),
             connected_at: info.connected_at_ms,
-            ttl: info.connected_at_ms / 1000 + self.limits.record_ttl_secs(),
+            ttl: (info.connected_at_ms / 1000).saturating_add(self.limits.record_ttl_secs()),
         };
-        self.connections.put(&record).await?;
+        if let Err(e) = self.connections.put(&record).await {
+            if capped {
+                let _ = self.rooms.release_slot(&identity.key_id, &info.connection_id).await;
+            }
+            return Err(e.into());
+        }
         self.metrics.connects.fetch_add(1, Relaxed);
         tracing::debug!(connection_id = %info.connection_id, key_id = %info.identity.key_id, "connected");
         Ok(())
@@ -177,7 +195,12 @@ impl Services {
     pub async fn disconnect(&self, connection_id: &str) -> Result<DisconnectReport, StoreError> {
         let rooms = self.rooms.remove_connection(connection_id).await;
         let record = self.connections.delete(connection_id).await;
-        let report = DisconnectReport { rooms: rooms?, had_record: record? };
+        let slot = match &record {
+            Ok(Some(rec)) => self.rooms.release_slot(&rec.key_id, connection_id).await,
+            _ => Ok(()),
+        };
+        let report = DisconnectReport { rooms: rooms?, had_record: record?.is_some() };
+        slot?;
         self.metrics.disconnects.fetch_add(1, Relaxed);
         tracing::debug!(connection_id, rooms = report.rooms.len(), "disconnected");
         Ok(report)

@@ -73,9 +73,16 @@ pub async fn upgrade(
         user_agent: user_agent.clone(),
         connected_at_ms: now_ms(),
     };
-    if let Err(e) = gw.services.connect(&info).await {
-        tracing::error!(error = %e, "connect handler failed");
-        return refuse(&gw, StatusCode::INTERNAL_SERVER_ERROR, "could not record the connection; retry later");
+    match gw.services.connect(&info).await {
+        Ok(()) => {}
+        Err(ConnectError::Denied(d)) => {
+            tracing::info!(peer = %peer, reason = %d, "connect refused");
+            return refuse(&gw, StatusCode::FORBIDDEN, &d.to_string());
+        }
+        Err(ConnectError::Store(e)) => {
+            tracing::error!(error = %e, "connect handler failed");
+            return refuse(&gw, StatusCode::INTERNAL_SERVER_ERROR, "could not record the connection; retry later");
+        }
     }
     let (handle, outbox) =
         ConnHandle::new(id, info.source_ip, user_agent, limits.outbound_queue_messages, limits.outbound_queue_bytes);

@@ -140,8 +140,9 @@ async fn build_stores(
                 history: limits.room_history,
                 connection_ttl_secs: limits.record_ttl_secs(),
             })?;
-            store.ping().await.with_context(|| format!("cannot reach Redis at {url}; is redis-server running?"))?;
-            (Arc::new(store), format!("Redis {url}"))
+            let shown = wsctl_handlers::store::redis::redact_url(url);
+            store.ping().await.with_context(|| format!("cannot reach Redis at {shown}; is redis-server running?"))?;
+            (Arc::new(store), format!("Redis {shown}"))
         }
         None => (Arc::new(MemoryRoomStore::new(limits.room_history)), "in-memory".into()),
     };

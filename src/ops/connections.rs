@@ -637,7 +637,8 @@ async fn kick_deployed(d: &Deployed, id: &str, warnings: &mut Vec<String>) -> Re
     let had_record = store
         .delete(id)
         .await
-        .with_context(|| format!("cannot update the connections table of stage '{}'", d.stage))?;
+        .with_context(|| format!("cannot update the connections table of stage '{}'", d.stage))?
+        .is_some();
     if !had_record {
         bail!(
             "connection {id} not found on stage '{}' (list them with `wsctl connections list --stage {}`)",

@@ -209,7 +209,7 @@ impl ConnectionStore for DynamoConnectionStore {
         out.item.as_ref().map(Self::record).transpose().map(|r| r.filter(|r| !r.expired(now_s)))
     }
 
-    async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+    async fn delete(&self, id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
         let out = self
             .client
             .delete_item()
@@ -219,7 +219,10 @@ impl ConnectionStore for DynamoConnectionStore {
             .send()
             .await
             .map_err(sdk_err)?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+        match out.attributes {
+            Some(a) if !a.is_empty() => Self::record(&a).map(Some),
+            _ => Ok(None),
+        }
     }
 
     async fn list(&self, cursor: Option<&str>, limit: usize) -> Result<Page<ConnectionRecord>, StoreError> {

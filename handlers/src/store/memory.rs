@@ -35,6 +35,8 @@ impl Room {
 struct Rooms {
     rooms: BTreeMap<String, Room>,
     by_conn: HashMap<ConnId, BTreeSet<String>>,
+    /// Live-connection slots per key: connection → expiry (epoch ms).
+    slots: HashMap<String, HashMap<String, u64>>,
 }
 
 /// Rooms, membership and history in process memory. Every operation takes one short lock
@@ -78,7 +80,7 @@ impl RoomStore for MemoryRoomStore {
         max_rooms: usize,
     ) -> Result<Subscription, SubscribeError> {
         let mut g = self.lock()?;
-        let Rooms { rooms, by_conn } = &mut *g;
+        let Rooms { rooms, by_conn, .. } = &mut *g;
         let id: ConnId = match by_conn.get_key_value(conn) {
             Some((k, _)) => k.clone(),
             None => Arc::from(conn),
@@ -100,7 +102,7 @@ impl RoomStore for MemoryRoomStore {
 
     async fn unsubscribe(&self, conn: &str, room: &RoomName) -> Result<bool, StoreError> {
         let mut g = self.lock()?;
-        let Rooms { rooms, by_conn } = &mut *g;
+        let Rooms { rooms, by_conn, .. } = &mut *g;
         let was = by_conn.get_mut(conn).is_some_and(|set| set.remove(room.as_str()));
         if by_conn.get(conn).is_some_and(BTreeSet::is_empty) {
             by_conn.remove(conn);
@@ -120,7 +122,7 @@ impl RoomStore for MemoryRoomStore {
 
     async fn remove_connection(&self, conn: &str) -> Result<Vec<String>, StoreError> {
         let mut g = self.lock()?;
-        let Rooms { rooms, by_conn } = &mut *g;
+        let Rooms { rooms, by_conn, .. } = &mut *g;
         let Some(mine) = by_conn.remove(conn) else { return Ok(vec![]) };
         for name in &mine {
             if let Some(r) = rooms.get_mut(name) {
@@ -176,6 +178,35 @@ impl RoomStore for MemoryRoomStore {
 
     async fn room_info(&self, room: &RoomName) -> Result<Option<RoomInfo>, StoreError> {
         Ok(self.lock()?.rooms.get(room.as_str()).map(|r| r.info(room.as_str())))
+    }
+
+    async fn claim_slot(
+        &self,
+        key_id: &str,
+        conn: &str,
+        cap: u32,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.lock()?;
+        let slots = g.slots.entry(key_id.to_owned()).or_default();
+        slots.retain(|_, exp| *exp > now_ms);
+        if !slots.contains_key(conn) && slots.len() >= cap as usize {
+            return Ok(false);
+        }
+        slots.insert(conn.to_owned(), expires_at_ms);
+        Ok(true)
+    }
+
+    async fn release_slot(&self, key_id: &str, conn: &str) -> Result<(), StoreError> {
+        let mut g = self.lock()?;
+        if let Some(slots) = g.slots.get_mut(key_id) {
+            slots.remove(conn);
+            if slots.is_empty() {
+                g.slots.remove(key_id);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -243,16 +274,16 @@ impl ConnectionStore for MemoryConnectionStore {
         Ok(self.lock()?.records.get(id).filter(|r| !r.expired(now_s)).cloned())
     }
 
-    async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+    async fn delete(&self, id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
         let mut g = self.lock()?;
-        let Some(old) = g.records.remove(id) else { return Ok(false) };
+        let Some(old) = g.records.remove(id) else { return Ok(None) };
         if let Some(set) = g.by_key.get_mut(&old.key_id) {
             set.remove(id);
             if set.is_empty() {
                 g.by_key.remove(&old.key_id);
             }
         }
-        Ok(true)
+        Ok(Some(old))
     }
 
     async fn list(&self, cursor: Option<&str>, limit: usize) -> Result<Page<ConnectionRecord>, StoreError> {

@@ -105,6 +105,20 @@ pub trait RoomStore: Send + Sync {
     async fn list_rooms(&self, prefix: &str, cursor: Option<&str>, limit: usize) -> Result<Page<RoomInfo>, StoreError>;
     /// One room's counters, or None if it has neither members nor history.
     async fn room_info(&self, room: &RoomName) -> Result<Option<RoomInfo>, StoreError>;
+    /// Atomically takes one of `cap` live-connection slots of key `key_id` for `conn`
+    /// until `expires_at_ms` (its maximum lifetime). Slots past their expiry are freed
+    /// first, so a lost `$disconnect` cannot hold a slot forever. Returns false when the
+    /// key is at its cap.
+    async fn claim_slot(
+        &self,
+        key_id: &str,
+        conn: &str,
+        cap: u32,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, StoreError>;
+    /// Gives `conn`'s slot of `key_id` back. Idempotent.
+    async fn release_slot(&self, key_id: &str, conn: &str) -> Result<(), StoreError>;
 }
 
 /// A durable connection record (the connections table).
@@ -139,8 +153,8 @@ pub trait ConnectionStore: Send + Sync {
     async fn put(&self, record: &ConnectionRecord) -> Result<(), StoreError>;
     /// Reads a record; expired records read as absent.
     async fn get(&self, id: &str) -> Result<Option<ConnectionRecord>, StoreError>;
-    /// Deletes a record; returns whether it existed. Idempotent.
-    async fn delete(&self, id: &str) -> Result<bool, StoreError>;
+    /// Deletes a record; returns it if it existed. Idempotent.
+    async fn delete(&self, id: &str) -> Result<Option<ConnectionRecord>, StoreError>;
     /// All live records, paginated (sorted by connection id within the in-memory store).
     async fn list(&self, cursor: Option<&str>, limit: usize) -> Result<Page<ConnectionRecord>, StoreError>;
     /// Live records of one key, paginated.

@@ -80,6 +80,7 @@ pub struct RedisRoomStore {
     subscribe_conn_side: Script,
     subscribe_room_side: Script,
     publish: Script,
+    claim_slot: Script,
 }
 
 fn err(e: RedisError) -> StoreError {
@@ -88,6 +89,10 @@ fn err(e: RedisError) -> StoreError {
 
 fn room_key(room: &str, what: &str) -> String {
     format!("room:{{{room}}}:{what}")
+}
+
+fn slots_key(key_id: &str) -> String {
+    format!("key:{{{key_id}}}:connections")
 }
 
 fn conn_key(id: &str, what: &str) -> String {
@@ -99,8 +104,9 @@ const ROOMS_INDEX: &str = "rooms";
 impl RedisRoomStore {
     /// Validates the URL; connects on first use.
     pub fn new(config: RedisConfig) -> Result<Self, StoreError> {
-        ::redis::parse_redis_url(&config.url)
-            .ok_or_else(|| StoreError::corrupt(STORE, format!("not a redis:// or rediss:// URL: {}", config.url)))?;
+        ::redis::parse_redis_url(&config.url).ok_or_else(|| {
+            StoreError::corrupt(STORE, format!("not a redis:// or rediss:// URL: {}", redact_url(&config.url)))
+        })?;
         Ok(RedisRoomStore {
             config,
             conn: OnceCell::new(),
@@ -145,6 +151,16 @@ impl RedisRoomStore {
                   local members = redis.call('SMEMBERS', KEYS[3])
                   for i = 1, #members do out[#out + 1] = members[i] end
                   return out",
+            ),
+            // KEYS: the key's slots ZSET. ARGV: conn, cap, expires ms, now ms, key ttl s.
+            claim_slot: Script::new(
+                r"redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+                  if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then
+                    if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+                  end
+                  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+                  redis.call('EXPIRE', KEYS[1], ARGV[5])
+                  return 1",
             ),
         })
     }
@@ -199,6 +215,18 @@ impl RedisRoomStore {
     }
 }
 
+/// The URL with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or("", |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 fn as_u64(v: &Value) -> Option<u64> {
     match v {
         Value::Int(i) => u64::try_from(*i).ok(),
@@ -212,6 +240,18 @@ fn as_string(v: Value) -> Option<String> {
         Value::BulkString(b) => String::from_utf8(b).ok(),
         Value::SimpleString(s) => Some(s),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("rediss://:s3cret@host:6379"), "rediss://:***@host:6379");
+        assert_eq!(redact_url("redis://app:s3cret@host:6379/0"), "redis://app:***@host:6379/0");
+        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
     }
 }
 
@@ -445,5 +485,32 @@ impl RoomStore for RedisRoomStore {
             return Ok(None);
         }
         Ok(Some(RoomInfo { room: r.to_owned(), subscribers, seq: seq.unwrap_or(0), last_publish_ms: last }))
+    }
+
+    async fn claim_slot(
+        &self,
+        key_id: &str,
+        conn: &str,
+        cap: u32,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let key = slots_key(key_id);
+        let ttl = self.config.connection_ttl_secs;
+        let claimed: i64 = self
+            .with(|mut c| {
+                let mut inv = self.claim_slot.key(&key);
+                inv.arg(conn).arg(cap).arg(expires_at_ms).arg(now_ms).arg(ttl);
+                async move { inv.invoke_async(&mut c).await }
+            })
+            .await?;
+        Ok(claimed == 1)
+    }
+
+    async fn release_slot(&self, key_id: &str, conn: &str) -> Result<(), StoreError> {
+        let key = slots_key(key_id);
+        self.with(|mut c| async move { ::redis::cmd("ZREM").arg(&key).arg(conn).query_async::<i64>(&mut c).await })
+            .await
+            .map(|_| ())
     }
 }
