@@ -10,17 +10,18 @@
 //! of a `wsctl dev` gateway that shares that Redis and those tables. Real WebSocket
 //! clients hold the connections.
 
+mod common;
+
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use common::DevGateway;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -28,7 +29,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wsctl_handlers::lambda::{self, LambdaEnv};
 use wsctl_handlers::service::Services;
-use wsctl_testkit::{free_port, MotoServer, RedisServer, TempDir};
+use wsctl_testkit::{MotoServer, RedisServer, TempDir};
 
 const WSCTL: &str = env!("CARGO_BIN_EXE_wsctl");
 const ADMIN_FN: &str = "optest-admin";
@@ -50,58 +51,11 @@ async fn sdk(moto: &MotoServer) -> aws_config::SdkConfig {
         .await
 }
 
-/// `wsctl dev` on the shared Redis and the moto tables.
-struct Dev {
-    child: Child,
-    url: String,
-    key: String,
-    management: String,
-    _state: TempDir,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_dev(moto: &MotoServer, redis: &RedisServer, connections: &str, keys: &str) -> Dev {
-    let state = TempDir::new("wsctl-operator-lambda-dev").expect("temp dir");
-    let mut child = Command::new(WSCTL)
-        .arg("--stages-dir")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("stages"))
-        .args(["dev", "--port", &free_port().to_string(), "--state-dir"])
-        .arg(state.path())
-        .args(["--output", "json", "--redis-url", &redis.url(), "--dynamodb-endpoint", &moto.endpoint()])
-        .args(["--connections-table", connections, "--api-keys-table", keys])
-        .envs(moto.aws_env())
-        .env_remove("WSCTL_STAGE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start wsctl dev");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if v.get("url").is_some() {
-                    let _ = tx.send(v);
-                }
-            }
-        }
-    });
-    let ready = rx.recv_timeout(Duration::from_secs(60)).expect("wsctl dev printed no ready line within 60 s");
-    Dev {
-        child,
-        url: ready["url"].as_str().expect("url").to_owned(),
-        key: ready["apiKey"].as_str().expect("apiKey").to_owned(),
-        management: ready["managementEndpoint"].as_str().expect("managementEndpoint").to_owned(),
-        _state: state,
-    }
+fn start_dev(moto: &MotoServer, redis: &RedisServer, connections: &str, keys: &str) -> DevGateway {
+    let (redis_url, moto_url) = (redis.url(), moto.endpoint());
+    let args = ["--redis-url", &redis_url, "--dynamodb-endpoint", &moto_url];
+    let tables = ["--connections-table", connections, "--api-keys-table", keys];
+    DevGateway::start_env(&common::repo_stages(), &[&args[..], &tables[..]].concat(), moto.aws_env())
 }
 
 /// The Lambda Invoke API for the two functions, as the Lambda service answers it: the

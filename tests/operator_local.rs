@@ -2,19 +2,20 @@
 //! real WebSocket clients (tokio-tungstenite), and the real `wsctl` binary for every
 //! operator command.
 
+mod common;
+
+use common::DevGateway;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use wsctl_testkit::{free_port, TempDir};
+use wsctl_testkit::TempDir;
 
 const WSCTL: &str = env!("CARGO_BIN_EXE_wsctl");
 
@@ -24,57 +25,8 @@ fn stages_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("stages")
 }
 
-/// A `wsctl dev` process, killed on drop.
-struct Dev {
-    child: Child,
-    url: String,
-    key: String,
-    state: TempDir,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Dev {
-    fn start() -> Dev {
-        let state = TempDir::new("wsctl-operator-local").expect("temp dir");
-        let mut child = Command::new(WSCTL)
-            .arg("--stages-dir")
-            .arg(stages_dir())
-            .args(["dev", "--port", &free_port().to_string(), "--state-dir"])
-            .arg(state.path())
-            .args(["--output", "json"])
-            .env_remove("WSCTL_STAGE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start wsctl dev");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v.get("url").is_some() {
-                        let _ = tx.send(v);
-                    }
-                }
-            }
-        });
-        let ready = rx.recv_timeout(Duration::from_secs(60)).expect("wsctl dev printed no ready line within 60 s");
-        Dev {
-            child,
-            url: ready["url"].as_str().expect("ready.url").to_owned(),
-            key: ready["apiKey"].as_str().expect("ready.apiKey").to_owned(),
-            state,
-        }
-    }
-
+/// Operator commands against the gateway under test (see `tests/common`).
+impl DevGateway {
     /// Runs `wsctl ARGS --stage local --state-dir … --stages-dir …`.
     fn wsctl(&self, args: &[&str]) -> Output {
         Command::new(WSCTL)
@@ -184,7 +136,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_kick_and_revoke_on_the_local_gateway() {
-    let dev = Dev::start();
+    let dev = DevGateway::start();
     let (room_a, room_b) = ("tvl:protocol:aave", "tvl:chain:ethereum");
     let mut c1 = connect(&dev.url, &dev.key, "client-1").await.expect("client 1");
     let mut c2 = connect(&dev.url, &dev.key, "client-2").await.expect("client 2");

@@ -9,22 +9,23 @@
 //! live in the same moto tables, so a kick or a revoke through the deployed-stage path
 //! closes real WebSocket clients.
 
+mod common;
+
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use common::DevGateway;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use wsctl_testkit::{free_port, MotoServer, TempDir};
+use wsctl_testkit::{MotoServer, TempDir};
 
 const WSCTL: &str = env!("CARGO_BIN_EXE_wsctl");
 
@@ -115,62 +116,15 @@ impl Stage {
     }
 }
 
-/// A `wsctl dev` gateway whose records and keys live in the stage's moto tables; its
-/// management endpoint stands in for API Gateway's.
-struct Dev {
-    child: Child,
-    url: String,
-    key: String,
-    management: String,
-    _state: TempDir,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// The gateway under test (see `tests/common`), on moto's tables when `stage` is given.
+fn start_dev(moto: &MotoServer, stage: Option<&Stage>) -> DevGateway {
+    let endpoint = moto.endpoint();
+    let mut args: Vec<&str> = Vec::new();
+    if let Some(s) = stage {
+        args.extend(["--dynamodb-endpoint", &endpoint]);
+        args.extend(["--connections-table", &s.connections_table, "--api-keys-table", &s.keys_table]);
     }
-}
-
-impl Dev {
-    fn start(moto: &MotoServer, stage: Option<&Stage>) -> Dev {
-        let state = TempDir::new("wsctl-operator-moto-dev").expect("temp dir");
-        let mut cmd = Command::new(WSCTL);
-        cmd.arg("--stages-dir").arg(repo_stages()).args(["dev", "--port", &free_port().to_string(), "--state-dir"]);
-        cmd.arg(state.path()).args(["--output", "json"]);
-        if let Some(s) = stage {
-            cmd.args(["--dynamodb-endpoint", &moto.endpoint()]);
-            cmd.args(["--connections-table", &s.connections_table, "--api-keys-table", &s.keys_table]);
-        }
-        let mut child = cmd
-            .envs(moto.aws_env())
-            .env_remove("WSCTL_STAGE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start wsctl dev");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v.get("url").is_some() {
-                        let _ = tx.send(v);
-                    }
-                }
-            }
-        });
-        let ready = rx.recv_timeout(Duration::from_secs(60)).expect("wsctl dev printed no ready line within 60 s");
-        Dev {
-            child,
-            url: ready["url"].as_str().expect("url").to_owned(),
-            key: ready["apiKey"].as_str().expect("apiKey").to_owned(),
-            management: ready["managementEndpoint"].as_str().expect("managementEndpoint").to_owned(),
-            _state: state,
-        }
-    }
+    DevGateway::start_env(&repo_stages(), &args, moto.aws_env())
 }
 
 async fn connect(url: &str, key: &str, agent: &str) -> Result<Ws, WsError> {
@@ -245,7 +199,7 @@ async fn batch_write(client: &aws_sdk_dynamodb::Client, table: &str, items: Vec<
 async fn deployed_stage_lists_shows_kicks_and_manages_keys() {
     let moto = MotoServer::shared();
     let stage = Stage::create(moto).await;
-    let dev = Dev::start(moto, Some(&stage));
+    let dev = start_dev(moto, Some(&stage));
     let mgmt = Some(dev.management.as_str());
     let mut c1 = connect(&dev.url, &dev.key, "moto-client-1").await.expect("client 1");
     let c2 = connect(&dev.url, &dev.key, "moto-client-2").await.expect("client 2");
@@ -340,7 +294,7 @@ async fn connections_list_pages_through_ten_thousand_records() {
     let moto = MotoServer::shared();
     let stage = Stage::create(moto).await;
     // A gateway with none of these connections: GetConnection answers 410 for each.
-    let dev = Dev::start(moto, None);
+    let dev = start_dev(moto, None);
     let client = dynamodb(moto).await;
     let base = wsctl_handlers::store::now_ms() - 10_000_000;
     let items: Vec<_> = (0..10_000u64)

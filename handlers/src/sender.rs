@@ -64,8 +64,19 @@ pub struct SendError(pub String);
 pub trait Sender: Send + Sync {
     /// Sends one frame to one connection.
     async fn send(&self, conn: &str, frame: &Frame) -> SendOutcome;
-    /// Sends one frame to many connections; gone ones are reported, not retried.
-    async fn send_many(&self, conns: &[ConnId], frame: &Frame) -> FanoutReport;
+    /// Sends one frame to many connections; gone ones are reported, not retried. The
+    /// default sends one at a time; implementations override it to batch or parallelize.
+    async fn send_many(&self, conns: &[ConnId], frame: &Frame) -> FanoutReport {
+        let mut report = FanoutReport::default();
+        for conn in conns {
+            match self.send(conn, frame).await {
+                SendOutcome::Delivered => report.delivered += 1,
+                SendOutcome::Gone => report.gone.push(conn.clone()),
+                SendOutcome::Failed(_) => report.failed += 1,
+            }
+        }
+        report
+    }
     /// Closes a connection; returns false if it was already gone.
     async fn disconnect(&self, conn: &str) -> Result<bool, SendError>;
     /// Live details of a connection, None if gone.

@@ -17,11 +17,11 @@ use wsctl_handlers::auth::{Identity, Scope, Scopes};
 use wsctl_handlers::lambda;
 use wsctl_handlers::limits::Limits;
 use wsctl_handlers::protocol::Frame;
-use wsctl_handlers::sender::{FanoutReport, LiveInfo, SendError, SendOutcome, Sender};
+use wsctl_handlers::sender::{LiveInfo, SendError, SendOutcome, Sender};
 use wsctl_handlers::service::{Caller, ConnectInfo, Services};
 use wsctl_handlers::store::memory::{MemoryConnectionStore, MemoryKeyStore, MemoryRoomStore};
 use wsctl_handlers::store::redis::{RedisConfig, RedisRoomStore};
-use wsctl_handlers::store::{ConnId, RoomStore};
+use wsctl_handlers::store::RoomStore;
 use wsctl_testkit::RedisServer;
 
 /// A real [`Sender`] over a Vec: it records every delivery, knows which connections are
@@ -50,17 +50,6 @@ impl Sender for VecSender {
         }
         self.sent.lock().expect("sent").push((conn.to_owned(), frame.as_str().to_owned()));
         SendOutcome::Delivered
-    }
-    async fn send_many(&self, conns: &[ConnId], frame: &Frame) -> FanoutReport {
-        let mut report = FanoutReport::default();
-        for c in conns {
-            match self.send(c, frame).await {
-                SendOutcome::Delivered => report.delivered += 1,
-                SendOutcome::Gone => report.gone.push(c.clone()),
-                SendOutcome::Failed(_) => report.failed += 1,
-            }
-        }
-        report
     }
     async fn disconnect(&self, conn: &str) -> Result<bool, SendError> {
         Ok(self.open.lock().map_err(|e| SendError(e.to_string()))?.remove(conn))

@@ -14,12 +14,12 @@ use wsctl_handlers::admin::{AdminReply, AdminRequest};
 use wsctl_handlers::lambda::{self, PublishEvent, PublishResult};
 use wsctl_handlers::limits::Limits;
 use wsctl_handlers::protocol::Frame;
-use wsctl_handlers::sender::{FanoutReport, LiveInfo, SendError, SendOutcome, Sender};
+use wsctl_handlers::sender::{LiveInfo, SendError, SendOutcome, Sender};
 use wsctl_handlers::service::Services;
 use wsctl_handlers::store::dynamo::{self, DynamoConnectionStore, DynamoKeyStore};
 use wsctl_handlers::store::memory::{MemoryConnectionStore, MemoryKeyStore, MemoryRoomStore};
 use wsctl_handlers::store::redis::{RedisConfig, RedisRoomStore};
-use wsctl_handlers::store::{ConnId, RoomStore};
+use wsctl_handlers::store::RoomStore;
 use wsctl_testkit::{apigw_fixture, MotoServer, RedisServer};
 
 /// A real [`Sender`] that keeps what it was asked to deliver, per connection; connections
@@ -45,17 +45,6 @@ impl Sender for RecordingSender {
         }
         self.sent.lock().unwrap().entry(conn.to_owned()).or_default().push(frame.as_str().to_owned());
         SendOutcome::Delivered
-    }
-    async fn send_many(&self, conns: &[ConnId], frame: &Frame) -> FanoutReport {
-        let mut report = FanoutReport::default();
-        for c in conns {
-            match self.send(c, frame).await {
-                SendOutcome::Delivered => report.delivered += 1,
-                SendOutcome::Gone => report.gone.push(c.clone()),
-                SendOutcome::Failed(_) => report.failed += 1,
-            }
-        }
-        report
     }
     async fn disconnect(&self, conn: &str) -> Result<bool, SendError> {
         Ok(self.gone.lock().unwrap().insert(conn.to_owned()))

@@ -53,6 +53,12 @@ impl DevGateway {
 
     /// Starts with a stages directory and extra arguments (e.g. `--redis-url`).
     pub fn start_with(stages: &Path, extra: &[&str]) -> DevGateway {
+        Self::start_env(stages, extra, Vec::new())
+    }
+
+    /// Starts with a stages directory, extra arguments and extra environment variables
+    /// (e.g. moto's dummy AWS credentials); waits at most 60 s for the ready line.
+    pub fn start_env(stages: &Path, extra: &[&str], env: Vec<(String, String)>) -> DevGateway {
         let state = TempDir::new("wsctl-dev-state").expect("temp dir");
         let port = free_port();
         let mut child = wsctl()
@@ -61,14 +67,33 @@ impl DevGateway {
             .args(["dev", "--port", &port.to_string(), "--state-dir"])
             .arg(state.path())
             .args(extra)
+            .envs(env)
+            .env_remove("WSCTL_STAGE")
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn wsctl dev");
         let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the ready line");
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("ready line {line:?}: {e}"));
+        // A reader thread keeps draining stdout for the process's whole life.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v.get("url").is_some() {
+                        let _ = tx.send(v);
+                    }
+                }
+            }
+        });
+        let ready = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(v) => v,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("wsctl dev printed no ready line within 60 s (its stderr is above)");
+            }
+        };
         DevGateway {
             child,
             url: ready["url"].as_str().expect("url").to_owned(),
