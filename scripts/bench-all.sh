@@ -20,6 +20,7 @@
 #   MIXED_CONNS [1000] MIXED_S [60] MIXED_ROOMS [200] MIXED_CHURN [50] MIXED_PUBRATE [200]
 #   OUT [bench-results/bench-<date>.jsonl] PEERS_SRC [/work/shared/peers] BASE_PORT [19700]
 #   CARGO_TARGET_DIR [/root/.cache/wsctl-target]  WSCTL_BIN [build it: cargo build --release]
+#   FANBENCH_BIN, RAWFAN_BIN [build them from the copy of PEERS_SRC]
 #   GATEWAY_LOG [warn]: RUST_LOG of `wsctl dev` (its default logs every connect at info)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -193,14 +194,22 @@ PEERS=$WORK/peers
 needs_peer() { case " $TARGETS " in *" $1 "*) return 0 ;; esac; return 1; }
 FANBENCH="" RAWFAN=""
 if [ -n "$(echo " $TOOLS " | grep ' fanbench ')" ]; then
-  log "build fanbench"
-  (cd "$PEERS/fanbench" && cargo build --release -q)
-  FANBENCH=$CARGO_TARGET_DIR/release/fanbench
+  if [ -n "${FANBENCH_BIN:-}" ]; then
+    FANBENCH=$FANBENCH_BIN
+  else
+    log "build fanbench"
+    (cd "$PEERS/fanbench" && cargo build --release -q)
+    FANBENCH=$CARGO_TARGET_DIR/release/fanbench
+  fi
 fi
 if needs_peer rawfan; then
-  log "build rawfan"
-  (cd "$PEERS/rawfan" && cargo build --release -q)
-  RAWFAN=$CARGO_TARGET_DIR/release/rawfan
+  if [ -n "${RAWFAN_BIN:-}" ]; then
+    RAWFAN=$RAWFAN_BIN
+  else
+    log "build rawfan"
+    (cd "$PEERS/rawfan" && cargo build --release -q)
+    RAWFAN=$CARGO_TARGET_DIR/release/rawfan
+  fi
 fi
 if needs_peer socketio; then
   log "install socketio (npm ci)"
