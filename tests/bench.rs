@@ -1,6 +1,6 @@
 //! `wsctl bench` end to end: each scenario runs small (50 connections) against a local
-//! gateway (`wsctl dev`, embedded stores) started by the test, and the report's counts
-//! are checked (never its timings).
+//! gateway (`wsctl dev`, embedded stores; fan-out and the soak also on Redis) started by
+//! the test, and the report's counts are checked (never its timings).
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -35,8 +35,9 @@ fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
-/// Starts `wsctl dev` on a free port and waits for its JSON ready line.
-fn start_dev() -> Dev {
+/// Starts `wsctl dev` (repository stages, `extra` arguments) on a free port and waits for
+/// its JSON ready line. The gateway's PID is what `--server-pid` samples.
+fn start_dev(extra: &[&str]) -> Dev {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "wsctl-bench-test-{}-{}",
@@ -45,11 +46,15 @@ fn start_dev() -> Dev {
     ));
     std::fs::create_dir_all(&dir).expect("state dir");
     let port = free_port();
+    let stages = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stages");
     let mut child = Command::new(WSCTL)
+        .args(["--output", "json", "--stages-dir"])
+        .arg(&stages)
         .args(["dev", "--port", &port.to_string(), "--state-dir"])
         .arg(&dir)
-        .args(["--output", "json"])
+        .args(extra)
         .env("RUST_LOG", "warn")
+        .env_remove("WSCTL_STAGE")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -112,7 +117,7 @@ fn n(v: &Value, path: &[&str]) -> u64 {
 
 #[test]
 fn connect_holds_every_connection_and_reports_server_memory() {
-    let dev = start_dev();
+    let dev = start_dev(&[]);
     let pid = dev.pid.to_string();
     let (code, r) =
         bench(&dev, &dev.key, &["connect", "-n", "50", "--rate", "500", "--hold-ms", "300", "--server-pid", &pid]);
@@ -130,7 +135,7 @@ fn connect_holds_every_connection_and_reports_server_memory() {
 
 #[test]
 fn connect_with_a_bad_key_counts_refusals_by_cause() {
-    let dev = start_dev();
+    let dev = start_dev(&[]);
     let (code, r) = bench(&dev, "not-a-key", &["connect", "-n", "5", "--hold-ms", "0"]);
     assert_eq!(n(&r, &["connected"]), 0, "{r}");
     assert_eq!(n(&r, &["failed"]), 5, "{r}");
@@ -142,7 +147,7 @@ fn connect_with_a_bad_key_counts_refusals_by_cause() {
 
 #[test]
 fn route_answers_every_request() {
-    let dev = start_dev();
+    let dev = start_dev(&[]);
     let (code, r) = bench(&dev, &dev.key, &["route", "-n", "50", "--rate", "500", "--duration-s", "1"]);
     assert_eq!(r["scenario"], "route");
     assert_eq!(n(&r, &["connections", "connected"]), 50, "{r}");
@@ -159,10 +164,19 @@ fn route_answers_every_request() {
 
 #[test]
 fn fanout_delivers_every_message_to_every_subscriber_in_order() {
-    let dev = start_dev();
+    check_fanout(&start_dev(&[]));
+}
+
+#[test]
+fn fanout_on_redis_delivers_every_message_in_order() {
+    let redis = wsctl_testkit::RedisServer::shared();
+    check_fanout(&start_dev(&["--redis-url", &redis.url()]));
+}
+
+fn check_fanout(dev: &Dev) {
     let pid = dev.pid.to_string();
     let (code, r) = bench(
-        &dev,
+        dev,
         &dev.key,
         &["fanout", "-s", "50", "-m", "5", "--interval-ms", "50", "--settle-ms", "100", "--server-pid", &pid],
     );
@@ -189,10 +203,19 @@ fn fanout_delivers_every_message_to_every_subscriber_in_order() {
 
 #[test]
 fn mixed_soak_keeps_seq_continuous_under_churn() {
-    let dev = start_dev();
+    check_mixed(&start_dev(&[]));
+}
+
+#[test]
+fn mixed_soak_on_redis_keeps_seq_continuous_under_churn() {
+    let redis = wsctl_testkit::RedisServer::shared();
+    check_mixed(&start_dev(&["--redis-url", &redis.url()]));
+}
+
+fn check_mixed(dev: &Dev) {
     let pid = dev.pid.to_string();
     let (code, r) = bench(
-        &dev,
+        dev,
         &dev.key,
         &[
             "mixed",
