@@ -13,10 +13,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Request, Uri};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// One client connection.
-pub type Ws = WebSocketStream<TcpStream>;
+/// One client connection (plain for ws://, TLS with the system's roots for wss://).
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Connections per source address before another 127.0.0.x is used (the ephemeral port
 /// range holds about 28k ports per destination).
@@ -63,16 +63,14 @@ impl Target {
         connect_timeout: Duration,
     ) -> anyhow::Result<Target> {
         let uri: Uri = url.parse().map_err(|e| anyhow::anyhow!("--url {url:?} is not a URL: {e}"))?;
-        match uri.scheme_str() {
-            Some("ws") => {}
-            Some("wss") => {
-                anyhow::bail!("--url {url}: wss:// is not supported by this build's bench client; use ws://")
-            }
-            _ => anyhow::bail!("--url {url}: expected ws://HOST:PORT/STAGE"),
-        }
+        let default_port = match uri.scheme_str() {
+            Some("ws") => 80,
+            Some("wss") => 443,
+            _ => anyhow::bail!("--url {url}: expected ws://HOST:PORT/STAGE or wss://HOST/STAGE"),
+        };
         let host = uri.host().ok_or_else(|| anyhow::anyhow!("--url {url}: no host"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = uri.port_u16().unwrap_or(80);
+        let port = uri.port_u16().unwrap_or(default_port);
         let addr = (host, port)
             .to_socket_addrs()
             .map_err(|e| anyhow::anyhow!("cannot resolve {host}:{port}: {e}"))?
@@ -166,6 +164,7 @@ pub fn ws_cause(e: &WsError) -> String {
         WsError::Protocol(_) => "ws_protocol".into(),
         WsError::Capacity(_) => "ws_capacity".into(),
         WsError::Url(_) => "bad_url".into(),
+        WsError::Tls(_) => "tls".into(),
         _ => "ws_other".into(),
     }
 }
@@ -189,8 +188,10 @@ async fn open_inner(t: &Target, idx: usize) -> Result<Opened, String> {
     let tcp_us = start.elapsed().as_micros() as u64;
     let _ = stream.set_nodelay(true);
     let req = t.request()?;
-    let (ws, _resp) =
-        tokio_tungstenite::client_async_with_config(req, stream, Some(t.cfg)).await.map_err(|e| ws_cause(&e))?;
+    // for wss:// the TLS handshake is part of the upgrade time
+    let (ws, _resp) = tokio_tungstenite::client_async_tls_with_config(req, stream, Some(t.cfg), None)
+        .await
+        .map_err(|e| ws_cause(&e))?;
     let upgrade_us = start.elapsed().as_micros() as u64;
     Ok(Opened { ws, tcp_us, upgrade_us })
 }
@@ -460,6 +461,6 @@ mod tests {
             Target::new("ws://127.0.0.1:9/?a=1", Some("k"), KeyVia::Header, 60_000, 0, 2048, Duration::from_secs(1))
                 .expect("target");
         assert_eq!((t.sources, t.header_key.as_deref()), (3, Some("k")));
-        assert!(Target::new("wss://x/", None, KeyVia::Query, 1, 0, 0, Duration::ZERO).is_err());
+        assert!(Target::new("http://x/", None, KeyVia::Query, 1, 0, 0, Duration::ZERO).is_err());
     }
 }

@@ -39,7 +39,7 @@ pub struct BenchArgs {
 /// Options of every scenario (accepted before or after the scenario name).
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// WebSocket URL of the stage, e.g. ws://127.0.0.1:8080/local (ws:// only).
+    /// WebSocket URL of the stage: ws://127.0.0.1:8080/local, or a deployed stage's wss:// URL.
     #[arg(long, global = true, env = "WSCTL_BENCH_URL")]
     url: Option<String>,
     /// API key; fanout and mixed also publish with it unless --publish-key is given.
