@@ -94,6 +94,8 @@ fn bench(dev: &Dev, key: &str, args: &[&str]) -> (i32, Value) {
         .args(["--output", "json", "bench", "--url", &dev.url, "--key", key])
         .args(["--quiet", "--max-seconds", "90"])
         .args(args)
+        // for --publish-cmd 'wsctl publish --stage local …'
+        .env("WSCTL_STATE_DIR", &dev.dir)
         .stdin(Stdio::null())
         .output()
         .expect("run wsctl bench");
@@ -251,6 +253,26 @@ fn check_mixed(dev: &Dev) {
     assert_eq!(n(&r, &["seq", "duplicates"]), 0, "{r}");
     assert!(!r["server"]["samples"].as_array().expect("samples").is_empty());
     assert_eq!(r["errors"], serde_json::json!({}), "{r}");
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn fanout_through_wsctl_publish_counts_every_delivery() {
+    let dev = start_dev(&[]);
+    let stages = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stages");
+    let cmd = format!("'{WSCTL}' --stages-dir '{}' publish --stage local --room {{room}} '{{data}}'", stages.display());
+    let (code, r) = bench(
+        &dev,
+        &dev.key,
+        &["fanout", "-s", "20", "-m", "3", "--interval-ms", "100", "--settle-ms", "100", "--publish-cmd", &cmd],
+    );
+    assert_eq!(r["publish_via"], "cmd");
+    assert_eq!(n(&r, &["publisher", "sent"]), 3, "{r}");
+    assert_eq!(n(&r, &["publisher", "acked"]), 3, "{r}");
+    assert_eq!(n(&r, &["delivered"]), 60, "{r}");
+    assert_eq!(n(&r, &["missing"]), 0);
+    assert_eq!(n(&r, &["seq", "in_order"]), 60, "{r}");
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(code, 0);
 }

@@ -49,6 +49,15 @@ pub struct FanoutArgs {
     /// After the last publish, wait at most this long for outstanding deliveries, ms.
     #[arg(long, default_value_t = 5000)]
     pub drain_ms: u64,
+    /// Publish by running this shell command once per message instead of over a
+    /// WebSocket, e.g. `wsctl publish --stage local --room {room} '{data}'`; {room} and
+    /// {data} (the message's JSON data, without single quotes) are substituted. Delivery
+    /// latency then includes the command's start-up.
+    #[arg(long)]
+    pub publish_cmd: Option<String>,
+    /// Bound on one --publish-cmd run, ms.
+    #[arg(long, default_value_t = 10_000)]
+    pub cmd_timeout_ms: u64,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -185,6 +194,52 @@ pub async fn publish_loop(mut ws: Ws, plan: PubPlan, mut on_send: impl FnMut(u64
         st.errors.add("closed");
     } else {
         client::close(ws).await;
+    }
+    st
+}
+
+/// Publishes per `plan` by running `tpl` once per message (sequentially); a successful exit
+/// counts as the acknowledgement and its duration as the ack time.
+pub async fn publish_cmds(tpl: &str, plan: PubPlan, timeout: Duration, mut on_send: impl FnMut(u64, u64)) -> PubStats {
+    let mut st = PubStats::default();
+    let mut last_ts = 0;
+    let pad = if plan.pad.is_empty() { String::new() } else { format!(r#","pad":"{}""#, plan.pad) };
+    for j in 0..plan.count {
+        let at = plan.first + plan.every.mul_f64(j as f64);
+        if at >= plan.end {
+            break;
+        }
+        tokio::time::sleep_until(at.into()).await;
+        let k = plan.k_base + j * plan.k_step;
+        let room = &plan.rooms[(k % plan.rooms.len() as u64) as usize];
+        let ts = stats::now_us().max(last_ts + 1);
+        last_ts = ts;
+        let data = format!(r#"{{"ts":{ts},"k":{k}{pad}}}"#);
+        let cmd = tpl.replace("{room}", room).replace("{data}", &data);
+        on_send(k, ts);
+        let started = Instant::now();
+        let r = tokio::time::timeout(
+            timeout,
+            tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(&cmd)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .status(),
+        )
+        .await;
+        st.sent += 1;
+        match r {
+            Ok(Ok(s)) if s.success() => {
+                st.acked += 1;
+                st.ack.record_us(started.elapsed().as_micros() as u64);
+            }
+            Ok(Ok(s)) => st.errors.add(format!("cmd_exit_{}", s.code().unwrap_or(-1))),
+            Ok(Err(_)) => st.errors.add("cmd_spawn"),
+            Err(_) => st.errors.add("cmd_timeout"),
+        }
     }
     st
 }
@@ -350,7 +405,9 @@ pub struct FanoutReport {
     pub interval_ms: u64,
     /// Padding bytes per message.
     pub payload_bytes: usize,
-    /// The publisher connection.
+    /// `ws` (a publisher connection) or `cmd` (--publish-cmd).
+    pub publish_via: &'static str,
+    /// The publisher connection (or command runs).
     pub publisher: PublisherReport,
     /// subscribed × published.
     pub expected: u64,
@@ -421,9 +478,14 @@ pub async fn run(ctx: &Ctx, a: FanoutArgs) -> anyhow::Result<FanoutReport> {
         tasks.spawn(subscriber(ws, room.clone(), seq, sh.clone(), stop_rx.clone()));
     }
 
-    let publisher = client::open(&ctx.pub_target, a.subscribers)
-        .await
-        .map_err(|e| anyhow::anyhow!("the publisher connection failed: {e}"))?;
+    let publisher = match &a.publish_cmd {
+        Some(_) => None,
+        None => Some(
+            client::open(&ctx.pub_target, a.subscribers)
+                .await
+                .map_err(|e| anyhow::anyhow!("the publisher connection failed: {e}"))?,
+        ),
+    };
     tokio::time::sleep(Duration::from_millis(a.settle_ms)).await;
 
     let pid = ctx.common.server_pid;
@@ -450,12 +512,16 @@ pub async fn run(ctx: &Ctx, a: FanoutArgs) -> anyhow::Result<FanoutReport> {
         })
     };
     let sh2 = sh.clone();
-    let pubstats = publish_loop(publisher.ws, plan, move |k, ts| {
+    let on_send = move |k: u64, ts: u64| {
         if let Some(slot) = sh2.pub_ts.get(k as usize) {
             slot.store(ts, Relaxed);
         }
-    })
-    .await;
+    };
+    let pubstats = match (publisher, &a.publish_cmd) {
+        (Some(p), _) => publish_loop(p.ws, plan, on_send).await,
+        (None, Some(tpl)) => publish_cmds(tpl, plan, Duration::from_millis(a.cmd_timeout_ms), on_send).await,
+        (None, None) => PubStats::default(),
+    };
     let published = pubstats.sent;
     let expected = subscribed as u64 * published;
     let drain_end = (Instant::now() + Duration::from_millis(a.drain_ms)).min(ctx.deadline);
@@ -531,6 +597,7 @@ pub async fn run(ctx: &Ctx, a: FanoutArgs) -> anyhow::Result<FanoutReport> {
         messages_requested: p,
         interval_ms: a.interval_ms,
         payload_bytes: a.payload_bytes,
+        publish_via: if a.publish_cmd.is_some() { "cmd" } else { "ws" },
         publisher: PublisherReport::of(&pubstats),
         expected,
         delivered: unique,
@@ -576,9 +643,10 @@ impl Summary for FanoutReport {
             o,
             "messages",
             format!(
-                "{} published every {} ms into {} ({} acked, server says {} delivered, {} errors)",
+                "{} published every {} ms via {} into {} ({} acked, server says {} delivered, {} errors)",
                 pb.sent,
                 self.interval_ms,
+                self.publish_via,
                 self.room,
                 pb.acked,
                 pb.server_delivered,
