@@ -105,6 +105,11 @@ impl DevGateway {
         }
     }
 
+    /// Process id of the gateway (for RSS/CPU sampling).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The URL with `key`.
     pub fn url_with(&self, key: &str) -> String {
         format!("{}?apiKey={key}", self.url)
