@@ -25,6 +25,8 @@ pub struct BuildPlan {
     pub workspace: PathBuf,
     /// Cargo package of the handler binaries.
     pub package: String,
+    /// Cargo profile (the workspace's `lambda` profile: release, stripped, no debug info).
+    pub profile: String,
 }
 
 /// What a build produced.
@@ -72,7 +74,7 @@ pub fn build(plan: &BuildPlan) -> anyhow::Result<BuildResult> {
     let zig_target = format!("{target}.2.34");
     let mut cmd = Command::new("cargo");
     cmd.current_dir(&plan.workspace)
-        .args(["zigbuild", "--release", "--package", &plan.package, "--bins", "--target", &zig_target])
+        .args(["zigbuild", "--profile", &plan.profile, "--package", &plan.package, "--bins", "--target", &zig_target])
         .arg("--message-format=json-render-diagnostics")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

@@ -353,10 +353,10 @@ Conditions:
         )
         .unwrap();
         let c = t.evaluate_conditions(&BTreeMap::from([("B".to_owned(), "y".to_owned())]));
-        assert_eq!(c["IsA"], true);
-        assert_eq!(c["IsB"], false);
-        assert_eq!(c["Both"], false);
-        assert_eq!(c["NotB"], true);
+        assert!(c["IsA"]);
+        assert!(!c["IsB"]);
+        assert!(!c["Both"]);
+        assert!(c["NotB"]);
     }
 
     #[test]

@@ -109,7 +109,15 @@ fn show_changes(ui: &Ui, stack: &str, changes: &[ChangeRow]) {
             "Modify" => "~",
             _ => "?",
         };
-        let replace = if c.replaces() { "  (REPLACEMENT)" } else { "" };
+        let stateful = matches!(
+            c.resource_type.as_str(),
+            "AWS::DynamoDB::Table" | "AWS::ElastiCache::ReplicationGroup" | "AWS::EC2::VPC"
+        );
+        let replace = match (c.replaces(), stateful) {
+            (true, true) => "  (REPLACEMENT: the existing resource and its data are replaced)",
+            (true, false) => "  (REPLACEMENT)",
+            _ => "",
+        };
         ui.line(format!("  {mark} {:<8} {:<40} {}{replace}", c.action, c.resource_type, c.logical_id));
     }
 }
@@ -407,10 +415,16 @@ pub async fn run_stage(
         )?;
         let mut r = StackReport::new(&app, "planned");
         let template = super::cfn_yaml::Template::parse("app", &app.body)?;
+        let conditions = template.evaluate_conditions(&app.parameters);
         r.changes = template
             .resources()
             .into_iter()
             .flatten()
+            .filter(|(_, body)| {
+                body.get("Condition")
+                    .and_then(|c| c.as_str())
+                    .is_none_or(|c| conditions.get(c).copied().unwrap_or(true))
+            })
             .filter_map(|(id, body)| {
                 Some(ChangeRow {
                     action: "Add".into(),

@@ -67,6 +67,9 @@ pub struct BuildArgs {
     /// Cargo package with one binary per function.
     #[arg(long, default_value = "wsctl-handlers")]
     pub package: String,
+    /// Cargo profile to build with.
+    #[arg(long, default_value = "lambda")]
+    pub profile: String,
 }
 
 /// `wsctl deploy`
@@ -163,8 +166,13 @@ pub async fn template(global: &Global, args: TemplateArgs) -> anyhow::Result<Exi
 /// `wsctl build`: cross-compiles, zips and writes the manifest.
 pub async fn build(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let ui = Ui::detect(global.output);
-    let plan =
-        builder::BuildPlan { arch: args.arch, out_dir: args.out, workspace: args.workspace, package: args.package };
+    let plan = builder::BuildPlan {
+        arch: args.arch,
+        out_dir: args.out,
+        workspace: args.workspace,
+        package: args.package,
+        profile: args.profile,
+    };
     let result =
         tokio::task::spawn_blocking(move || builder::build(&plan)).await.context("the build task panicked")??;
     if ui.json() {
@@ -198,6 +206,7 @@ async fn manifest_for(stage: &Stage, given: Option<PathBuf>, ui: &Ui) -> anyhow:
         out_dir: PathBuf::from("dist"),
         workspace: PathBuf::from("."),
         package: "wsctl-handlers".into(),
+        profile: "lambda".into(),
     };
     let result =
         tokio::task::spawn_blocking(move || builder::build(&plan)).await.context("the build task panicked")??;
