@@ -15,6 +15,9 @@ pub enum CfnYamlError {
     /// The embedded template is not valid YAML.
     #[error("template {name} is not valid YAML: {source}")]
     Parse { name: &'static str, source: serde_yaml::Error },
+    /// The YAML is not a mapping with a `Resources` mapping.
+    #[error("{0} is not a CloudFormation template (a mapping with a `Resources` mapping)")]
+    NotATemplate(&'static str),
     /// A resource the renderer expects is missing from the template.
     #[error("template has no resource {0}")]
     MissingResource(String),
@@ -32,7 +35,11 @@ pub struct Template {
 impl Template {
     /// Parses an embedded template; `name` is only used in errors.
     pub fn parse(name: &'static str, text: &str) -> Result<Template, CfnYamlError> {
-        let root = serde_yaml::from_str(text).map_err(|source| CfnYamlError::Parse { name, source })?;
+        let root: Value = serde_yaml::from_str(text).map_err(|source| CfnYamlError::Parse { name, source })?;
+        let resources_ok = root.get("Resources").is_none_or(Value::is_mapping);
+        if !root.is_mapping() || !resources_ok {
+            return Err(CfnYamlError::NotATemplate(name));
+        }
         Ok(Template { root })
     }
 
@@ -42,11 +49,11 @@ impl Template {
     }
 
     fn resources_mut(&mut self) -> &mut Mapping {
-        let root = self.root.as_mapping_mut().expect("a template is a mapping");
+        let root = self.root.as_mapping_mut().expect("Template::parse checked the root is a mapping");
         root.entry(Value::from("Resources"))
             .or_insert_with(|| Value::Mapping(Mapping::new()))
             .as_mapping_mut()
-            .expect("Resources is a mapping")
+            .expect("Template::parse checked Resources is a mapping")
     }
 
     /// One resource by logical id.
