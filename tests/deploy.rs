@@ -287,6 +287,40 @@ fn first_deploy_creates_everything_and_a_second_deploy_changes_nothing() {
 }
 
 #[test]
+fn templates_over_the_inline_limit_go_through_the_artifact_bucket() {
+    let h = Harness::new("big", &stage_yaml(""));
+    let manifest = h.manifest("dist", |f| format!("{f} build 1"));
+    // Lower the limit so the data and app templates (not the small bootstrap one) take the
+    // S3 path that real templates over 51,200 bytes take.
+    let out = Command::new(env!("CARGO_BIN_EXE_wsctl"))
+        .arg("--stages-dir")
+        .arg(h.dir.join("stages"))
+        .args(["deploy", "--stage", "big", "--yes", "--output", "json", "--manifest", manifest.to_str().unwrap()])
+        .envs(h.moto.aws_env())
+        .env("WSCTL_POLL_MS", "20")
+        .env("WSCTL_INLINE_TEMPLATE_LIMIT", "8000")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run wsctl");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stack(&json(&out), "app")["action"], "created");
+    let rt = h.runtime();
+    rt.block_on(async {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&h.sdk().await).force_path_style(true).build(),
+        );
+        let listed = s3
+            .list_objects_v2()
+            .bucket("wsctl-artifacts-123456789012-us-east-1")
+            .prefix("wsctl/templates/")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listed.contents().len(), 2, "the data and app templates were uploaded: {listed:?}");
+    });
+}
+
+#[test]
 fn a_handler_change_updates_only_the_functions() {
     let h = Harness::new("hc", &stage_yaml(""));
     let v1 = h.manifest("dist1", |f| format!("{f} build 1"));

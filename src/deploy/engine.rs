@@ -170,7 +170,12 @@ pub async fn apply_stack(ctx: &Ctx<'_>, rendered: &Rendered, mode: Mode) -> anyh
     }
     let create = existing.as_ref().is_none_or(|s| s.in_review() || s.failed_create());
 
-    let template = if rendered.body.len() > INLINE_TEMPLATE_LIMIT {
+    // `WSCTL_INLINE_TEMPLATE_LIMIT` lowers the limit (tests use it to exercise the S3 path).
+    let inline_limit = std::env::var("WSCTL_INLINE_TEMPLATE_LIMIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(INLINE_TEMPLATE_LIMIT, |v: usize| v.min(INLINE_TEMPLATE_LIMIT));
+    let template = if rendered.body.len() > inline_limit {
         let bucket = ctx.bucket.as_deref().with_context(|| {
             format!("the {name} template is {} bytes, over CloudFormation's inline limit, and no artifact bucket exists yet", rendered.body.len())
         })?;
