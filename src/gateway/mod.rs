@@ -251,6 +251,10 @@ pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
         .with_state(gw.clone());
     let sweeper = tokio::spawn(sweeper::run(gw.clone()));
     let shutdown_gw = gw.clone();
+    // Frames are small and latency-sensitive: no Nagle delay on any accepted socket.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             wait_for_signal().await;
