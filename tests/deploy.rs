@@ -382,6 +382,35 @@ fn a_handler_change_updates_only_the_functions() {
 }
 
 #[test]
+fn an_artifact_replaced_in_the_bucket_is_caught_after_the_deploy() {
+    let h = Harness::new("tamper", &stage_yaml(""));
+    let v1 = h.manifest("dist1", |f| format!("{f} build 1"));
+    assert!(h.deploy(&v1, false).status.success());
+    // Someone plants other bytes under the key of connect's next build.
+    let v2 = h.manifest("dist2", |f| if f == "connect" { "connect build 2".into() } else { format!("{f} build 1") });
+    let m2: Value = serde_json::from_str(&std::fs::read_to_string(&v2).unwrap()).unwrap();
+    let key = format!("wsctl/artifacts/{}.zip", m2["functions"]["connect"]["sha256"].as_str().unwrap());
+    let rt = h.runtime();
+    rt.block_on(async {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&h.sdk().await).force_path_style(true).build(),
+        );
+        s3.put_object()
+            .bucket("wsctl-artifacts-123456789012-us-east-1")
+            .key(&key)
+            .body(stored_zip("bootstrap", b"not the build").into())
+            .send()
+            .await
+            .unwrap();
+    });
+    let out = h.deploy(&v2, false);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("CODE MISMATCH wsctl-tamper-app-connect"), "{}", text(&out));
+    assert!(!stdout.contains("CODE MISMATCH wsctl-tamper-app-publish"), "{}", text(&out));
+}
+
+#[test]
 fn a_failed_deploy_exits_non_zero_and_names_the_failed_resource() {
     // An existing network whose security group moto does not know: the data stack's Redis
     // security group cannot be created.

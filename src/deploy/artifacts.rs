@@ -6,6 +6,7 @@ use super::manifest::Manifest;
 use super::stacks::sdk_error;
 use anyhow::Context;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ChecksumMode;
 use aws_sdk_s3::Client;
 use serde::Serialize;
 use std::path::Path;
@@ -24,20 +25,60 @@ pub struct ArtifactReport {
     pub uploaded: bool,
 }
 
-/// Whether an object exists (HEAD).
-pub async fn exists(s3: &Client, bucket: &str, key: &str) -> anyhow::Result<bool> {
-    match s3.head_object().bucket(bucket).key(key).send().await {
-        Ok(_) => Ok(true),
+/// What the bucket holds under a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// No object.
+    Missing,
+    /// An object whose stored SHA-256 checksum (base64) is this, if S3 has one.
+    Present(Option<String>),
+}
+
+/// HEAD of an object, with its SHA-256 checksum when S3 stored one.
+pub async fn stored(s3: &Client, bucket: &str, key: &str) -> anyhow::Result<Stored> {
+    let head = s3.head_object().bucket(bucket).key(key).checksum_mode(ChecksumMode::Enabled).send().await;
+    match head {
+        Ok(out) => Ok(Stored::Present(out.checksum_sha256().map(str::to_owned))),
         Err(err) => {
             let not_found = err.as_service_error().is_some_and(|e| e.is_not_found())
                 || err.raw_response().is_some_and(|r| r.status().as_u16() == 404);
             if not_found {
-                Ok(false)
+                Ok(Stored::Missing)
             } else {
                 Err(sdk_error(err)).with_context(|| format!("checking s3://{bucket}/{key}"))
             }
         }
     }
+}
+
+/// Whether an object exists (HEAD).
+pub async fn exists(s3: &Client, bucket: &str, key: &str) -> anyhow::Result<bool> {
+    Ok(stored(s3, bucket, key).await? != Stored::Missing)
+}
+
+/// Standard base64 (with padding), as S3 wants checksums.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The base64 SHA-256 S3 and Lambda report for a hex digest from the manifest.
+pub fn hex_to_base64(hex: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> =
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
+    bytes.filter(|b| b.len() == 32).map(|b| base64(&b))
 }
 
 /// Checks every artifact of the manifest against the bucket; uploads the missing ones
@@ -54,7 +95,11 @@ pub async fn sync(
         let artifact =
             manifest.functions.get(f.name).with_context(|| format!("the manifest has no artifact for `{}`", f.name))?;
         let key = artifact.s3_key();
-        let present = exists(s3, bucket, &key).await?;
+        let checksum = hex_to_base64(&artifact.sha256)
+            .with_context(|| format!("manifest: `{}` has a malformed sha256", f.name))?;
+        // S3 verifies the checksum on upload; after the deploy, wsctl compares the code
+        // Lambda actually runs with the manifest (see `engine::verify_deployed_code`).
+        let present = stored(s3, bucket, &key).await? != Stored::Missing;
         if !present && !dry_run {
             let path = Manifest::artifact_path(manifest_path, artifact);
             let body = ByteStream::from_path(&path).await.with_context(|| format!("cannot read {}", path.display()))?;
@@ -63,6 +108,7 @@ pub async fn sync(
                 .key(&key)
                 .body(body)
                 .content_type("application/zip")
+                .checksum_sha256(&checksum)
                 .metadata("wsctl-function", f.name)
                 .send()
                 .await
@@ -111,4 +157,21 @@ pub fn sync_report_all_missing(manifest: &Manifest) -> Vec<ArtifactReport> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_rfc_vectors() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        let sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(hex_to_base64(sha).unwrap(), "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+        assert!(hex_to_base64("abc").is_none());
+    }
 }

@@ -464,7 +464,47 @@ pub async fn run_stage(
         if let Some(info) = stacks::describe_stack(&clients.cfn, &app.stack_name).await? {
             report.outputs = info.outputs;
         }
+        let mismatches = verify_deployed_code(clients, &app.stack_name, manifest).await?;
+        if !mismatches.is_empty() {
+            for m in &mismatches {
+                ctx.ui.line(format!("  CODE MISMATCH {m}"));
+            }
+            if let Some(last) = report.stacks.last_mut() {
+                last.message = Some(format!("deployed code differs from the manifest: {}", mismatches.join("; ")));
+            }
+            return Ok(report);
+        }
     }
     report.ok = true;
     Ok(report)
+}
+
+/// Compares the code each function runs (Lambda's own SHA-256 of the zip it fetched) with
+/// the manifest; returns one line per mismatch. Catches an artifact replaced in the
+/// bucket under its content-addressed key.
+pub async fn verify_deployed_code(
+    clients: &Clients,
+    app_stack: &str,
+    manifest: &Manifest,
+) -> anyhow::Result<Vec<String>> {
+    let mut mismatches = Vec::new();
+    for f in super::functions::FUNCTIONS {
+        let Some(artifact) = manifest.functions.get(f.name) else { continue };
+        let expected = artifacts::hex_to_base64(&artifact.sha256)
+            .with_context(|| format!("manifest: `{}` has a malformed sha256", f.name))?;
+        let name = format!("{app_stack}-{}", f.name);
+        let config = clients
+            .lambda
+            .get_function_configuration()
+            .function_name(&name)
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| format!("reading the code hash of {name}"))?;
+        let actual = config.code_sha256().unwrap_or_default();
+        if actual != expected {
+            mismatches.push(format!("{name}: runs {actual}, the manifest has {expected} ({})", artifact.file));
+        }
+    }
+    Ok(mismatches)
 }
