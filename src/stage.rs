@@ -302,6 +302,9 @@ pub enum StageError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// Longest stack-name prefix: function names (`PREFIX-app-disconnect`) must fit Lambda's 64.
+pub const MAX_STACK_PREFIX: usize = 40;
+
 /// Log retention values CloudWatch Logs accepts.
 pub const LOG_RETENTION_DAYS: [u32; 22] =
     [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
@@ -377,17 +380,20 @@ impl Stage {
                 return bad("account", format!("'{account}' must be a 12-digit account id, quoted"));
             }
         }
-        if let Some(stack) = &self.stack_name {
-            let ok = !stack.is_empty()
-                && stack.len() <= 100
-                && stack.starts_with(|c: char| c.is_ascii_alphabetic())
-                && stack.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-            if !ok {
-                return bad(
-                    "stack_name",
-                    format!("'{stack}' must start with a letter and hold only letters, digits and '-' (at most 100)"),
-                );
-            }
+        let stack = self.stack_prefix();
+        let ok = !stack.is_empty()
+            && stack.len() <= MAX_STACK_PREFIX
+            && stack.starts_with(|c: char| c.is_ascii_alphabetic())
+            && stack.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !ok {
+            let what =
+                if self.stack_name.is_some() { "" } else { " (the default, from the stage name; set `stack_name:`)" };
+            return bad(
+                "stack_name",
+                format!(
+                    "'{stack}'{what} must start with a letter and hold only letters, digits and '-' (at most {MAX_STACK_PREFIX})"
+                ),
+            );
         }
         let l = &self.lambda;
         if !(128..=10240).contains(&l.memory_mb) {
