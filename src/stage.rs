@@ -489,8 +489,8 @@ impl Stage {
         if !stage_ok || a.stage_name.starts_with('$') {
             return bad("api.stage_name", format!("'{}' must be 1..128 letters, digits, '-' or '_'", a.stage_name));
         }
-        if a.throttle_rate.is_nan() || a.throttle_rate <= 0.0 {
-            return bad("api.throttle_rate", "must be greater than 0".into());
+        if !a.throttle_rate.is_finite() || a.throttle_rate <= 0.0 {
+            return bad("api.throttle_rate", "must be a finite number greater than 0".into());
         }
         if a.throttle_burst == 0 {
             return bad("api.throttle_burst", "must be greater than 0".into());
