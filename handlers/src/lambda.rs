@@ -31,8 +31,11 @@ pub struct LambdaEnv {
     pub connections_table: String,
     /// API-keys table.
     pub keys_table: String,
-    /// Redis URL (`rediss://` for TLS).
+    /// Redis URL (`rediss://` for TLS), without credentials.
     pub redis_url: String,
+    /// Secrets Manager ARN of the Redis AUTH token (`REDIS_AUTH_SECRET_ARN`), if Redis
+    /// requires one. The token is fetched at cold start, never passed in the environment.
+    pub redis_auth_secret_arn: Option<String>,
     /// Cluster-mode Redis.
     pub redis_cluster: bool,
     /// Management API endpoint including the stage.
@@ -74,6 +77,7 @@ impl LambdaEnv {
             connections_table: need("CONNECTIONS_TABLE")?,
             keys_table: need("API_KEYS_TABLE")?,
             redis_url: need("REDIS_URL")?,
+            redis_auth_secret_arn: get("REDIS_AUTH_SECRET_ARN").filter(|v| !v.is_empty()),
             redis_cluster: get("REDIS_CLUSTER").is_some_and(|v| v == "true"),
             management_endpoint: need("WS_MANAGEMENT_ENDPOINT")?,
             limits,
@@ -82,10 +86,19 @@ impl LambdaEnv {
     }
 
     /// Builds the services: DynamoDB stores, Redis rooms (connected lazily), the
-    /// management-API sender.
-    pub async fn services(&self) -> Result<Services, Error> {
+    /// management-API sender. With `needs_redis`, the Redis AUTH token (if any) is read
+    /// from Secrets Manager first; the authorizer, which never talks to Redis, skips it.
+    pub async fn services(&self, needs_redis: bool) -> Result<Services, Error> {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        self.services_with(&sdk)
+        match (&self.redis_auth_secret_arn, needs_redis) {
+            (Some(arn), true) => {
+                let token = fetch_secret(&sdk, arn).await?;
+                let mut env = self.clone();
+                env.redis_url = with_password(&self.redis_url, &token);
+                env.services_with(&sdk)
+            }
+            _ => self.services_with(&sdk),
+        }
     }
 
     /// Like [`LambdaEnv::services`] with a given SDK configuration.
@@ -112,6 +125,33 @@ impl LambdaEnv {
     }
 }
 
+/// Reads a secret's string value (the Redis AUTH token).
+async fn fetch_secret(sdk: &aws_config::SdkConfig, arn: &str) -> Result<String, Error> {
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    let out = client.get_secret_value().secret_id(arn).send().await.map_err(|e| {
+        format!(
+            "cannot read the Redis AUTH token from {arn}: {}",
+            aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+        )
+    })?;
+    out.secret_string.ok_or_else(|| format!("secret {arn} has no string value").into())
+}
+
+/// `url` with `password` added as its credentials (percent-encoded).
+pub fn with_password(url: &str, password: &str) -> String {
+    let encoded: String = password
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://:{encoded}@{}", rest.rsplit('@').next().unwrap_or(rest)),
+        None => url.to_owned(),
+    }
+}
+
 /// Structured JSON logs on stdout (CloudWatch), level from `RUST_LOG`.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
@@ -129,7 +169,7 @@ where
 {
     init_logging();
     let env = LambdaEnv::from_lookup(|k| std::env::var(k).ok())?;
-    let services = Arc::new(env.services().await?);
+    let services = Arc::new(env.services(function != "authorizer").await?);
     let handler = Arc::new(handler);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
         let services = services.clone();
@@ -322,4 +362,35 @@ pub async fn publish(svc: Arc<Services>, event: PublishEvent) -> Result<PublishR
 /// `admin`: one operator request.
 pub async fn admin(svc: Arc<Services>, request: AdminRequest) -> Result<crate::admin::AdminReply, Error> {
     Ok(svc.admin(request).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_is_added_percent_encoded() {
+        assert_eq!(with_password("rediss://host:6379", "a/b@c%d"), "rediss://:a%2Fb%40c%25d@host:6379");
+        assert_eq!(with_password("rediss://:old@host:6379", "new"), "rediss://:new@host:6379");
+        let url = with_password("rediss://host:6379", "tok#en!");
+        // The client percent-decodes the password it connects with.
+        let info = ::redis::IntoConnectionInfo::into_connection_info(url.as_str()).expect("valid URL");
+        assert_eq!(info.redis_settings().password(), Some("tok#en!"));
+    }
+
+    #[test]
+    fn environment_names_the_secret_not_the_token() {
+        let vars = [
+            ("CONNECTIONS_TABLE", "c"),
+            ("API_KEYS_TABLE", "k"),
+            ("REDIS_URL", "rediss://host:6379"),
+            ("REDIS_AUTH_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:x"),
+            ("WS_MANAGEMENT_ENDPOINT", "https://a.execute-api.us-east-1.amazonaws.com/dev"),
+        ];
+        let get = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+        let env = LambdaEnv::from_lookup(get).unwrap();
+        assert_eq!(env.redis_auth_secret_arn.as_deref(), Some("arn:aws:secretsmanager:us-east-1:1:secret:x"));
+        let none = LambdaEnv::from_lookup(|k| if k == "REDIS_AUTH_SECRET_ARN" { Some(String::new()) } else { get(k) });
+        assert_eq!(none.unwrap().redis_auth_secret_arn, None);
+    }
 }
