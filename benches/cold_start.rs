@@ -66,7 +66,9 @@ fn main() {
     for f in FUNCTIONS {
         let bin = dir.join(f);
         let size = std::fs::metadata(&bin)
-            .unwrap_or_else(|_| panic!("{} missing: cargo build --profile lambda -p wsctl-handlers --bins", bin.display()))
+            .unwrap_or_else(|_| {
+                panic!("{} missing: cargo build --profile lambda -p wsctl-handlers --bins", bin.display())
+            })
             .len();
         let mut t: Vec<f64> = (0..runs).map(|_| start_to_ready(&bin)).collect();
         t.sort_by(f64::total_cmp);
