@@ -243,18 +243,6 @@ fn as_string(v: Value) -> Option<String> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact_url("rediss://:s3cret@host:6379"), "rediss://:***@host:6379");
-        assert_eq!(redact_url("redis://app:s3cret@host:6379/0"), "redis://app:***@host:6379/0");
-        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
-    }
-}
-
 #[async_trait]
 impl RoomStore for RedisRoomStore {
     async fn subscribe(
@@ -512,5 +500,17 @@ impl RoomStore for RedisRoomStore {
         self.with(|mut c| async move { ::redis::cmd("ZREM").arg(&key).arg(conn).query_async::<i64>(&mut c).await })
             .await
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("rediss://:s3cret@host:6379"), "rediss://:***@host:6379");
+        assert_eq!(redact_url("redis://app:s3cret@host:6379/0"), "redis://app:***@host:6379/0");
+        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
     }
 }
