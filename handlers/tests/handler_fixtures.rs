@@ -109,9 +109,14 @@ async fn aws_backend() -> Backend {
     Backend { name: "redis+dynamodb", services: Arc::new(services), sender, rooms, redis: Some(redis) }
 }
 
-/// A fixture with its connection id and key id made unique to this run.
+/// A fixture with its connection id and key id made unique to this run, and its connect
+/// time set to now (records expire: a fixed timestamp would age out of its TTL).
 fn event(name: &str, conn: &str, key_id: &str) -> String {
-    apigw_fixture(name).replace("Pq3x9cVvIAMCJbA=", conn).replace("key-7f3a9c2e", key_id)
+    let now = wsctl_handlers::store::now_ms().to_string();
+    apigw_fixture(name)
+        .replace("Pq3x9cVvIAMCJbA=", conn)
+        .replace("key-7f3a9c2e", key_id)
+        .replace("\"connectedAt\": 1795629600000", &format!("\"connectedAt\": {now}"))
 }
 
 fn ws_event(name: &str, conn: &str, key_id: &str) -> ApiGatewayWebsocketProxyRequest {
