@@ -3,99 +3,29 @@
 //! the test, and the report's counts are checked (never its timings).
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 const WSCTL: &str = env!("CARGO_BIN_EXE_wsctl");
 
-/// A `wsctl dev` process, stopped (and its state directory removed) on drop.
-struct Dev {
-    child: Child,
-    url: String,
-    key: String,
-    pid: u32,
-    dir: PathBuf,
-}
+mod common;
 
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::DevGateway;
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
-}
-
-/// Starts `wsctl dev` (repository stages, `extra` arguments) on a free port and waits for
-/// its JSON ready line. The gateway's PID is what `--server-pid` samples.
-fn start_dev(extra: &[&str]) -> Dev {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "wsctl-bench-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).expect("state dir");
-    let port = free_port();
-    let stages = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stages");
-    let mut child = Command::new(WSCTL)
-        .args(["--output", "json", "--stages-dir"])
-        .arg(&stages)
-        .args(["dev", "--port", &port.to_string(), "--state-dir"])
-        .arg(&dir)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .env_remove("WSCTL_STAGE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start wsctl dev");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        // the first JSON line is the ready line; keep draining after it
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if v.get("url").is_some() {
-                    let _ = tx.send(v);
-                }
-            }
-        }
-    });
-    let pid = child.id();
-    let ready = match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(v) => v,
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("wsctl dev printed no ready line within 30 s");
-        }
-    };
-    let url = ready["url"].as_str().expect("ready.url").to_string();
-    let key = ready["apiKey"].as_str().expect("ready.apiKey").to_string();
-    Dev { child, url, key, pid, dir }
+/// Starts `wsctl dev` (repository stages, `extra` arguments, quiet logs); its PID is what
+/// `--server-pid` samples.
+fn start_dev(extra: &[&str]) -> DevGateway {
+    DevGateway::start_env(&common::repo_stages(), extra, vec![("RUST_LOG".into(), "warn".into())])
 }
 
 /// Runs `wsctl --output json bench --url … --key … ARGS`; returns the exit code and the
 /// JSON document.
-fn bench(dev: &Dev, key: &str, args: &[&str]) -> (i32, Value) {
+fn bench(dev: &DevGateway, key: &str, args: &[&str]) -> (i32, Value) {
     let out = Command::new(WSCTL)
         .args(["--output", "json", "bench", "--url", &dev.url, "--key", key])
         .args(["--quiet", "--max-seconds", "90"])
         .args(args)
         // for --publish-cmd 'wsctl publish --stage local …'
-        .env("WSCTL_STATE_DIR", &dev.dir)
+        .env("WSCTL_STATE_DIR", dev.state.path())
         .stdin(Stdio::null())
         .output()
         .expect("run wsctl bench");
@@ -120,7 +50,7 @@ fn n(v: &Value, path: &[&str]) -> u64 {
 #[test]
 fn connect_holds_every_connection_and_reports_server_memory() {
     let dev = start_dev(&[]);
-    let pid = dev.pid.to_string();
+    let pid = dev.pid().to_string();
     let (code, r) =
         bench(&dev, &dev.key, &["connect", "-n", "50", "--rate", "500", "--hold-ms", "300", "--server-pid", &pid]);
     assert_eq!(r["scenario"], "connect");
@@ -129,7 +59,7 @@ fn connect_holds_every_connection_and_reports_server_memory() {
     assert_eq!(n(&r, &["failed"]), 0, "{r}");
     assert_eq!(n(&r, &["dropped_during_hold"]), 0, "{r}");
     assert_eq!(n(&r, &["connect_ms", "count"]), 50);
-    assert_eq!(n(&r, &["server", "pid"]), dev.pid as u64);
+    assert_eq!(n(&r, &["server", "pid"]), u64::from(dev.pid()));
     assert!(r["server"]["kib_per_conn"].is_number(), "{r}");
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(code, 0);
@@ -175,8 +105,8 @@ fn fanout_on_redis_delivers_every_message_in_order() {
     check_fanout(&start_dev(&["--redis-url", &redis.url()]));
 }
 
-fn check_fanout(dev: &Dev) {
-    let pid = dev.pid.to_string();
+fn check_fanout(dev: &DevGateway) {
+    let pid = dev.pid().to_string();
     let (code, r) = bench(
         dev,
         &dev.key,
@@ -214,8 +144,8 @@ fn mixed_soak_on_redis_keeps_seq_continuous_under_churn() {
     check_mixed(&start_dev(&["--redis-url", &redis.url()]));
 }
 
-fn check_mixed(dev: &Dev) {
-    let pid = dev.pid.to_string();
+fn check_mixed(dev: &DevGateway) {
+    let pid = dev.pid().to_string();
     let (code, r) = bench(
         dev,
         &dev.key,

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -15,13 +15,6 @@ use wsctl_handlers::service::Services;
 use wsctl_handlers::store::memory::{MemoryConnectionStore, MemoryKeyStore};
 use wsctl_handlers::store::redis::{RedisConfig, RedisRoomStore};
 use wsctl_testkit::{RedisServer, TempDir};
-
-async fn subscribe(ws: &mut Ws, room: &str) -> Value {
-    send(ws, json!({"action": "subscribe", "room": room})).await;
-    let reply = recv(ws).await;
-    assert_eq!(reply["type"], "subscribed", "{reply}");
-    reply
-}
 
 fn create_key(gw: &DevGateway, scopes: &str) -> String {
     let reply = gw.admin(json!({"op": "create_key", "name": "test", "scopes": scopes}));

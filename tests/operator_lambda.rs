@@ -17,15 +17,11 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use common::DevGateway;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wsctl_handlers::lambda::{self, LambdaEnv};
 use wsctl_handlers::service::Services;
@@ -108,29 +104,7 @@ async fn start_lambda(services: Services) -> String {
 }
 
 async fn connect(url: &str, key: &str, agent: &str) -> Ws {
-    let mut req = format!("{url}?apiKey={key}").into_client_request().expect("request");
-    req.headers_mut().insert("user-agent", agent.parse().expect("agent"));
-    tokio_tungstenite::connect_async(req).await.expect("connect").0
-}
-
-async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("no frame within 10 s")
-            .expect("stream ended")
-            .expect("websocket error");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(t.as_str()).expect("JSON frame");
-        }
-    }
-}
-
-async fn subscribe(ws: &mut Ws, room: &str) {
-    let req = serde_json::json!({"action": "subscribe", "room": room}).to_string();
-    ws.send(Message::Text(req.into())).await.expect("send");
-    let reply = next_json(ws).await;
-    assert_eq!(reply["type"], "subscribed", "{reply}");
+    common::connect_as(url, key, agent).await.expect("connect")
 }
 
 struct Env {
@@ -213,9 +187,9 @@ async fn rooms_and_publish_go_through_the_admin_and_publish_functions() {
     let (aave, eth) = (format!("{p}:protocol:aave"), format!("{p}:chain:ethereum"));
     let mut a = connect(&dev.url, &dev.key, "lambda-client-a").await;
     let mut b = connect(&dev.url, &dev.key, "lambda-client-b").await;
-    subscribe(&mut a, &aave).await;
-    subscribe(&mut b, &aave).await;
-    subscribe(&mut b, &eth).await;
+    common::subscribe(&mut a, &aave).await;
+    common::subscribe(&mut b, &aave).await;
+    common::subscribe(&mut b, &eth).await;
 
     // rooms list / show through the admin function (Redis is only reachable there).
     let rooms = ops.json(&["rooms", "list", "--prefix", &format!("{p}:")]);
@@ -257,7 +231,7 @@ async fn rooms_and_publish_go_through_the_admin_and_publish_functions() {
     assert_eq!(report["delivered"], 2, "{report}");
     assert_eq!(report["seq"], 1, "{report}");
     for ws in [&mut a, &mut b] {
-        let msg = next_json(ws).await;
+        let msg = common::recv(ws).await;
         assert_eq!(msg["type"], "message", "{msg}");
         assert_eq!(msg["data"]["tvl"], 7);
     }

@@ -5,14 +5,12 @@
 mod common;
 
 use common::DevGateway;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wsctl_testkit::TempDir;
@@ -80,35 +78,6 @@ impl DevGateway {
     }
 }
 
-async fn connect(url: &str, key: &str, agent: &str) -> Result<Ws, WsError> {
-    let mut req = format!("{url}?apiKey={key}").into_client_request()?;
-    req.headers_mut().insert("user-agent", HeaderValue::from_str(agent).expect("agent header"));
-    let (ws, _) = tokio_tungstenite::connect_async(req).await?;
-    Ok(ws)
-}
-
-/// Next text frame as JSON (pings and pongs skipped).
-async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("no frame within 10 s")
-            .expect("stream ended")
-            .expect("websocket error");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(t.as_str()).expect("JSON frame");
-        }
-    }
-}
-
-async fn subscribe(ws: &mut Ws, room: &str) {
-    let req = serde_json::json!({"action": "subscribe", "room": room}).to_string();
-    ws.send(Message::Text(req.into())).await.expect("send subscribe");
-    let reply = next_json(ws).await;
-    assert_eq!(reply["type"], "subscribed", "{reply}");
-    assert_eq!(reply["room"], room, "{reply}");
-}
-
 /// Waits until the server closes the connection (a Close frame or the end of the stream).
 async fn expect_closed(ws: &mut Ws, who: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -138,13 +107,13 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 async fn list_kick_and_revoke_on_the_local_gateway() {
     let dev = DevGateway::start();
     let (room_a, room_b) = ("tvl:protocol:aave", "tvl:chain:ethereum");
-    let mut c1 = connect(&dev.url, &dev.key, "client-1").await.expect("client 1");
-    let mut c2 = connect(&dev.url, &dev.key, "client-2").await.expect("client 2");
-    let mut c3 = connect(&dev.url, &dev.key, "client-3").await.expect("client 3");
-    subscribe(&mut c1, room_a).await;
-    subscribe(&mut c2, room_a).await;
-    subscribe(&mut c2, room_b).await;
-    subscribe(&mut c3, room_b).await;
+    let mut c1 = common::connect_as(&dev.url, &dev.key, "client-1").await.expect("client 1");
+    let mut c2 = common::connect_as(&dev.url, &dev.key, "client-2").await.expect("client 2");
+    let mut c3 = common::connect_as(&dev.url, &dev.key, "client-3").await.expect("client 3");
+    common::subscribe(&mut c1, room_a).await;
+    common::subscribe(&mut c2, room_a).await;
+    common::subscribe(&mut c2, room_b).await;
+    common::subscribe(&mut c3, room_b).await;
 
     // Exactly the three clients, each with its rooms, all on the dev key.
     let keys = dev.json(&["keys", "list"]);
@@ -204,12 +173,12 @@ async fn list_kick_and_revoke_on_the_local_gateway() {
     // publish reaches the remaining member of room A.
     let report = dev.json(&["publish", "--room", room_a, r#"{"tvl":42}"#]);
     assert_eq!(report["delivered"], 1, "{report}");
-    let msg = next_json(&mut c2).await;
+    let msg = common::recv(&mut c2).await;
     assert_eq!(msg["type"], "message");
     assert_eq!(msg["data"]["tvl"], 42);
     // DATA may be any JSON value, a negative number too.
     assert_eq!(dev.json(&["publish", "--room", room_a, "-5"])["delivered"], 1);
-    assert_eq!(next_json(&mut c2).await["data"], -5);
+    assert_eq!(common::recv(&mut c2).await["data"], -5);
 
     // Unknown connection: clear error, non-zero exit.
     // (Ids may start with '-': URL-safe base64.)
@@ -239,8 +208,8 @@ async fn list_kick_and_revoke_on_the_local_gateway() {
     assert!(!state_files.contains(&new_key), "the raw key must not be stored");
     let listed_keys = dev.wsctl(&["keys", "list"]);
     assert!(!String::from_utf8_lossy(&listed_keys.stdout).contains(&new_key));
-    let mut c4 = connect(&dev.url, &new_key, "client-4").await.expect("connect with the new key");
-    subscribe(&mut c4, room_b).await;
+    let mut c4 = common::connect_as(&dev.url, &new_key, "client-4").await.expect("connect with the new key");
+    common::subscribe(&mut c4, room_b).await;
     let by_key = dev.connections(&["--key", &new_id]);
     assert_eq!(by_key.len(), 1);
     assert_eq!(by_key[0].0, "client-4");
@@ -249,7 +218,7 @@ async fn list_kick_and_revoke_on_the_local_gateway() {
     assert_eq!(revoked["disconnected"], 1, "{revoked}");
     assert!(revoked["revokedAt"].as_u64().is_some(), "{revoked}");
     expect_closed(&mut c4, "client 4").await;
-    match connect(&dev.url, &new_key, "client-4-again").await {
+    match common::connect_as(&dev.url, &new_key, "client-4-again").await {
         Err(WsError::Http(resp)) => assert_eq!(resp.status().as_u16(), 403),
         Err(e) => panic!("reconnect with a revoked key failed oddly: {e}"),
         Ok(_) => panic!("a revoked key could connect again"),

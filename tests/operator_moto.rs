@@ -21,8 +21,6 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wsctl_testkit::{MotoServer, TempDir};
@@ -127,12 +125,6 @@ fn start_dev(moto: &MotoServer, stage: Option<&Stage>) -> DevGateway {
     DevGateway::start_env(&repo_stages(), &args, moto.aws_env())
 }
 
-async fn connect(url: &str, key: &str, agent: &str) -> Result<Ws, WsError> {
-    let mut req = format!("{url}?apiKey={key}").into_client_request()?;
-    req.headers_mut().insert("user-agent", HeaderValue::from_str(agent).expect("agent header"));
-    Ok(tokio_tungstenite::connect_async(req).await?.0)
-}
-
 async fn subscribe(ws: &mut Ws, room: &str) {
     let req = serde_json::json!({"action": "subscribe", "room": room}).to_string();
     ws.send(Message::Text(req.into())).await.expect("send subscribe");
@@ -201,8 +193,8 @@ async fn deployed_stage_lists_shows_kicks_and_manages_keys() {
     let stage = Stage::create(moto).await;
     let dev = start_dev(moto, Some(&stage));
     let mgmt = Some(dev.management.as_str());
-    let mut c1 = connect(&dev.url, &dev.key, "moto-client-1").await.expect("client 1");
-    let c2 = connect(&dev.url, &dev.key, "moto-client-2").await.expect("client 2");
+    let mut c1 = common::connect_as(&dev.url, &dev.key, "moto-client-1").await.expect("client 1");
+    let c2 = common::connect_as(&dev.url, &dev.key, "moto-client-2").await.expect("client 2");
     subscribe(&mut c1, "tvl:protocol:aave").await;
 
     // A record whose connection is long gone (its $disconnect never ran).
@@ -272,13 +264,13 @@ async fn deployed_stage_lists_shows_kicks_and_manages_keys() {
     assert!(ids.contains(&new_id.as_str()) && ids.contains(&key_id.as_str()), "{listed_keys}");
     assert!(!listed_keys.to_string().contains(&raw));
 
-    let mut c3 = connect(&dev.url, &raw, "moto-client-3").await.expect("connect with the new key");
+    let mut c3 = common::connect_as(&dev.url, &raw, "moto-client-3").await.expect("connect with the new key");
     subscribe(&mut c3, "tvl:chain:base").await;
     let revoked = stage.json(moto, &["keys", "revoke", &new_id, "--disconnect"], mgmt);
     assert_eq!(revoked["disconnected"], 1, "{revoked}");
     assert!(revoked["revokedAt"].as_u64().is_some());
     expect_closed(&mut c3, "client 3").await;
-    match connect(&dev.url, &raw, "moto-client-3-again").await {
+    match common::connect_as(&dev.url, &raw, "moto-client-3-again").await {
         Err(WsError::Http(resp)) => assert_eq!(resp.status().as_u16(), 403),
         Err(e) => panic!("reconnect with a revoked key failed oddly: {e}"),
         Ok(_) => panic!("a revoked key could connect again"),

@@ -201,10 +201,10 @@ pub async fn send_text(ws: &mut Ws, text: &str) {
     ws.send(Message::text(text)).await.expect("send");
 }
 
-/// Next text frame as JSON (5 s timeout); panics on close or timeout.
+/// Next text frame as JSON (10 s timeout); panics on close or timeout.
 pub async fn recv(ws: &mut Ws) -> Value {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
             .expect("timed out waiting for a frame")
             .expect("connection ended")
@@ -233,4 +233,26 @@ pub async fn assert_silent(ws: &mut Ws, ms: u64) {
     if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(ms), ws.next()).await {
         panic!("unexpected frame: {t}");
     }
+}
+
+/// Connects with `key` and a chosen user agent (operators list connections by it).
+pub async fn connect_as(url: &str, key: &str, agent: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("{url}?apiKey={key}").into_client_request()?;
+    let agent = agent.parse().map_err(|_| {
+        tokio_tungstenite::tungstenite::Error::Url(
+            tokio_tungstenite::tungstenite::error::UrlError::UnsupportedUrlScheme,
+        )
+    })?;
+    req.headers_mut().insert("user-agent", agent);
+    Ok(tokio_tungstenite::connect_async(req).await?.0)
+}
+
+/// Subscribes to `room` and returns the `subscribed` reply (asserting its type and room).
+pub async fn subscribe(ws: &mut Ws, room: &str) -> Value {
+    send(ws, serde_json::json!({"action": "subscribe", "room": room})).await;
+    let reply = recv(ws).await;
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    assert_eq!(reply["room"], room, "{reply}");
+    reply
 }
