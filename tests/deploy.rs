@@ -6,172 +6,12 @@
 //! these tests check what moto does create (tables, VPC, functions, versions, roles) and
 //! the deployer's own behaviour (change sets, uploads, exit codes, output).
 
+mod deploy_support;
+
+use deploy_support::{json, stack, stage_yaml, stored_zip, text, Harness, FUNCTIONS};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use wsctl_testkit::{MotoServer, TempDir};
-
-const FUNCTIONS: [&str; 6] = ["authorizer", "connect", "disconnect", "message", "publish", "admin"];
-
-/// A moto server, a directory with a stage file, and the wsctl binary pointed at both.
-struct Harness {
-    moto: MotoServer,
-    dir: TempDir,
-    stage: String,
-}
-
-impl Harness {
-    fn new(stage: &str, stage_yaml: &str) -> Harness {
-        let moto = MotoServer::start().expect("moto_server (pip install 'moto[server]')");
-        let dir = TempDir::new("wsctl-deploy").expect("temp dir");
-        std::fs::create_dir_all(dir.join("stages")).expect("stages dir");
-        std::fs::write(dir.join(format!("stages/{stage}.yaml")), stage_yaml).expect("stage file");
-        Harness { moto, dir, stage: stage.to_owned() }
-    }
-
-    /// Runs wsctl with the stage dir and moto's environment; stdin is never a TTY.
-    fn wsctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_wsctl"))
-            .arg("--stages-dir")
-            .arg(self.dir.join("stages"))
-            .args(args)
-            .envs(self.moto.aws_env())
-            .env("WSCTL_POLL_MS", "20")
-            .env_remove("AWS_PROFILE")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run wsctl")
-    }
-
-    /// `deploy --yes --manifest M` (optionally with `--output json`).
-    fn deploy(&self, manifest: &Path, json: bool) -> Output {
-        let manifest = manifest.to_str().expect("utf-8 path");
-        let mut args = vec!["deploy", "--stage", &self.stage, "--yes", "--manifest", manifest];
-        if json {
-            args.extend(["--output", "json"]);
-        }
-        self.wsctl(&args)
-    }
-
-    /// Writes one zip per function (content from `body`) and a manifest into `dist_name`.
-    fn manifest(&self, dist_name: &str, body: impl Fn(&str) -> String) -> PathBuf {
-        let dist = self.dir.join(dist_name);
-        std::fs::create_dir_all(&dist).expect("dist dir");
-        let mut functions = serde_json::Map::new();
-        for f in FUNCTIONS {
-            let zip = stored_zip("bootstrap", body(f).as_bytes());
-            let file = format!("{f}.zip");
-            std::fs::write(dist.join(&file), &zip).expect("write zip");
-            functions.insert(
-                f.to_owned(),
-                serde_json::json!({ "file": file, "sha256": sha256_hex(&zip), "size": zip.len() }),
-            );
-        }
-        let manifest = serde_json::json!({
-            "version": 1,
-            "architecture": "arm64",
-            "target": "aarch64-unknown-linux-gnu.2.34",
-            "functions": functions,
-        });
-        let path = dist.join("manifest.json");
-        std::fs::write(&path, serde_json::to_string_pretty(&manifest).expect("json")).expect("write manifest");
-        path
-    }
-
-    fn runtime(&self) -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
-    }
-
-    async fn sdk(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(self.moto.endpoint())
-            .credentials_provider(aws_sdk_lambda::config::Credentials::new("testing", "testing", None, None, "test"))
-            .load()
-            .await
-    }
-}
-
-/// A zip with one stored (uncompressed) entry, written here so the test does not depend
-/// on the code under test.
-fn stored_zip(name: &str, data: &[u8]) -> Vec<u8> {
-    let crc = crc32fast::hash(data);
-    let mut out = Vec::new();
-    let n = name.len() as u16;
-    let len = data.len() as u32;
-    out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-    for v in [20u16, 0, 0, 0, 0x21] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    for v in [crc, len, len] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out.extend_from_slice(&n.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(data);
-    let cd_offset = out.len() as u32;
-    let mut cd = Vec::new();
-    cd.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-    for v in [(3u16 << 8) | 20, 20, 0, 0, 0, 0x21] {
-        cd.extend_from_slice(&v.to_le_bytes());
-    }
-    for v in [crc, len, len] {
-        cd.extend_from_slice(&v.to_le_bytes());
-    }
-    for v in [n, 0, 0, 0, 0] {
-        cd.extend_from_slice(&v.to_le_bytes());
-    }
-    cd.extend_from_slice(&(0o100_755u32 << 16).to_le_bytes());
-    cd.extend_from_slice(&0u32.to_le_bytes());
-    cd.extend_from_slice(name.as_bytes());
-    let cd_len = cd.len() as u32;
-    out.extend_from_slice(&cd);
-    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-    for v in [0u16, 0, 1, 1] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out.extend_from_slice(&cd_len.to_le_bytes());
-    out.extend_from_slice(&cd_offset.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", text(o)))
-}
-
-fn stack<'a>(report: &'a Value, kind: &str) -> &'a Value {
-    report["stacks"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["kind"] == kind))
-        .unwrap_or_else(|| panic!("no {kind} stack in {report:#}"))
-}
-
-/// A stage moto can run: VPC created by the data stack, Redis given by URL (moto skips
-/// ElastiCache resources in CloudFormation).
-fn stage_yaml(extra: &str) -> String {
-    format!(
-        "region: us-east-1\naccount: \"123456789012\"\nredis:\n  mode: existing\n  url: rediss://redis.internal.example:6379\n\
-         network:\n  mode: create\n  cidr: 10.60.0.0/16\ntables:\n  retain: false\nlimits:\n  max_rooms_per_connection: 64\n{extra}"
-    )
-}
+use std::process::{Command, Stdio};
 
 #[test]
 fn first_deploy_creates_everything_and_a_second_deploy_changes_nothing() {
@@ -424,6 +264,9 @@ fn a_failed_deploy_exits_non_zero_and_names_the_failed_resource() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("FAILED RedisSecurityGroup (AWS::EC2::SecurityGroup)"), "{}", text(&out));
     assert!(stdout.contains("sg-0123456789abcdef0"), "the reason is shown: {}", text(&out));
+    // What the next deploy does with the stack the failure left (moto leaves a failed
+    // first create in review; CloudFormation's ROLLBACK_COMPLETE is deleted and recreated).
+    assert!(stdout.contains("next deploy: removes the empty stack"), "{}", text(&out));
 
     let out = h.deploy(&manifest, true);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -432,6 +275,9 @@ fn a_failed_deploy_exits_non_zero_and_names_the_failed_resource() {
     let data = stack(&report, "data");
     assert_eq!(data["action"], "failed");
     assert_eq!(data["failures"][0]["logicalId"], "RedisSecurityGroup", "{report:#}");
+    assert!(data["nextDeploy"].as_str().is_some_and(|n| n.contains("creates the stack")), "{report:#}");
+    // ...and it did so: the second run removed the first one's leftover before failing again.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("removing it and its change sets"), "{}", text(&out));
     assert!(report["stacks"].as_array().unwrap().iter().all(|s| s["kind"] != "app"), "stops before the app stack");
 }
 

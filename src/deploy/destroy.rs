@@ -117,8 +117,25 @@ pub async fn destroy(
                 .map_err(sdk_error)
                 .with_context(|| format!("lifting termination protection of {}", info.name))?;
         }
-        let seen = events::existing_event_ids(&clients.cfn, &info.id).await?;
         let resources = stacks::stack_resources(&clients.cfn, &info.id).await.map(|r| r.len()).unwrap_or(1);
+        // CloudFormation deletes a stack in review, being created (cancelling the create) or
+        // already being deleted, but refuses one being updated or rolled back: wait for that.
+        if info.in_progress()
+            && !matches!(info.status.as_str(), "CREATE_IN_PROGRESS" | "DELETE_IN_PROGRESS" | "REVIEW_IN_PROGRESS")
+        {
+            ui.line(format!("{} is {}: waiting for it to finish before deleting it", info.name, info.status));
+            let seen = events::existing_event_ids(&clients.cfn, &info.id).await?;
+            let watch = Watch {
+                stack: &info.id,
+                seen,
+                total: resources,
+                success: &[],
+                poll: timing.poll,
+                timeout: timing.timeout,
+            };
+            events::watch(&clients.cfn, ui, watch).await?;
+        }
+        let seen = events::existing_event_ids(&clients.cfn, &info.id).await?;
         clients
             .cfn
             .delete_stack()

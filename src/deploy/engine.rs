@@ -6,7 +6,9 @@ use super::artifacts::{self, ArtifactReport};
 use super::clients::Clients;
 use super::events::{self, Failure, Watch};
 use super::manifest::Manifest;
+use super::recovery::{self, Prepared, Recovery};
 use super::render::{self, AppInputs, Rendered, StackKind, INLINE_TEMPLATE_LIMIT};
+use super::signals::Interrupt;
 use super::stacks::{self, sdk_error, ChangeRow, ChangeSetRequest, TemplateSource};
 use super::ui::Ui;
 use super::wiring;
@@ -51,7 +53,7 @@ pub struct StackReport {
     pub kind: StackKind,
     /// Stack name.
     pub stack_name: String,
-    /// `created`, `updated`, `unchanged`, `planned`, `declined` or `failed`.
+    /// `created`, `updated`, `unchanged`, `planned`, `declined`, `failed` or `interrupted`.
     pub action: String,
     /// Final stack status, when the stack exists.
     pub status: Option<String>,
@@ -62,10 +64,14 @@ pub struct StackReport {
     /// Extra explanation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// After a failure or an interrupt: what the next `wsctl deploy` does with the stack.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_deploy: Option<String>,
 }
 
 impl StackReport {
-    fn new(r: &Rendered, action: &str) -> StackReport {
+    /// An empty report of `action` for a rendered stack.
+    pub fn new(r: &Rendered, action: &str) -> StackReport {
         StackReport {
             kind: r.kind,
             stack_name: r.stack_name.clone(),
@@ -74,6 +80,7 @@ impl StackReport {
             changes: Vec::new(),
             failures: Vec::new(),
             message: None,
+            next_deploy: None,
         }
     }
 
@@ -85,6 +92,11 @@ impl StackReport {
     /// The operation failed.
     pub fn failed(&self) -> bool {
         self.action == "failed"
+    }
+
+    /// A signal stopped the operation.
+    pub fn interrupted(&self) -> bool {
+        self.action == "interrupted"
     }
 }
 
@@ -98,6 +110,8 @@ pub struct Ctx<'a> {
     pub timing: Timing,
     /// Artifact bucket, once known (for templates over the inline limit).
     pub bucket: Option<String>,
+    /// Ctrl-C / SIGTERM received so far.
+    pub interrupt: Interrupt,
 }
 
 fn show_changes(ui: &Ui, stack: &str, changes: &[ChangeRow]) {
@@ -122,53 +136,40 @@ fn show_changes(ui: &Ui, stack: &str, changes: &[ChangeRow]) {
     }
 }
 
-/// Takes one stack through a change set.
+/// Asks for confirmation without blocking the runtime: the prompt reads stdin on a thread
+/// of its own, so a Ctrl-C at the prompt is seen (`None`) instead of waiting for a line.
+async fn confirm(ctx: &Ctx<'_>, question: String, yes: bool) -> Option<anyhow::Result<bool>> {
+    if yes || !ctx.ui.interactive {
+        return Some(ctx.ui.confirm(&question, yes));
+    }
+    let ui = ctx.ui;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // A plain thread, not `spawn_blocking`: a read left blocked by Ctrl-C must not keep
+    // the runtime from shutting down.
+    std::thread::spawn(move || {
+        let _ = tx.send(ui.confirm(&question, false));
+    });
+    let answer = ctx.interrupt.guard(rx).await;
+    if answer.is_none() {
+        // End the prompt's line: the terminal echoed ^C after the question.
+        eprintln!();
+    }
+    answer.map(|answer| answer.unwrap_or_else(|_| Err(anyhow::anyhow!("the prompt failed"))))
+}
+
+/// Takes one stack through a change set: recovers what an earlier run left mid-way,
+/// creates the change set, shows it, confirms, executes and follows it. A Ctrl-C at any
+/// point leaves the stack unchanged, rolled back or running to completion, and the
+/// report says which (`action: interrupted`).
 pub async fn apply_stack(ctx: &Ctx<'_>, rendered: &Rendered, mode: Mode) -> anyhow::Result<StackReport> {
     let cfn = &ctx.clients.cfn;
     let ui = &ctx.ui;
     let name = &rendered.stack_name;
-    let mut existing = stacks::describe_stack(cfn, name).await?;
-    if let Some(info) = &existing {
-        if info.in_progress() && !info.in_review() {
-            anyhow::bail!("stack {name} is busy ({}); wait for it to finish (`wsctl status`) and retry", info.status);
-        }
-        if info.failed_create() {
-            match mode {
-                Mode::Plan => {
-                    ui.note(format!(
-                        "{name}: {} after a failed first create; deploy deletes and recreates it",
-                        info.status
-                    ));
-                }
-                Mode::Apply { .. } => {
-                    ui.note(format!(
-                        "{name}: {} after a failed first create; deleting it before creating it again",
-                        info.status
-                    ));
-                    let seen = events::existing_event_ids(cfn, &info.id).await?;
-                    cfn.delete_stack().stack_name(&info.id).send().await.map_err(sdk_error)?;
-                    let outcome = events::watch(
-                        cfn,
-                        ui,
-                        Watch {
-                            stack: &info.id,
-                            seen,
-                            total: 1,
-                            success: &["DELETE_COMPLETE"],
-                            poll: ctx.timing.poll,
-                            timeout: ctx.timing.timeout,
-                        },
-                    )
-                    .await?;
-                    if !outcome.success {
-                        anyhow::bail!("could not delete the failed stack {name}: {}", outcome.status);
-                    }
-                    existing = None;
-                }
-            }
-        }
-    }
-    let create = existing.as_ref().is_none_or(|s| s.in_review() || s.failed_create());
+    let existing = match recovery::prepare(ctx, rendered, mode).await? {
+        Prepared::Ready(existing) => existing,
+        Prepared::Stop(report) => return Ok(*report),
+    };
+    let create = existing.as_ref().is_none_or(|s| s.in_review());
 
     // `WSCTL_INLINE_TEMPLATE_LIMIT` lowers the limit (tests use it to exercise the S3 path).
     let inline_limit = std::env::var("WSCTL_INLINE_TEMPLATE_LIMIT")
@@ -185,18 +186,20 @@ pub async fn apply_stack(ctx: &Ctx<'_>, rendered: &Rendered, mode: Mode) -> anyh
     } else {
         TemplateSource::Body(rendered.body.clone())
     };
-    let cs = stacks::create_change_set(
-        cfn,
-        ChangeSetRequest {
-            stack: name,
-            template,
-            parameters: &rendered.parameters,
-            tags: &rendered.tags,
-            create,
-            poll: ctx.timing.poll.min(Duration::from_secs(2)),
-        },
-    )
-    .await?;
+    let cs_name = stacks::new_change_set_name();
+    let request = ChangeSetRequest {
+        stack: name,
+        name: &cs_name,
+        template,
+        parameters: &rendered.parameters,
+        tags: &rendered.tags,
+        create,
+        poll: ctx.timing.poll.min(Duration::from_secs(2)),
+    };
+    let Some(cs) = ctx.interrupt.guard(stacks::create_change_set(cfn, request)).await else {
+        return recovery::stop_before_execution(ctx, rendered, &cs_name, create).await;
+    };
+    let cs = cs?;
     // Resources whose Condition is false are not part of the stack (some emulators list
     // them anyway).
     let parsed = super::cfn_yaml::Template::parse("rendered", &rendered.body)?;
@@ -224,73 +227,112 @@ pub async fn apply_stack(ctx: &Ctx<'_>, rendered: &Rendered, mode: Mode) -> anyh
     show_changes(ui, name, &cs.changes);
 
     if mode == Mode::Plan {
-        stacks::discard_change_set(cfn, name, &cs).await?;
+        stacks::discard_change_set(cfn, name, &cs.id, cs.creates_stack).await?;
         report.action = "planned".into();
         return Ok(report);
     }
     let Mode::Apply { yes } = mode else { unreachable!("plan returned above") };
     let verb = if create { "Create" } else { "Update" };
-    let confirmed = match ui.confirm(&format!("{verb} stack {name}?"), yes) {
-        Ok(answer) => answer,
-        Err(e) => {
-            stacks::discard_change_set(cfn, name, &cs).await?;
+    let confirmed = match confirm(ctx, format!("{verb} stack {name}?"), yes).await {
+        None => return recovery::stop_before_execution(ctx, rendered, &cs.id, cs.creates_stack).await,
+        Some(Ok(answer)) => answer,
+        Some(Err(e)) => {
+            stacks::discard_change_set(cfn, name, &cs.id, cs.creates_stack).await?;
             return Err(e);
         }
     };
     if !confirmed {
-        stacks::discard_change_set(cfn, name, &cs).await?;
+        stacks::discard_change_set(cfn, name, &cs.id, cs.creates_stack).await?;
         ui.line(format!("{name}: not applied (declined)"));
         report.action = "declined".into();
         return Ok(report);
     }
+    if ctx.interrupt.fired() {
+        return recovery::stop_before_execution(ctx, rendered, &cs.id, cs.creates_stack).await;
+    }
+    // Executing ours would make CloudFormation delete them anyway; say what they were.
+    for old in stacks::leftover_change_sets(cfn, name, &cs.id).await? {
+        ui.note(format!(
+            "{name}: removing change set {} (created {}, never executed) left by an interrupted deploy",
+            old.name, old.created
+        ));
+        stacks::discard_change_set(cfn, name, &old.id, false).await?;
+    }
 
     let seen = events::existing_event_ids(cfn, name).await?;
-    if let Err(err) = cfn.execute_change_set().change_set_name(&cs.id).stack_name(name).send().await {
-        // The service refused or failed the execution outright (no stack events to follow):
-        // name the change set's resources that did not complete.
-        let err = sdk_error(err);
-        let resources = stacks::stack_resources(cfn, name).await.unwrap_or_default();
-        let unfinished: Vec<&ChangeRow> = cs
-            .changes
-            .iter()
-            .filter(|c| c.action != "Remove")
-            .filter(|c| resources.get(&c.logical_id).is_none_or(|r| !r.status.ends_with("_COMPLETE")))
-            .collect();
-        report.action = "failed".into();
-        report.status = stacks::describe_stack(cfn, name).await.ok().flatten().map(|s| s.status);
-        for (i, c) in unfinished.iter().enumerate() {
-            report.failures.push(Failure {
-                logical_id: c.logical_id.clone(),
-                resource_type: c.resource_type.clone(),
-                status: if i == 0 { "FAILED".into() } else { "NOT_REACHED".into() },
-                reason: if i == 0 { err.to_string() } else { "not reached: cancelled after the failure".into() },
-            });
+    let execute = async {
+        // The change set's name as the request token: a retried call cannot run it twice.
+        let executed = cfn
+            .execute_change_set()
+            .change_set_name(&cs.id)
+            .stack_name(name)
+            .client_request_token(&cs_name)
+            .send()
+            .await;
+        if let Err(err) = executed {
+            return anyhow::Ok(Err(sdk_error(err)));
         }
-        report.message = Some(format!("ExecuteChangeSet failed: {err}"));
-        return Ok(report);
-    }
-    let outcome = events::watch(
-        cfn,
-        ui,
-        Watch {
+        let watch = Watch {
             stack: name,
             seen,
             total: cs.changes.len(),
             success: &["CREATE_COMPLETE", "UPDATE_COMPLETE"],
             poll: ctx.timing.poll,
             timeout: ctx.timing.timeout,
-        },
-    )
-    .await?;
+        };
+        events::watch(cfn, ui, watch).await.map(Ok)
+    };
+    let outcome = match ctx.interrupt.guard(execute).await {
+        None => return recovery::stop_execution(ctx, rendered, &cs).await,
+        Some(result) => result?,
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(err) => return execution_refused(ctx, rendered, &cs, err).await,
+    };
     report.status = Some(outcome.status.clone());
     report.failures = outcome.failures;
     report.action = if !outcome.success {
+        report.next_deploy = Some(Recovery::next_deploy(Some(&outcome.status)));
         "failed".into()
     } else if create {
         "created".into()
     } else {
         "updated".into()
     };
+    Ok(report)
+}
+
+/// The service refused or failed the execution outright (no stack events to follow):
+/// names the change set's resources that did not complete.
+async fn execution_refused(
+    ctx: &Ctx<'_>,
+    rendered: &Rendered,
+    cs: &stacks::ChangeSet,
+    err: anyhow::Error,
+) -> anyhow::Result<StackReport> {
+    let cfn = &ctx.clients.cfn;
+    let name = &rendered.stack_name;
+    let resources = stacks::stack_resources(cfn, name).await.unwrap_or_default();
+    let unfinished: Vec<&ChangeRow> = cs
+        .changes
+        .iter()
+        .filter(|c| c.action != "Remove")
+        .filter(|c| resources.get(&c.logical_id).is_none_or(|r| !r.status.ends_with("_COMPLETE")))
+        .collect();
+    let mut report = StackReport::new(rendered, "failed");
+    report.changes = cs.changes.clone();
+    report.status = stacks::describe_stack(cfn, name).await.ok().flatten().map(|s| s.status);
+    report.next_deploy = Some(Recovery::next_deploy(report.status.as_deref()));
+    for (i, c) in unfinished.iter().enumerate() {
+        report.failures.push(Failure {
+            logical_id: c.logical_id.clone(),
+            resource_type: c.resource_type.clone(),
+            status: if i == 0 { "FAILED".into() } else { "NOT_REACHED".into() },
+            reason: if i == 0 { err.to_string() } else { "not reached: cancelled after the failure".into() },
+        });
+    }
+    report.message = Some(format!("ExecuteChangeSet failed: {err}"));
     Ok(report)
 }
 
@@ -312,15 +354,51 @@ pub struct StageReport {
     pub outputs: BTreeMap<String, String>,
     /// Overall success.
     pub ok: bool,
+    /// Stopped by Ctrl-C or SIGTERM.
+    pub interrupted: bool,
+    /// How the run ended when it stopped between stacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
-fn print_failures(ui: &Ui, report: &StackReport) {
-    ui.line(format!("{}: FAILED ({})", report.stack_name, report.status.as_deref().unwrap_or("no status")));
+impl StageReport {
+    /// Records one stack's report and prints what went wrong with it; true when the stage
+    /// stops here (failed, interrupted or declined).
+    fn record(&mut self, ui: &Ui, r: StackReport) -> bool {
+        let stop = r.failed() || r.interrupted() || r.action == "declined";
+        if r.failed() || r.interrupted() {
+            print_outcome(ui, &r);
+        }
+        self.interrupted |= r.interrupted();
+        self.stacks.push(r);
+        stop
+    }
+
+    /// A signal arrived between two stacks: stop before `next`, say where things stand.
+    fn stop_between(&mut self, ui: &Ui, next: &[&str]) {
+        let done: Vec<String> = self.stacks.iter().map(|s| format!("{} {}", s.stack_name, s.action)).collect();
+        let message = format!(
+            "interrupted between stacks ({}); not started: {}. The next deploy resumes with them",
+            if done.is_empty() { "none deployed yet".to_owned() } else { done.join(", ") },
+            next.join(", ")
+        );
+        ui.line(&message);
+        self.interrupted = true;
+        self.message = Some(message);
+    }
+}
+
+fn print_outcome(ui: &Ui, report: &StackReport) {
+    let label = if report.interrupted() { "INTERRUPTED" } else { "FAILED" };
+    ui.line(format!("{}: {label} ({})", report.stack_name, report.status.as_deref().unwrap_or("no stack")));
     if let Some(m) = &report.message {
         ui.line(format!("  {m}"));
     }
     for f in &report.failures {
         ui.line(format!("  {} {} ({}): {}", f.status, f.logical_id, f.resource_type, f.reason));
+    }
+    if let Some(next) = &report.next_deploy {
+        ui.line(format!("  next deploy: {next}"));
     }
 }
 
@@ -343,34 +421,47 @@ pub async fn run_stage(
         stacks: Vec::new(),
         outputs: BTreeMap::new(),
         ok: false,
+        interrupted: false,
+        message: None,
     };
 
     // 1. Bootstrap: the artifact bucket.
     let bootstrap = render::render_bootstrap()?;
+    let data_name = StackKind::Data.stack_name(stage);
+    let app_name = StackKind::App.stack_name(stage);
     let r = apply_stack(ctx, &bootstrap, mode).await?;
-    let failed = r.failed();
-    if failed {
-        print_failures(&ctx.ui, &r);
-    }
-    report.stacks.push(r);
-    if failed || report.stacks[0].action == "declined" {
+    if report.record(&ctx.ui, r) {
         return Ok(report);
     }
-    let bootstrap_exists = stacks::describe_stack(&clients.cfn, &bootstrap.stack_name).await?.is_some();
-    let bucket = if bootstrap_exists {
+    // A plan can find the bootstrap stack absent, in review, failed or still being
+    // created: then there is no bucket yet and every artifact would be uploaded.
+    let usable = stacks::describe_stack(&clients.cfn, &bootstrap.stack_name)
+        .await?
+        .is_some_and(|s| !s.in_review() && !s.failed_create());
+    let bucket_in_stack = if usable {
         let resources = stacks::stack_resources(&clients.cfn, &bootstrap.stack_name).await?;
-        resources
-            .get("ArtifactBucket")
-            .and_then(|r| r.physical_id.clone())
-            .context("the bootstrap stack has no ArtifactBucket")?
+        resources.get("ArtifactBucket").and_then(|r| r.physical_id.clone())
     } else {
-        format!("wsctl-artifacts-{account}-{}", clients.region)
+        None
     };
+    if bucket_in_stack.is_none() && mode != Mode::Plan {
+        anyhow::bail!("the bootstrap stack {} has no ArtifactBucket", bootstrap.stack_name);
+    }
+    let bootstrap_exists = bucket_in_stack.is_some();
+    let bucket = bucket_in_stack.unwrap_or_else(|| format!("wsctl-artifacts-{account}-{}", clients.region));
     ctx.bucket = bootstrap_exists.then(|| bucket.clone());
 
-    // 2. Artifacts: upload only what the bucket lacks.
+    // 2. Artifacts: upload only what the bucket lacks. Each is one PutObject under its
+    // hash, so an interrupted upload leaves nothing half-written.
     report.artifacts = if bootstrap_exists {
-        artifacts::sync(&clients.s3, &bucket, manifest_path, manifest, mode == Mode::Plan).await?
+        let sync = artifacts::sync(&clients.s3, &bucket, manifest_path, manifest, mode == Mode::Plan);
+        match ctx.interrupt.guard(sync).await {
+            Some(result) => result?,
+            None => {
+                report.stop_between(&ctx.ui, &[&data_name, &app_name]);
+                return Ok(report);
+            }
+        }
     } else {
         artifacts::sync_report_all_missing(manifest)
     };
@@ -381,16 +472,15 @@ pub async fn run_stage(
     } else {
         ctx.ui.line(format!("artifacts {verb}: {}", missing.join(", ")));
     }
+    if ctx.interrupt.fired() {
+        report.stop_between(&ctx.ui, &[&data_name, &app_name]);
+        return Ok(report);
+    }
 
     // 3. Data stack.
     let data = render::render_data(stage)?;
     let r = apply_stack(ctx, &data, mode).await?;
-    let stop = r.failed() || r.action == "declined";
-    if r.failed() {
-        print_failures(&ctx.ui, &r);
-    }
-    report.stacks.push(r);
-    if stop {
+    if report.record(&ctx.ui, r) {
         return Ok(report);
     }
     if let (Mode::Apply { .. }, true) = (mode, stage.protected) {
@@ -445,19 +535,17 @@ pub async fn run_stage(
         report.ok = true;
         return Ok(report);
     }
+    if ctx.interrupt.fired() {
+        report.stop_between(&ctx.ui, &[&app_name]);
+        return Ok(report);
+    }
     let wiring = wiring::resolve(&clients.cfn, &clients.elasticache, stage).await?;
     let app = render::render_app(
         stage,
         &AppInputs { wiring: Some(&wiring), artifact_bucket: Some(&bucket), manifest: Some(manifest) },
     )?;
     let r = apply_stack(ctx, &app, mode).await?;
-    let failed = r.failed();
-    if failed {
-        print_failures(&ctx.ui, &r);
-    }
-    let declined = r.action == "declined";
-    report.stacks.push(r);
-    if failed || declined {
+    if report.record(&ctx.ui, r) {
         return Ok(report);
     }
     if mode != Mode::Plan {

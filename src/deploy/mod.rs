@@ -5,7 +5,8 @@
 //! Redis, tables) and its app stack (functions, API). See `docs/deploy.md`.
 //!
 //! Exit codes: 0 success (including "no changes"); 1 failure, refusal or declined
-//! confirmation; 2 from `plan` when there are changes.
+//! confirmation; 2 from `plan` when there are changes; 130 stopped by Ctrl-C or SIGTERM
+//! (every stack left unchanged, rolled back, or running to completion, as reported).
 
 mod artifacts;
 mod builder;
@@ -19,7 +20,9 @@ mod events;
 mod functions;
 mod manifest;
 mod package;
+mod recovery;
 mod render;
+mod signals;
 mod stacks;
 mod status;
 mod ui;
@@ -227,7 +230,10 @@ async fn run(
     let (manifest_path, manifest) = manifest_for(&stage, manifest, &ui).await?;
     let clients = clients::Clients::new(global, &region).await;
     let account = clients.guard_account(&expected, &stage.name).await?;
-    let mut ctx = Ctx { clients: &clients, ui, timing: Timing::from_env(timeout_minutes), bucket: None };
+    // From here on a Ctrl-C or SIGTERM no longer kills the process: the engine leaves each
+    // stack in a state the next deploy can continue from, and says which.
+    let interrupt = signals::Interrupt::install();
+    let mut ctx = Ctx { clients: &clients, ui, timing: Timing::from_env(timeout_minutes), bucket: None, interrupt };
     engine::run_stage(&mut ctx, &stage, &account, &manifest_path, &manifest, mode).await
 }
 
@@ -243,10 +249,18 @@ pub async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitCod
         }
         let changed = report.stacks.iter().any(|s| s.has_changes());
         println!("stage {}: {}", report.stage, if changed { "deployed" } else { "no changes" });
+    } else if report.interrupted {
+        println!("stage {}: deploy interrupted", report.stage);
     } else {
         println!("stage {}: deploy did not complete", report.stage);
     }
-    exit(if report.ok { EXIT_OK } else { EXIT_FAILURE })
+    exit(if report.interrupted {
+        signals::EXIT_INTERRUPTED
+    } else if report.ok {
+        EXIT_OK
+    } else {
+        EXIT_FAILURE
+    })
 }
 
 /// `wsctl plan --stage S`: exit 0 without changes, 2 with changes.
@@ -256,10 +270,14 @@ pub async fn plan(global: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
     let changes = report.stacks.iter().any(|s| s.has_changes()) || report.artifacts.iter().any(|a| a.uploaded);
     if ui.json() {
         print_json(&json!({ "changes": changes, "plan": report }))?;
+    } else if report.interrupted {
+        println!("stage {}: plan interrupted", report.stage);
     } else {
         println!("stage {}: {}", report.stage, if changes { "changes pending" } else { "no changes" });
     }
-    exit(if !report.ok {
+    exit(if report.interrupted {
+        signals::EXIT_INTERRUPTED
+    } else if !report.ok {
         EXIT_FAILURE
     } else if changes {
         EXIT_CHANGES

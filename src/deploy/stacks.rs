@@ -172,6 +172,9 @@ pub struct ChangeSet {
 pub struct ChangeSetRequest<'a> {
     /// Stack name.
     pub stack: &'a str,
+    /// Change set name, from [`new_change_set_name`] (known before the call, so that an
+    /// interrupted run can delete a change set whose creation it never saw complete).
+    pub name: &'a str,
     /// Template inline or by S3 URL.
     pub template: TemplateSource,
     /// Parameters.
@@ -193,19 +196,26 @@ pub enum TemplateSource {
     Url(String),
 }
 
+/// Prefix of the names of the change sets wsctl creates.
+pub const CHANGE_SET_PREFIX: &str = "wsctl-";
+
+/// A fresh change set name: `wsctl-<unix milliseconds>`.
+pub fn new_change_set_name() -> String {
+    let millis =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
+    format!("{CHANGE_SET_PREFIX}{millis}")
+}
+
 /// Creates a change set and waits until CloudFormation has computed it.
 pub async fn create_change_set(cfn: &Client, req: ChangeSetRequest<'_>) -> anyhow::Result<ChangeSet> {
-    let name = format!(
-        "wsctl-{}",
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
-    );
+    let name = req.name;
     let params: Vec<Parameter> =
         req.parameters.iter().map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build()).collect();
     let tags: Vec<Tag> = req.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
     let mut call = cfn
         .create_change_set()
         .stack_name(req.stack)
-        .change_set_name(&name)
+        .change_set_name(name)
         .change_set_type(if req.create { ChangeSetType::Create } else { ChangeSetType::Update })
         .set_parameters(Some(params))
         .set_tags(Some(tags))
@@ -220,7 +230,7 @@ pub async fn create_change_set(cfn: &Client, req: ChangeSetRequest<'_>) -> anyho
         .await
         .map_err(sdk_error)
         .with_context(|| format!("creating a change set for stack {}", req.stack))?;
-    let id = created.id().unwrap_or(&name).to_owned();
+    let id = created.id().unwrap_or(name).to_owned();
 
     loop {
         let mut changes = Vec::new();
@@ -268,17 +278,22 @@ pub async fn create_change_set(cfn: &Client, req: ChangeSetRequest<'_>) -> anyho
     }
 }
 
-/// Deletes a change set that will not be executed; removes the stack too when the change
-/// set would have created it (CloudFormation leaves it in `REVIEW_IN_PROGRESS`).
-pub async fn discard_change_set(cfn: &Client, stack: &str, cs: &ChangeSet) -> anyhow::Result<()> {
-    cfn.delete_change_set()
-        .change_set_name(&cs.id)
-        .stack_name(stack)
-        .send()
-        .await
-        .map_err(sdk_error)
-        .with_context(|| format!("deleting change set {}", cs.id))?;
-    if cs.creates_stack {
+/// Deletes a change set that will not be executed (a missing one is fine: its creation
+/// may never have reached CloudFormation); removes the stack too when the change set
+/// would have created it (CloudFormation leaves it in `REVIEW_IN_PROGRESS`).
+pub async fn discard_change_set(
+    cfn: &Client,
+    stack: &str,
+    change_set: &str,
+    creates_stack: bool,
+) -> anyhow::Result<()> {
+    if let Err(err) = cfn.delete_change_set().change_set_name(change_set).stack_name(stack).send().await {
+        let err = sdk_error(err);
+        if !err.to_string().contains("does not exist") {
+            return Err(err).with_context(|| format!("deleting change set {change_set}"));
+        }
+    }
+    if creates_stack {
         if let Some(info) = describe_stack(cfn, stack).await? {
             if info.in_review() {
                 cfn.delete_stack()
@@ -291,4 +306,68 @@ pub async fn discard_change_set(cfn: &Client, stack: &str, cs: &ChangeSet) -> an
         }
     }
     Ok(())
+}
+
+/// A change set's execution status (`AVAILABLE`: never run; `EXECUTE_IN_PROGRESS`,
+/// `EXECUTE_COMPLETE`, …); `None` when it does not exist.
+pub async fn change_set_execution(cfn: &Client, stack: &str, change_set: &str) -> anyhow::Result<Option<String>> {
+    match cfn.describe_change_set().change_set_name(change_set).stack_name(stack).send().await {
+        Ok(out) => Ok(out.execution_status().map(|s| s.as_str().to_owned())),
+        Err(err) => {
+            let err = sdk_error(err);
+            if err.to_string().contains("does not exist") {
+                Ok(None)
+            } else {
+                Err(err).with_context(|| format!("describing change set {change_set}"))
+            }
+        }
+    }
+}
+
+/// A change set an earlier wsctl run created and never executed.
+#[derive(Debug, Clone)]
+pub struct Leftover {
+    /// Change set name.
+    pub name: String,
+    /// Change set ARN.
+    pub id: String,
+    /// When it was created (ISO 8601).
+    pub created: String,
+}
+
+/// Change sets of `stack` that wsctl created and nobody executed, other than `except`.
+pub async fn leftover_change_sets(cfn: &Client, stack: &str, except: &str) -> anyhow::Result<Vec<Leftover>> {
+    let mut found = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let out = cfn
+            .list_change_sets()
+            .stack_name(stack)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| format!("listing the change sets of stack {stack}"))?;
+        for cs in out.summaries() {
+            let (Some(name), Some(id)) = (cs.change_set_name(), cs.change_set_id()) else { continue };
+            let ours = name.starts_with(CHANGE_SET_PREFIX) && id != except && name != except;
+            // Some emulators ignore the StackName filter.
+            let this_stack = cs.stack_name().is_none_or(|s| s == stack);
+            let unexecuted = cs.execution_status().is_some_and(|e| e.as_str() == "AVAILABLE");
+            if ours && this_stack && unexecuted {
+                found.push(Leftover {
+                    name: name.to_owned(),
+                    id: id.to_owned(),
+                    created: cs
+                        .creation_time()
+                        .and_then(|t| t.fmt(aws_sdk_cloudformation::primitives::DateTimeFormat::DateTime).ok())
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        token = out.next_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok(found);
+        }
+    }
 }
