@@ -3,6 +3,8 @@
 //! Tests use real components, each started by the test itself on a free loopback port:
 //!
 //! - [`RedisServer`]: Debian's `redis-server` (`apt-get install -y redis-server`);
+//! - [`RedisCluster`]: a Redis Cluster of such servers (N masters, R replicas each), formed
+//!   with `redis-cli --cluster create`, whose masters a test can kill to force a failover;
 //! - [`MotoServer`]: `moto_server` from PyPI `moto[server]` for the AWS APIs;
 //! - [`TempDir`], [`wait_for`], [`free_port`] and a small [`http_request`] client;
 //! - [`apigw_fixture`]: the API Gateway–shaped events of `tests/fixtures/apigw/`.
@@ -22,8 +24,8 @@
 //!     .status();
 //! ```
 //!
-//! Environment overrides: `WSCTL_REDIS_SERVER`, `WSCTL_MOTO_SERVER` and `WSCTL_PYTHON3`
-//! name the programs to run instead of looking them up on `PATH`.
+//! Environment overrides: `WSCTL_REDIS_SERVER`, `WSCTL_REDIS_CLI`, `WSCTL_MOTO_SERVER` and
+//! `WSCTL_PYTHON3` name the programs to run instead of looking them up on `PATH`.
 
 #![warn(missing_docs)]
 
@@ -33,6 +35,7 @@ mod http;
 mod moto;
 mod process;
 mod redis;
+mod redis_cluster;
 mod tempdir;
 mod wait;
 
@@ -41,5 +44,6 @@ pub use fixtures::{apigw_fixture, apigw_fixture_with_key, apigw_fixtures_dir, KE
 pub use http::{http_request, HttpResponse};
 pub use moto::MotoServer;
 pub use redis::{RedisServer, RespValue};
+pub use redis_cluster::{ClusterNodeView, RedisCluster, NODE_TIMEOUT_MS, SLOTS};
 pub use tempdir::TempDir;
 pub use wait::{free_port, wait_for, PollOutcome};

@@ -29,7 +29,7 @@ pub struct RedisServer {
 }
 
 /// Ready once `PING` answers `PONG`, or `NOAUTH` when started with `--requirepass`.
-fn probe(port: u16) -> bool {
+pub(crate) fn probe(port: u16) -> bool {
     match resp_command(port, &[b"PING"]) {
         Ok(RespValue::Simple(s)) => s == "PONG",
         Ok(RespValue::Error(e)) => e.starts_with("NOAUTH"),
@@ -207,7 +207,7 @@ impl RespValue {
     }
 }
 
-fn resp_command(port: u16, args: &[&[u8]]) -> Result<RespValue, TestkitError> {
+pub(crate) fn resp_command(port: u16, args: &[&[u8]]) -> Result<RespValue, TestkitError> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))
         .map_err(|e| TestkitError::io(format!("connect to redis at {addr}"), e))?;
