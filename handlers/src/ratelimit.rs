@@ -23,6 +23,13 @@ impl TokenBucket {
         self.try_take_at(Instant::now())
     }
 
+    /// Whether the bucket would be full at `now` (an idle bucket: forgetting it changes
+    /// nothing).
+    pub fn is_full_at(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.capacity
+    }
+
     /// Takes one token at time `now` (for tests).
     pub fn try_take_at(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
@@ -52,6 +59,8 @@ mod tests {
         assert!(b.try_take_at(t0 + Duration::from_millis(150)));
         // a long pause refills only up to the burst
         let later = t0 + Duration::from_secs(60);
+        assert!(b.is_full_at(later));
         assert_eq!((0..10).filter(|_| b.try_take_at(later)).count(), 5);
+        assert!(!b.is_full_at(later));
     }
 }

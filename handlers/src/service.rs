@@ -29,6 +29,9 @@ pub struct Services {
     /// Counters.
     pub metrics: Arc<Metrics>,
     order: PublishOrder,
+    /// The caller enforces the per-connection rate limit itself (a gateway that holds the
+    /// connection); otherwise it is a bucket in the live-state store (Lambda).
+    connection_limit_by_caller: bool,
 }
 
 /// Striped per-room locks that keep one process's publishes to a room in seq order from
@@ -129,7 +132,16 @@ impl Services {
             limits,
             metrics: Arc::new(Metrics::default()),
             order: PublishOrder::new(),
+            connection_limit_by_caller: false,
         }
+    }
+
+    /// For a runtime that holds its connections and limits each one's requests in
+    /// process: `message` then skips the per-connection bucket in the store (the per-key
+    /// one, shared across connections and nodes, stays).
+    pub fn with_connection_limit_by_caller(mut self) -> Self {
+        self.connection_limit_by_caller = true;
+        self
     }
 
     /// The authorizer: checks the raw key (by its hash, compared in constant time), its
@@ -219,12 +231,57 @@ impl Services {
         }
         let inbound = protocol::parse(body);
         let id = inbound.id;
+        if let Some(err) = self.admit(caller).await {
+            return vec![self.error(&err, caller, id)];
+        }
         match inbound.request {
             Ok(request) => match self.route(caller, request, id).await {
                 Ok(frames) => frames,
                 Err(err) => vec![self.error(&err, caller, id)],
             },
             Err(err) => vec![self.error(&err, caller, id)],
+        }
+    }
+
+    /// The rate limits: a bucket per connection (unless the caller keeps it) and, when the
+    /// stage sets `key_requests_per_second`, one per key across its connections. Both live
+    /// in the live-state store, so they hold across Lambda invocations and gateway nodes.
+    /// When the store cannot be reached the request is admitted (the limit fails open;
+    /// what the request needs from the store then fails on its own, as `unavailable`).
+    async fn admit(&self, caller: Caller<'_>) -> Option<HandlerError> {
+        let l = &self.limits;
+        if !self.connection_limit_by_caller {
+            let bucket = format!("c:{}", caller.connection_id);
+            if !self.take_token(&bucket, l.requests_per_second, l.request_burst).await {
+                return Some(HandlerError::new(
+                    ErrorCode::RateLimited,
+                    format!("more than {} requests/s on this connection; slow down and retry", l.requests_per_second),
+                ));
+            }
+        }
+        if l.key_requests_per_second > 0 {
+            let bucket = format!("k:{}", caller.identity.key_id);
+            let burst = l.key_request_burst.max(l.key_requests_per_second);
+            if !self.take_token(&bucket, l.key_requests_per_second, burst).await {
+                return Some(HandlerError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "more than {} requests/s across this API key's connections; slow down and retry",
+                        l.key_requests_per_second
+                    ),
+                ));
+            }
+        }
+        None
+    }
+
+    async fn take_token(&self, bucket: &str, rate: u32, burst: u32) -> bool {
+        match self.rooms.take_token(bucket, rate, burst).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::warn!(error = %e, "rate-limit state unavailable; admitting the request");
+                true
+            }
         }
     }
 

@@ -81,31 +81,12 @@ pub struct Gateway {
     /// WebSocket read buffer size.
     pub read_buffer: usize,
     connect_rate: Mutex<TokenBucket>,
-    key_rates: Mutex<std::collections::HashMap<String, TokenBucket>>,
 }
 
 impl Gateway {
     /// Takes a connect-rate token.
     fn admit(&self) -> bool {
         self.connect_rate.lock().map(|mut b| b.try_take()).unwrap_or(false)
-    }
-
-    /// Takes a token from the per-key bucket (always succeeds when the stage sets no
-    /// per-key limit).
-    pub fn admit_key_request(&self, key_id: &str) -> bool {
-        let limits = &self.services.limits;
-        if limits.key_requests_per_second == 0 {
-            return true;
-        }
-        let Ok(mut buckets) = self.key_rates.lock() else { return false };
-        if let Some(bucket) = buckets.get_mut(key_id) {
-            return bucket.try_take();
-        }
-        let burst = limits.key_request_burst.max(limits.key_requests_per_second);
-        let mut bucket = TokenBucket::new(limits.key_requests_per_second, burst);
-        let ok = bucket.try_take();
-        buckets.insert(key_id.to_owned(), bucket);
-        ok
     }
 
     /// Ends a connection: unregisters it and runs `$disconnect` (once).
@@ -205,8 +186,11 @@ pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
     let (rooms, connections, keys, backends) = build_stores(&args, global, &stage, &state).await?;
     let metrics = Arc::new(wsctl_handlers::metrics::Metrics::default());
     let registry = Arc::new(Registry::new(metrics.clone()));
+    // Each session keeps its connection's bucket (no store round trip per frame); the
+    // per-key bucket lives in the room store, shared with other nodes on one Redis.
     let mut services =
-        Services::new(rooms, connections, keys, Arc::new(LocalSender::new(registry.clone())), limits.clone());
+        Services::new(rooms, connections, keys, Arc::new(LocalSender::new(registry.clone())), limits.clone())
+            .with_connection_limit_by_caller();
     services.metrics = metrics;
     let services = Arc::new(services);
     let dev_key = ensure_dev_key(&services, &state).await?;
@@ -217,7 +201,6 @@ pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
         admin_token: state.admin_token()?,
         read_buffer: args.read_buffer.max(1024),
         connect_rate: Mutex::new(TokenBucket::new(limits.connects_per_second, limits.connects_per_second)),
-        key_rates: Mutex::default(),
     });
 
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))

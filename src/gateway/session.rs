@@ -78,12 +78,6 @@ async fn serve(
                                 format!("more than {} requests/s on this connection; slow down and retry", limits.requests_per_second),
                             );
                             vec![gw.services.error(&err, caller, None)]
-                        } else if !gw.admit_key_request(&identity.key_id) {
-                            let err = HandlerError::new(
-                                ErrorCode::RateLimited,
-                                format!("more than {} requests/s across this API key's connections; slow down and retry", limits.key_requests_per_second),
-                            );
-                            vec![gw.services.error(&err, caller, None)]
                         } else {
                             gw.services.message(caller, text.as_str()).await
                         }

@@ -2,6 +2,7 @@
 //! records (hashes only) to a JSON file so local keys survive a restart.
 
 use super::*;
+use crate::ratelimit::TokenBucket;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -37,6 +38,10 @@ struct Rooms {
     by_conn: HashMap<ConnId, BTreeSet<String>>,
     /// Live-connection slots per key: connection → expiry (epoch ms).
     slots: HashMap<String, HashMap<String, u64>>,
+    /// Rate-limit buckets by name; full (idle) ones are dropped as the map grows.
+    buckets: HashMap<String, TokenBucket>,
+    /// Bucket count after the last sweep of idle buckets.
+    buckets_swept_at: usize,
 }
 
 /// Rooms, membership and history in process memory. Every operation takes one short lock
@@ -207,6 +212,18 @@ impl RoomStore for MemoryRoomStore {
             }
         }
         Ok(())
+    }
+
+    async fn take_token(&self, bucket: &str, rate: u32, burst: u32) -> Result<bool, StoreError> {
+        let mut g = self.lock()?;
+        let now = std::time::Instant::now();
+        // Amortized: sweep idle buckets whenever the map has doubled since the last sweep.
+        if g.buckets.len() >= 2 * g.buckets_swept_at.max(512) {
+            g.buckets.retain(|_, b| !b.is_full_at(now));
+            g.buckets_swept_at = g.buckets.len();
+        }
+        let taken = g.buckets.entry(bucket.to_owned()).or_insert_with(|| TokenBucket::new(rate, burst)).try_take();
+        Ok(taken)
     }
 }
 
@@ -395,5 +412,38 @@ impl KeyStore for MemoryKeyStore {
         let out = rec.clone();
         self.persist(&g)?;
         Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bucket_limits_its_name_only_and_idle_buckets_are_swept() {
+        let store = MemoryRoomStore::new(10);
+        let taken = |name: &'static str| {
+            let store = &store;
+            async move {
+                let mut n = 0;
+                for _ in 0..10 {
+                    n += usize::from(store.take_token(name, 1, 3).await.expect("memory store"));
+                }
+                n
+            }
+        };
+        assert_eq!(taken("c:a").await, 3, "the burst, then nothing at 1/s");
+        assert_eq!(taken("c:b").await, 3, "another bucket is independent");
+
+        // 6,000 one-shot buckets at 1000/s, each full again within a millisecond: the
+        // sweeps that run as the map doubles keep it from growing with them.
+        for round in 0..10 {
+            for i in 0..600 {
+                store.take_token(&format!("k:{round}:{i}"), 1000, 1).await.expect("memory store");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let left = store.lock().expect("lock").buckets.len();
+        assert!(left < 1_300, "idle buckets are swept: {left} of 6,002 left");
     }
 }

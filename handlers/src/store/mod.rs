@@ -119,6 +119,10 @@ pub trait RoomStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Gives `conn`'s slot of `key_id` back. Idempotent.
     async fn release_slot(&self, key_id: &str, conn: &str) -> Result<(), StoreError>;
+    /// Takes one token from the rate-limit bucket `bucket` (refilled at `rate` per second
+    /// up to `burst`), shared by every process that uses this store, so a limit holds
+    /// across Lambda invocations and gateway nodes. False when the bucket is empty.
+    async fn take_token(&self, bucket: &str, rate: u32, burst: u32) -> Result<bool, StoreError>;
 }
 
 /// A durable connection record (the connections table).

@@ -5,7 +5,10 @@
 //!   `room:{R}:history` ZSET (score = seq, member = frame), `room:{R}:meta` HASH;
 //! - `connection:{ID}:rooms` SET of room names (expires with the connection record) and
 //!   `connection:{ID}:gone` tombstone written by disconnect;
-//! - `rooms` ZSET (lexicographic) indexing room names for paginated listing.
+//! - `rooms` ZSET (lexicographic) indexing room names for paginated listing;
+//! - `key:{K}:connections` ZSET of a key's live connections (score = expiry), its cap;
+//! - `ratelimit:{B}` HASH, a token bucket (`tokens`, `at` on Redis's clock) expiring
+//!   once it would be full again.
 //!
 //! A subscribe writes the connection side first, then the room side, then re-checks the
 //! tombstone, so a disconnect racing a subscribe never leaves a member behind. The
@@ -81,6 +84,7 @@ pub struct RedisRoomStore {
     subscribe_room_side: Script,
     publish: Script,
     claim_slot: Script,
+    take_token: Script,
 }
 
 fn err(e: RedisError) -> StoreError {
@@ -97,6 +101,10 @@ fn slots_key(key_id: &str) -> String {
 
 fn conn_key(id: &str, what: &str) -> String {
     format!("connection:{{{id}}}:{what}")
+}
+
+fn bucket_key(bucket: &str) -> String {
+    format!("ratelimit:{{{bucket}}}")
 }
 
 const ROOMS_INDEX: &str = "rooms";
@@ -161,6 +169,23 @@ impl RedisRoomStore {
                   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
                   redis.call('EXPIRE', KEYS[1], ARGV[5])
                   return 1",
+            ),
+            // A token bucket in one hash, on Redis's clock (callers' clocks differ).
+            // KEYS: the bucket. ARGV: rate per second, burst.
+            take_token: Script::new(
+                r"local rate = tonumber(ARGV[1])
+                  local burst = tonumber(ARGV[2])
+                  local t = redis.call('TIME')
+                  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+                  local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+                  local tokens = tonumber(b[1]) or burst
+                  local at = tonumber(b[2]) or now
+                  tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
+                  local taken = 0
+                  if tokens >= 1 then tokens = tokens - 1; taken = 1 end
+                  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
+                  redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+                  return taken",
             ),
         })
     }
@@ -500,6 +525,18 @@ impl RoomStore for RedisRoomStore {
         self.with(|mut c| async move { ::redis::cmd("ZREM").arg(&key).arg(conn).query_async::<i64>(&mut c).await })
             .await
             .map(|_| ())
+    }
+
+    async fn take_token(&self, bucket: &str, rate: u32, burst: u32) -> Result<bool, StoreError> {
+        let key = bucket_key(bucket);
+        let taken: i64 = self
+            .with(|mut c| {
+                let mut inv = self.take_token.key(&key);
+                inv.arg(rate.max(1)).arg(burst.max(1));
+                async move { inv.invoke_async(&mut c).await }
+            })
+            .await?;
+        Ok(taken == 1)
     }
 }
 
