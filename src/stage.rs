@@ -102,6 +102,9 @@ pub struct LambdaSettings {
     pub log_retention_days: u32,
     /// `RUST_LOG` of the functions.
     pub log_level: String,
+    /// Published versions each function keeps after a deploy (for rollback), besides the
+    /// ones in use; older ones are deleted (they count against the code-storage quota).
+    pub keep_versions: u32,
 }
 
 impl Default for LambdaSettings {
@@ -112,6 +115,7 @@ impl Default for LambdaSettings {
             timeout_secs: 10,
             log_retention_days: 14,
             log_level: "info".into(),
+            keep_versions: 10,
         }
     }
 }
@@ -408,6 +412,9 @@ impl Stage {
                 format!("{} is not a CloudWatch retention; use one of {LOG_RETENTION_DAYS:?}", l.log_retention_days),
             );
         }
+        if !(1..=1000).contains(&l.keep_versions) {
+            return bad("lambda.keep_versions", format!("{} must be within 1..=1000", l.keep_versions));
+        }
         if l.log_level.trim().is_empty() {
             return bad("lambda.log_level", "must be a RUST_LOG filter such as `info`".into());
         }
@@ -562,6 +569,8 @@ mod tests {
         let err = parse("lambda:\n  log_retention_days: 10\n").unwrap_err().to_string();
         assert!(err.contains("lambda.log_retention_days"), "{err}");
         assert!(err.contains("14"), "{err}");
+        let err = parse("lambda:\n  keep_versions: 0\n").unwrap_err().to_string();
+        assert!(err.contains("lambda.keep_versions") && err.contains("1..=1000"), "{err}");
         let err = parse("account: 12\n").unwrap_err().to_string();
         assert!(err.contains("account"), "{err}");
         let err = parse("redis:\n  mode: existing\n").unwrap_err().to_string();

@@ -356,6 +356,9 @@ pub struct StageReport {
     pub ok: bool,
     /// Stopped by Ctrl-C or SIGTERM.
     pub interrupted: bool,
+    /// Old Lambda versions deleted after the deploy (`lambda.keep_versions`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pruned_versions: Vec<super::versions::PrunedFunction>,
     /// How the run ended when it stopped between stacks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -422,6 +425,7 @@ pub async fn run_stage(
         outputs: BTreeMap::new(),
         ok: false,
         interrupted: false,
+        pruned_versions: Vec::new(),
         message: None,
     };
 
@@ -561,6 +565,22 @@ pub async fn run_stage(
                 last.message = Some(format!("deployed code differs from the manifest: {}", mismatches.join("; ")));
             }
             return Ok(report);
+        }
+        // The deploy is done; a failure to tidy up only warns.
+        let keep = stage.lambda.keep_versions as usize;
+        match super::versions::prune(&clients.lambda, &clients.cfn, &app.stack_name, keep).await {
+            Ok(pruned) => {
+                let deleted: Vec<String> = pruned
+                    .iter()
+                    .filter(|p| !p.deleted.is_empty())
+                    .map(|p| format!("{} {}", p.function, p.deleted.join(",")))
+                    .collect();
+                if !deleted.is_empty() {
+                    ctx.ui.line(format!("old versions deleted (keeping {keep} per function): {}", deleted.join("; ")));
+                }
+                report.pruned_versions = pruned;
+            }
+            Err(e) => ctx.ui.note(format!("warning: old Lambda versions were not pruned: {e:#}")),
         }
     }
     report.ok = true;

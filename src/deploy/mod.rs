@@ -26,6 +26,7 @@ mod signals;
 mod stacks;
 mod status;
 mod ui;
+mod versions;
 mod wiring;
 
 use crate::cli::Global;
