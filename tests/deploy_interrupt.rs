@@ -172,6 +172,12 @@ fn a_stack_still_in_progress_is_waited_for_sigterm_leaves_it_running_and_the_nex
     assert_eq!(h.stack_status("wsctl-busy-data").as_deref(), Some("CREATE_IN_PROGRESS"));
     assert!(h.executable_change_sets("wsctl-busy-data").is_empty());
 
+    // A plan says what deploy will do first, and plans the app as if the data stack were new.
+    let plan = h.wsctl(&["plan", "--stage", "busy", "--manifest", v1.to_str().unwrap()]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    let shown = String::from_utf8_lossy(&plan.stdout);
+    assert!(shown.contains("wsctl-busy-data is CREATE_IN_PROGRESS: deploy will first wait"), "{}", text(&plan));
+
     // The next deploy waits too, and carries on once CloudFormation is done.
     let run = h.spawn(&as_strs(&args), None);
     run.wait_for_output("waiting for it to finish before deploying", SLOW);
@@ -224,4 +230,30 @@ fn destroy_removes_what_a_killed_first_deploy_left() {
     assert_eq!(report["stacks"][0]["name"], "wsctl-undo-data", "{report:#}");
     assert_eq!(report["stacks"][0]["action"], "deleted", "{report:#}");
     assert_eq!(h.stack_status("wsctl-undo-data"), None);
+}
+
+#[test]
+fn ctrl_c_while_the_change_set_is_computed_deletes_it() {
+    let h = Harness::new("calc", &stage_yaml(""));
+    let v1 = h.manifest("dist1", |f| format!("{f} build 1"));
+    let first = h.deploy(&v1, false);
+    assert!(first.status.success(), "{}", text(&first));
+    let before = h.code_shas();
+
+    // Hold the first look at the app stack's new change set: wsctl is then waiting for
+    // CloudFormation to compute it.
+    let v2 = h.manifest("dist2", |f| format!("{f} build 2"));
+    let proxy = HoldProxy::start(h.moto.addr(), &["Action=DescribeChangeSet", "StackName=wsctl-calc-app"]);
+    let args = h.deploy_args(&v2);
+    let run = h.spawn(&as_strs(&args), Some(&proxy.endpoint()));
+    proxy.wait_held(SLOW);
+    run.signal(libc::SIGINT);
+    let out = run.finish(SLOW);
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let report = json(&out);
+    let app = stack(&report, "app");
+    assert_eq!(app["action"], "interrupted", "{report:#}");
+    assert!(field(app, "message").contains("change set deleted, stack unchanged"), "{report:#}");
+    assert_eq!(h.code_shas(), before);
+    assert!(h.executable_change_sets("wsctl-calc-app").is_empty());
 }

@@ -32,7 +32,14 @@ pub struct Services {
     /// The caller enforces the per-connection rate limit itself (a gateway that holds the
     /// connection); otherwise it is a bucket in the live-state store (Lambda).
     connection_limit_by_caller: bool,
+    /// Until when (epoch ms) the rate limits skip an unreachable store.
+    limit_store_down_until: std::sync::atomic::AtomicU64,
 }
+
+/// Longest a rate-limit check waits on the store before admitting the request.
+const LIMIT_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// After a failed check, how long the limits admit without asking the store again.
+const LIMIT_STORE_BACKOFF_MS: u64 = 5_000;
 
 /// Striped per-room locks that keep one process's publishes to a room in seq order from
 /// seq assignment through enqueueing. Different rooms rarely share a stripe.
@@ -133,6 +140,7 @@ impl Services {
             metrics: Arc::new(Metrics::default()),
             order: PublishOrder::new(),
             connection_limit_by_caller: false,
+            limit_store_down_until: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -275,14 +283,22 @@ impl Services {
         None
     }
 
+    /// Takes a token; admits when the store cannot answer within [`LIMIT_STORE_TIMEOUT`],
+    /// and then, for [`LIMIT_STORE_BACKOFF_MS`], without asking it (one slow check, and
+    /// one warning, per outage and interval instead of one per request).
     async fn take_token(&self, bucket: &str, rate: u32, burst: u32) -> bool {
-        match self.rooms.take_token(bucket, rate, burst).await {
-            Ok(taken) => taken,
-            Err(e) => {
-                tracing::warn!(error = %e, "rate-limit state unavailable; admitting the request");
-                true
-            }
+        let now = now_ms();
+        if now < self.limit_store_down_until.load(Relaxed) {
+            return true;
         }
+        let why = match tokio::time::timeout(LIMIT_STORE_TIMEOUT, self.rooms.take_token(bucket, rate, burst)).await {
+            Ok(Ok(taken)) => return taken,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {} ms", LIMIT_STORE_TIMEOUT.as_millis()),
+        };
+        self.limit_store_down_until.store(now + LIMIT_STORE_BACKOFF_MS, Relaxed);
+        tracing::warn!(error = %why, "rate-limit state unavailable; admitting requests unchecked for 5 s");
+        true
     }
 
     /// Encodes an error reply and counts it.

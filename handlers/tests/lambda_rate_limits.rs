@@ -103,6 +103,7 @@ async fn the_connection_limit_holds_across_lambda_containers() {
     let ceiling = 5 + (secs * 2.0).ceil() as usize;
     assert!(admitted >= 5, "the burst is admitted: {admitted}");
     assert!(admitted <= ceiling, "{admitted} admitted; at most {ceiling} (burst 5 + 2/s over {secs:.2}s)");
+    assert!(admitted < 4 * 5, "one bucket for all containers, not one each: {admitted} admitted");
     assert_eq!(admitted + limited, 40);
 
     // Another connection of the same key has a bucket of its own.
@@ -128,6 +129,7 @@ async fn the_key_limit_holds_across_connections_and_containers() {
     let ceiling = 8 + (secs * 2.0).ceil() as usize;
     assert!(admitted >= 8, "the key's burst is admitted: {admitted}");
     assert!(admitted <= ceiling, "{admitted} admitted for the key; at most {ceiling} over {secs:.2}s");
+    assert!(admitted < 3 * 8, "one bucket for all containers and connections: {admitted} admitted");
     assert_eq!(admitted + limited, 60);
 
     // The bucket is one Redis hash, expiring once it would be full again.

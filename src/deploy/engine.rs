@@ -251,7 +251,8 @@ pub async fn apply_stack(ctx: &Ctx<'_>, rendered: &Rendered, mode: Mode) -> anyh
         return recovery::stop_before_execution(ctx, rendered, &cs.id, cs.creates_stack).await;
     }
     // Executing ours would make CloudFormation delete them anyway; say what they were.
-    for old in stacks::leftover_change_sets(cfn, name, &cs.id).await? {
+    let leftovers = stacks::change_sets(cfn, name).await?.into_iter().filter(|c| c.leftover() && c.id != cs.id);
+    for old in leftovers {
         ui.note(format!(
             "{name}: removing change set {} (created {}, never executed) left by an interrupted deploy",
             old.name, old.created
@@ -503,11 +504,12 @@ pub async fn run_stage(
     }
 
     // 4. App stack.
+    // (A plan can find the data stack absent, failed, or still being worked on.)
     let data_deployed = stacks::describe_stack(&clients.cfn, &data.stack_name)
         .await?
-        .is_some_and(|s| !s.in_review() && !s.failed_create());
+        .is_some_and(|s| !s.in_progress() && !s.failed_create());
     if !data_deployed {
-        // Plan of a first deploy: the app's wiring does not exist yet.
+        // Plan before the data stack is in place: the app's wiring cannot be read yet.
         let app = render::render_app(
             stage,
             &AppInputs { wiring: None, artifact_bucket: Some(&bucket), manifest: Some(manifest) },
@@ -577,6 +579,9 @@ pub async fn run_stage(
                     .collect();
                 if !deleted.is_empty() {
                     ctx.ui.line(format!("old versions deleted (keeping {keep} per function): {}", deleted.join("; ")));
+                }
+                for p in pruned.iter().filter(|p| !p.errors.is_empty()) {
+                    ctx.ui.note(format!("warning: {}: {}", p.function, p.errors.join("; ")));
                 }
                 report.pruned_versions = pruned;
             }

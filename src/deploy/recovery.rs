@@ -9,8 +9,8 @@
 
 use super::engine::{Ctx, Mode, StackReport};
 use super::events::{self, Failure, Outcome, Watch};
-use super::render::Rendered;
-use super::stacks::{self, sdk_error, ChangeSet, StackInfo};
+use super::render::{Rendered, StackKind};
+use super::stacks::{self, sdk_error, ChangeRow, ChangeSet, StackInfo};
 use anyhow::bail;
 
 /// At most this many recovery steps (wait, continue rollback, delete) before a deploy gives up.
@@ -208,6 +208,18 @@ pub async fn prepare(ctx: &Ctx<'_>, rendered: &Rendered, mode: Mode) -> anyhow::
                     return Ok(Prepared::Stop(r));
                 }
             }
+            Recovery::DiscardReview if stacks::change_sets(cfn, &info.id).await?.iter().any(|c| c.busy()) => {
+                // Another run is computing or has just started executing its change set.
+                ui.line(format!(
+                    "{name} is REVIEW_IN_PROGRESS with a change set being computed or executed (another deploy?); \
+                     waiting for it (Ctrl-C stops waiting)"
+                ));
+                let pause = ctx.timing.poll.max(std::time::Duration::from_millis(200));
+                if ctx.interrupt.guard(tokio::time::sleep(pause)).await.is_none() {
+                    let message = format!("stopped waiting: {name} is still REVIEW_IN_PROGRESS, left alone");
+                    return Ok(Prepared::Stop(report(rendered, "interrupted", Some(status), message)));
+                }
+            }
             Recovery::Recreate | Recovery::DiscardReview => {
                 if recovery == Recovery::Recreate {
                     ui.line(format!(
@@ -242,8 +254,40 @@ pub async fn prepare(ctx: &Ctx<'_>, rendered: &Rendered, mode: Mode) -> anyhow::
     bail!("stack {name} did not settle after {MAX_STEPS} recovery steps; see `wsctl status` and the CloudFormation console")
 }
 
+/// How often the stop paths look again, and for how long at most.
+const STOP_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Sleeps one stop-path poll interval; false when a second signal asks to stop waiting.
+async fn pause(ctx: &Ctx<'_>) -> bool {
+    let interval = ctx.timing.poll.min(STOP_POLL);
+    ctx.interrupt.guard_after(1, tokio::time::sleep(interval)).await.is_some()
+}
+
+/// Waits until CloudFormation has finished computing a change set, which it refuses to
+/// delete before, or until one whose creation call was cut short has had a moment to
+/// appear. `None`: it does not exist (or the wait was cut short).
+async fn settle_change_set(ctx: &Ctx<'_>, stack: &str, change_set: &str) -> Option<stacks::ChangeSetState> {
+    let deadline = std::time::Instant::now() + STOP_WAIT;
+    let mut absent = 0;
+    loop {
+        match stacks::change_set_state(&ctx.clients.cfn, stack, change_set).await {
+            Ok(Some(state)) if !state.computing() => return Some(state),
+            Ok(Some(_)) => {}
+            Ok(None) if absent >= 2 => return None,
+            Ok(None) => absent += 1,
+            Err(_) => return None,
+        }
+        if std::time::Instant::now() > deadline || !pause(ctx).await {
+            return None;
+        }
+    }
+}
+
 /// Interrupted before the change set ran (while CloudFormation computed it, or at the
 /// prompt): deletes it, and the empty stack a first create made. The stack is unchanged.
+/// If the execution started after all (the call to execute it was in flight), hands over
+/// to [`stop_execution`]'s handling of a started one.
 pub async fn stop_before_execution(
     ctx: &Ctx<'_>,
     rendered: &Rendered,
@@ -251,12 +295,29 @@ pub async fn stop_before_execution(
     creates_stack: bool,
 ) -> anyhow::Result<StackReport> {
     let cfn = &ctx.clients.cfn;
-    stacks::discard_change_set(cfn, &rendered.stack_name, change_set, creates_stack).await?;
-    let status = stacks::describe_stack(cfn, &rendered.stack_name).await?.map(|s| s.status);
-    let message = if creates_stack {
-        "interrupted before its change set ran: change set deleted, nothing created".to_owned()
-    } else {
-        "interrupted before its change set ran: change set deleted, stack unchanged".to_owned()
+    let name = &rendered.stack_name;
+    let settled = settle_change_set(ctx, name, change_set).await;
+    if settled.as_ref().is_some_and(|s| s.execution != "AVAILABLE" && s.execution != "UNAVAILABLE") {
+        return stop_started_execution(ctx, rendered, change_set, &[]).await;
+    }
+    let discarded = stacks::discard_change_set(cfn, name, change_set, creates_stack).await;
+    if discarded.is_err() {
+        if let Ok(Some(state)) = stacks::change_set_state(cfn, name, change_set).await {
+            if state.execution != "AVAILABLE" && state.execution != "UNAVAILABLE" {
+                return stop_started_execution(ctx, rendered, change_set, &[]).await;
+            }
+        }
+    }
+    let status = stacks::describe_stack(cfn, name).await?.map(|s| s.status);
+    let message = match discarded {
+        Ok(()) if creates_stack => {
+            "interrupted before its change set ran: change set deleted, nothing created".to_owned()
+        }
+        Ok(()) => "interrupted before its change set ran: change set deleted, stack unchanged".to_owned(),
+        Err(e) => format!(
+            "interrupted before its change set ran; the stack is unchanged, but the change set could not be deleted \
+             ({e:#}): it is left unexecuted, and the next deploy removes it"
+        ),
     };
     Ok(*report(rendered, "interrupted", status, message))
 }
@@ -266,16 +327,40 @@ pub async fn stop_before_execution(
 /// CloudFormation rolls it back to the previous version; a create, which CloudFormation
 /// can only delete, not cancel, is left to finish.
 pub async fn stop_execution(ctx: &Ctx<'_>, rendered: &Rendered, cs: &ChangeSet) -> anyhow::Result<StackReport> {
+    let state = stacks::change_set_state(&ctx.clients.cfn, &rendered.stack_name, &cs.id).await?;
+    if state.is_some_and(|s| s.execution == "AVAILABLE") {
+        let mut r = stop_before_execution(ctx, rendered, &cs.id, cs.creates_stack).await?;
+        r.changes = cs.changes.clone();
+        return Ok(r);
+    }
+    stop_started_execution(ctx, rendered, &cs.id, &cs.changes).await
+}
+
+/// The stack's status once a started execution shows in it: right after ExecuteChangeSet
+/// the stack can still read `REVIEW_IN_PROGRESS` or its previous `*_COMPLETE`.
+async fn status_once_started(ctx: &Ctx<'_>, stack: &str, change_set: &str) -> anyhow::Result<Option<String>> {
     let cfn = &ctx.clients.cfn;
-    let name = &rendered.stack_name;
-    if stacks::change_set_execution(cfn, name, &cs.id).await?.as_deref() == Some("AVAILABLE") {
-        match stop_before_execution(ctx, rendered, &cs.id, cs.creates_stack).await {
-            Ok(report) => return Ok(report),
-            // The execution request landed between the two calls: handle it as started.
-            Err(e) => ctx.ui.note(format!("{name}: the change set started after all ({e:#})")),
+    let deadline = std::time::Instant::now() + STOP_WAIT;
+    loop {
+        let status = stacks::describe_stack(cfn, stack).await?.map(|s| s.status);
+        let showing = status.as_deref().is_some_and(|s| s.ends_with("_IN_PROGRESS") && s != "REVIEW_IN_PROGRESS");
+        let execution = stacks::change_set_state(cfn, stack, change_set).await?.map(|s| s.execution);
+        let finished = !matches!(execution.as_deref(), Some("EXECUTE_IN_PROGRESS" | "AVAILABLE"));
+        if showing || finished || std::time::Instant::now() > deadline || !pause(ctx).await {
+            return Ok(status);
         }
     }
-    let status = stacks::describe_stack(cfn, name).await?.map(|s| s.status);
+}
+
+async fn stop_started_execution(
+    ctx: &Ctx<'_>,
+    rendered: &Rendered,
+    change_set: &str,
+    changes: &[ChangeRow],
+) -> anyhow::Result<StackReport> {
+    let cfn = &ctx.clients.cfn;
+    let name = &rendered.stack_name;
+    let status = status_once_started(ctx, name, change_set).await?;
     let mut failures: Vec<Failure> = Vec::new();
     let message = match status.as_deref() {
         Some("UPDATE_IN_PROGRESS") => {
@@ -302,7 +387,7 @@ pub async fn stop_execution(ctx: &Ctx<'_>, rendered: &Rendered, cs: &ChangeSet) 
                 },
             }
         }
-        Some(s) if s == "CREATE_IN_PROGRESS" => format!(
+        Some(s) if s == "CREATE_IN_PROGRESS" && rendered.kind != StackKind::Bootstrap => format!(
             "interrupted while {s}: left running, since CloudFormation can delete a stack being created but not \
              cancel it (`wsctl destroy` deletes it)"
         ),
@@ -312,7 +397,7 @@ pub async fn stop_execution(ctx: &Ctx<'_>, rendered: &Rendered, cs: &ChangeSet) 
     };
     let status = stacks::describe_stack(cfn, name).await?.map(|s| s.status);
     let mut r = *report(rendered, "interrupted", status, message);
-    r.changes = cs.changes.clone();
+    r.changes = changes.to_vec();
     r.failures = failures;
     Ok(r)
 }

@@ -1,13 +1,16 @@
 //! Ctrl-C (SIGINT) and SIGTERM during `deploy` and `plan`: counted, not fatal, so the
 //! engine can leave every stack in a state the next deploy resumes or rolls back, and say
 //! which. The first signal asks the engine to stop; a second one stops waiting for
-//! CloudFormation to finish what the first one started.
+//! CloudFormation to finish what the first one started; a third exits at once.
 
 use std::future::Future;
 use tokio::sync::watch;
 
 /// Exit code of a command stopped by a signal (128 + SIGINT, as shells report it).
 pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// The signal count at which the process exits at once, whatever it is doing.
+const FORCE_EXIT_AFTER: u32 = 3;
 
 /// The number of stop signals received so far, shared by every part of one command run.
 #[derive(Debug, Clone)]
@@ -31,6 +34,13 @@ impl Interrupt {
                     std::future::pending::<()>().await;
                 }
                 tx.send_modify(|n| *n += 1);
+                if *tx.borrow() >= FORCE_EXIT_AFTER {
+                    eprintln!(
+                        "\ninterrupted {FORCE_EXIT_AFTER} times: exiting now; CloudFormation carries on with whatever \
+                         it was doing (see `wsctl status`; the next deploy picks up from there)"
+                    );
+                    std::process::exit(i32::from(EXIT_INTERRUPTED));
+                }
             }
         });
         Interrupt { count }

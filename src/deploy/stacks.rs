@@ -308,11 +308,31 @@ pub async fn discard_change_set(
     Ok(())
 }
 
-/// A change set's execution status (`AVAILABLE`: never run; `EXECUTE_IN_PROGRESS`,
-/// `EXECUTE_COMPLETE`, …); `None` when it does not exist.
-pub async fn change_set_execution(cfn: &Client, stack: &str, change_set: &str) -> anyhow::Result<Option<String>> {
+/// A change set's state: its status (`CREATE_PENDING`, `CREATE_IN_PROGRESS`,
+/// `CREATE_COMPLETE`, `FAILED`, …) and execution status (`AVAILABLE`: never run;
+/// `EXECUTE_IN_PROGRESS`, `EXECUTE_COMPLETE`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSetState {
+    /// Status of its computation.
+    pub status: String,
+    /// Execution status.
+    pub execution: String,
+}
+
+impl ChangeSetState {
+    /// CloudFormation is still computing it (it can be neither executed nor deleted yet).
+    pub fn computing(&self) -> bool {
+        matches!(self.status.as_str(), "CREATE_PENDING" | "CREATE_IN_PROGRESS")
+    }
+}
+
+/// A change set's state; `None` when it does not exist.
+pub async fn change_set_state(cfn: &Client, stack: &str, change_set: &str) -> anyhow::Result<Option<ChangeSetState>> {
     match cfn.describe_change_set().change_set_name(change_set).stack_name(stack).send().await {
-        Ok(out) => Ok(out.execution_status().map(|s| s.as_str().to_owned())),
+        Ok(out) => Ok(Some(ChangeSetState {
+            status: out.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            execution: out.execution_status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        })),
         Err(err) => {
             let err = sdk_error(err);
             if err.to_string().contains("does not exist") {
@@ -324,19 +344,34 @@ pub async fn change_set_execution(cfn: &Client, stack: &str, change_set: &str) -
     }
 }
 
-/// A change set an earlier wsctl run created and never executed.
+/// A change set of a stack, as listed.
 #[derive(Debug, Clone)]
-pub struct Leftover {
+pub struct ChangeSetSummary {
     /// Change set name.
     pub name: String,
     /// Change set ARN.
     pub id: String,
+    /// Its state.
+    pub state: ChangeSetState,
     /// When it was created (ISO 8601).
     pub created: String,
 }
 
-/// Change sets of `stack` that wsctl created and nobody executed, other than `except`.
-pub async fn leftover_change_sets(cfn: &Client, stack: &str, except: &str) -> anyhow::Result<Vec<Leftover>> {
+impl ChangeSetSummary {
+    /// Being computed or executed: someone (another run, or the one just interrupted) is
+    /// working with it.
+    pub fn busy(&self) -> bool {
+        self.state.computing() || self.state.execution == "EXECUTE_IN_PROGRESS"
+    }
+
+    /// Created by wsctl and never executed.
+    pub fn leftover(&self) -> bool {
+        self.name.starts_with(CHANGE_SET_PREFIX) && self.state.execution == "AVAILABLE"
+    }
+}
+
+/// The change sets of `stack`.
+pub async fn change_sets(cfn: &Client, stack: &str) -> anyhow::Result<Vec<ChangeSetSummary>> {
     let mut found = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -350,20 +385,22 @@ pub async fn leftover_change_sets(cfn: &Client, stack: &str, except: &str) -> an
             .with_context(|| format!("listing the change sets of stack {stack}"))?;
         for cs in out.summaries() {
             let (Some(name), Some(id)) = (cs.change_set_name(), cs.change_set_id()) else { continue };
-            let ours = name.starts_with(CHANGE_SET_PREFIX) && id != except && name != except;
             // Some emulators ignore the StackName filter.
-            let this_stack = cs.stack_name().is_none_or(|s| s == stack);
-            let unexecuted = cs.execution_status().is_some_and(|e| e.as_str() == "AVAILABLE");
-            if ours && this_stack && unexecuted {
-                found.push(Leftover {
-                    name: name.to_owned(),
-                    id: id.to_owned(),
-                    created: cs
-                        .creation_time()
-                        .and_then(|t| t.fmt(aws_sdk_cloudformation::primitives::DateTimeFormat::DateTime).ok())
-                        .unwrap_or_default(),
-                });
+            if cs.stack_name().is_some_and(|s| s != stack) {
+                continue;
             }
+            found.push(ChangeSetSummary {
+                name: name.to_owned(),
+                id: id.to_owned(),
+                state: ChangeSetState {
+                    status: cs.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                    execution: cs.execution_status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                },
+                created: cs
+                    .creation_time()
+                    .and_then(|t| t.fmt(aws_sdk_cloudformation::primitives::DateTimeFormat::DateTime).ok())
+                    .unwrap_or_default(),
+            });
         }
         token = out.next_token().map(str::to_owned);
         if token.is_none() {

@@ -22,6 +22,9 @@ pub struct PrunedFunction {
     pub deleted: Vec<String>,
     /// Versions kept.
     pub kept: Vec<String>,
+    /// Versions that could not be deleted, with the reason (tried again next deploy).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// The versions to delete: all but the newest `keep` and those `in_use`, oldest first.
@@ -106,23 +109,23 @@ pub async fn prune(
                 .filter_map(|r| r.physical_id.as_deref().and_then(version_of_arn)),
         );
         let versions = published(lambda, &function).await?;
-        let doomed = to_delete(&versions, &in_use, keep);
-        for v in &doomed {
-            lambda
-                .delete_function()
-                .function_name(&function)
-                .qualifier(v.to_string())
-                .send()
-                .await
-                .map_err(sdk_error)
-                .with_context(|| format!("deleting version {v} of {function}"))?;
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        // One version that cannot go (throttled, in use by something unseen) must not
+        // keep the others: each is tried, and what failed is reported.
+        for v in to_delete(&versions, &in_use, keep) {
+            match lambda.delete_function().function_name(&function).qualifier(v.to_string()).send().await {
+                Ok(_) => deleted.push(v),
+                Err(e) => errors.push(format!("version {v}: {}", sdk_error(e))),
+            }
         }
-        let mut kept: Vec<u64> = versions.into_iter().filter(|v| !doomed.contains(v)).collect();
+        let mut kept: Vec<u64> = versions.into_iter().filter(|v| !deleted.contains(v)).collect();
         kept.sort_unstable();
         report.push(PrunedFunction {
             function,
-            deleted: doomed.iter().map(u64::to_string).collect(),
+            deleted: deleted.iter().map(u64::to_string).collect(),
             kept: kept.iter().map(u64::to_string).collect(),
+            errors,
         });
     }
     Ok(report)

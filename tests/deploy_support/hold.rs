@@ -16,7 +16,8 @@ struct State {
     held: bool,
 }
 
-/// The proxy; stops accepting when dropped (held connections are closed by their client).
+/// The proxy. Its listener thread lives as long as the test process (it only forwards);
+/// a held connection ends when its client closes it.
 pub struct HoldProxy {
     addr: SocketAddr,
     state: Arc<(Mutex<State>, Condvar)>,

@@ -173,7 +173,8 @@ impl RedisRoomStore {
             // A token bucket in one hash, on Redis's clock (callers' clocks differ).
             // KEYS: the bucket. ARGV: rate per second, burst.
             take_token: Script::new(
-                r"local rate = tonumber(ARGV[1])
+                r"if redis.replicate_commands then redis.replicate_commands() end
+                  local rate = tonumber(ARGV[1])
                   local burst = tonumber(ARGV[2])
                   local t = redis.call('TIME')
                   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
