@@ -297,6 +297,9 @@ async fn rate_limits_per_connection_and_per_key_and_the_connection_cap_hold() {
     // The burst passes, plus at most one refilled token while the frames arrive.
     assert!((5..=6).contains(&pongs), "{replies:?}");
     assert_eq!(pongs + limited, 20);
+    // Each reply, refusals included, carries its request's id, in order.
+    let ids: Vec<i64> = replies.iter().filter_map(|r| r["id"].as_i64()).collect();
+    assert_eq!(ids, (0..20).collect::<Vec<i64>>(), "{replies:?}");
 
     // Per key: a second key's three connections share its bucket of 8.
     let reply = gw.admin(json!({"op": "create_key", "name": "capped", "scopes": "subscribe", "max_connections": 3}));

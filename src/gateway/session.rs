@@ -77,7 +77,9 @@ async fn serve(
                                 ErrorCode::RateLimited,
                                 format!("more than {} requests/s on this connection; slow down and retry", limits.requests_per_second),
                             );
-                            vec![gw.services.error(&err, caller, None)]
+                            // Echo the request's id, as the handlers do for their own refusals.
+                            let id = wsctl_handlers::protocol::parse(text.as_str()).id;
+                            vec![gw.services.error(&err, caller, id)]
                         } else {
                             gw.services.message(caller, text.as_str()).await
                         }
