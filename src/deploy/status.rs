@@ -4,6 +4,7 @@
 
 use super::clients::Clients;
 use super::functions::{FUNCTIONS, LIVE_ALIAS};
+use super::recovery::Recovery;
 use super::render::StackKind;
 use super::stacks::{self, sdk_error, StackInfo};
 use super::wiring;
@@ -44,6 +45,9 @@ pub struct StackStatus {
     pub stack: Option<StackInfo>,
     /// Newest events, newest first.
     pub last_events: Vec<String>,
+    /// For a stack an interrupted or failed run left behind: what the next deploy does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_deploy: Option<String>,
 }
 
 /// One API route.
@@ -232,7 +236,11 @@ pub async fn gather(clients: &Clients, stage: &Stage) -> anyhow::Result<StatusRe
         let name = kind.stack_name(stage);
         let stack = stacks::describe_stack(&clients.cfn, &name).await?;
         let last_events = if stack.is_some() { last_events(clients, &name).await } else { Vec::new() };
-        stack_reports.push(StackStatus { kind, name, stack, last_events });
+        let status = stack.as_ref().map(|s| s.status.as_str());
+        let settled = matches!(Recovery::for_status(status), Recovery::Create | Recovery::Update)
+            && status != Some("UPDATE_ROLLBACK_COMPLETE");
+        let next_deploy = (!settled).then(|| Recovery::next_deploy(status));
+        stack_reports.push(StackStatus { kind, name, stack, last_events, next_deploy });
     }
     let app_stack = StackKind::App.stack_name(stage);
     let app_deployed = stack_reports[2].stack.is_some();
@@ -266,6 +274,9 @@ pub fn print_text(report: &StatusReport) {
                     info.status,
                     if info.termination_protection { " (termination protection on)" } else { "" }
                 );
+                if let Some(next) = &s.next_deploy {
+                    println!("  next deploy: {next}");
+                }
                 for (k, v) in &info.outputs {
                     println!("  {k} = {v}");
                 }
