@@ -230,18 +230,19 @@ impl Services {
     /// back to the caller (the reply first, then any replayed messages).
     pub async fn message(&self, caller: Caller<'_>, body: &str) -> Vec<Frame> {
         self.metrics.requests.fetch_add(1, Relaxed);
-        if body.len() > self.limits.max_message_bytes {
+        // An oversized message is not parsed, but it still costs its sender a token.
+        let inbound = (body.len() <= self.limits.max_message_bytes).then(|| protocol::parse(body));
+        let id = inbound.as_ref().and_then(|i| i.id);
+        if let Some(err) = self.admit(caller).await {
+            return vec![self.error(&err, caller, id)];
+        }
+        let Some(inbound) = inbound else {
             let err = HandlerError::new(
                 ErrorCode::MessageTooLarge,
                 format!("message is {} bytes; the limit is {}", body.len(), self.limits.max_message_bytes),
             );
             return vec![self.error(&err, caller, None)];
-        }
-        let inbound = protocol::parse(body);
-        let id = inbound.id;
-        if let Some(err) = self.admit(caller).await {
-            return vec![self.error(&err, caller, id)];
-        }
+        };
         match inbound.request {
             Ok(request) => match self.route(caller, request, id).await {
                 Ok(frames) => frames,

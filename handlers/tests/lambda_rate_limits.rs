@@ -149,3 +149,27 @@ async fn with_redis_down_the_limit_fails_open() {
     let (admitted, limited, _) = flood(&services, std::slice::from_ref(&caller), 3).await;
     assert_eq!((admitted, limited), (3, 0));
 }
+
+#[tokio::test]
+async fn an_oversized_message_still_costs_a_token() {
+    let redis = RedisServer::shared();
+    let limits = Limits { requests_per_second: 1, request_burst: 2, max_message_bytes: 64, ..Limits::default() };
+    let services = containers(redis, &limits, 1);
+    let (conn, key) = (unique("conn-"), unique("key-"));
+    let mut codes = Vec::new();
+    let started = Instant::now();
+    for n in 0..3 {
+        let mut event = ping(&conn, &key, n);
+        if n < 2 {
+            event.body = Some(format!(r#"{{"action":"ping","pad":"{}"}}"#, "x".repeat(100)));
+        }
+        let resp = lambda::message(services[0].clone(), event).await.expect("message handler");
+        let Some(Body::Text(body)) = resp.body else { panic!("no reply body: {resp:?}") };
+        let reply: Value = serde_json::from_str(&body).expect("json reply");
+        codes.push(reply["code"].as_str().unwrap_or("none").to_owned());
+    }
+    // (Only a second's pause between the calls could refill a token.)
+    if started.elapsed().as_secs_f64() < 1.0 {
+        assert_eq!(codes, ["message_too_large", "message_too_large", "rate_limited"]);
+    }
+}
