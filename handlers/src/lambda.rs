@@ -90,18 +90,24 @@ impl LambdaEnv {
     /// from Secrets Manager first; the authorizer, which never talks to Redis, skips it.
     pub async fn services(&self, needs_redis: bool) -> Result<Services, Error> {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        self.services_from(&sdk, needs_redis).await
+    }
+
+    /// Like [`LambdaEnv::services`] with a given SDK configuration (which also reaches
+    /// Secrets Manager for the token).
+    pub async fn services_from(&self, sdk: &aws_config::SdkConfig, needs_redis: bool) -> Result<Services, Error> {
         match (&self.redis_auth_secret_arn, needs_redis) {
             (Some(arn), true) => {
-                let token = fetch_secret(&sdk, arn).await?;
+                let token = fetch_secret(sdk, arn).await?;
                 let mut env = self.clone();
                 env.redis_url = with_password(&self.redis_url, &token);
-                env.services_with(&sdk)
+                env.services_with(sdk)
             }
-            _ => self.services_with(&sdk),
+            _ => self.services_with(sdk),
         }
     }
 
-    /// Like [`LambdaEnv::services`] with a given SDK configuration.
+    /// The services over `redis_url` as it is (no token lookup).
     pub fn services_with(&self, sdk: &aws_config::SdkConfig) -> Result<Services, Error> {
         let ddb = dynamo::client(sdk);
         let rooms = RedisRoomStore::new(RedisConfig {
