@@ -130,6 +130,9 @@ fn show_changes(ui: &Ui, stack: &str, changes: &[ChangeRow]) {
         let replace = match (c.replaces(), stateful) {
             (true, true) => "  (REPLACEMENT: the existing resource and its data are replaced)",
             (true, false) => "  (REPLACEMENT)",
+            _ if c.action == "Remove" && c.resource_type == "AWS::Lambda::Version" => {
+                "  (leaves the stack; the version itself is kept for rollback, within lambda.keep_versions)"
+            }
             _ => "",
         };
         ui.line(format!("  {mark} {:<8} {:<40} {}{replace}", c.action, c.resource_type, c.logical_id));
