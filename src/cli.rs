@@ -60,6 +60,10 @@ pub enum Command {
     /// Build the Lambda handler binaries and zip them reproducibly.
     Build(deploy::BuildArgs),
     /// Deploy a stage: upload artifacts, create and execute change sets.
+    ///
+    /// Safe to interrupt: Ctrl-C or SIGTERM leaves each stack unchanged, rolled back or
+    /// finishing inside CloudFormation, says which, and exits 130; the next deploy carries
+    /// on from there (waits, continues a rollback, or cleans up what a killed run left).
     Deploy(deploy::DeployArgs),
     /// Show what a deploy would change (exit 0: no changes, 2: changes).
     Plan(deploy::PlanArgs),
