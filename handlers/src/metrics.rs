@@ -13,7 +13,8 @@ pub struct Metrics {
     pub connects: AtomicU64,
     /// Refused connections (authorizer deny, overload, store failure).
     pub connects_refused: AtomicU64,
-    /// Completed disconnects.
+    /// Connections cleaned up by `$disconnect` (one a prune cleaned up first is not
+    /// counted again, so connects = disconnects + prunes + live).
     pub disconnects: AtomicU64,
     /// Inbound requests handled.
     pub requests: AtomicU64,

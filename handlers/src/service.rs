@@ -122,6 +122,13 @@ pub struct DisconnectReport {
     pub had_record: bool,
 }
 
+impl DisconnectReport {
+    /// Something was removed (not an already cleaned-up connection).
+    pub fn cleaned(&self) -> bool {
+        self.had_record || !self.rooms.is_empty()
+    }
+}
+
 impl Services {
     /// Bundles the parts.
     pub fn new(
@@ -210,9 +217,20 @@ impl Services {
         Ok(())
     }
 
-    /// `$disconnect` (and pruning): removes the connection from every room and deletes its
-    /// record. Idempotent; tries both stores even if one fails.
+    /// `$disconnect`: removes the connection from every room and deletes its record.
+    /// Idempotent; tries both stores even if one fails. Counted as a disconnect only when
+    /// it cleaned something up (a prune or an earlier call may have done it already).
     pub async fn disconnect(&self, connection_id: &str) -> Result<DisconnectReport, StoreError> {
+        let report = self.clean_up(connection_id).await?;
+        if report.cleaned() {
+            self.metrics.disconnects.fetch_add(1, Relaxed);
+        }
+        tracing::debug!(connection_id, rooms = report.rooms.len(), "disconnected");
+        Ok(report)
+    }
+
+    /// Removes a connection's memberships, record and key slot (uncounted).
+    async fn clean_up(&self, connection_id: &str) -> Result<DisconnectReport, StoreError> {
         let rooms = self.rooms.remove_connection(connection_id).await;
         let record = self.connections.delete(connection_id).await;
         let slot = match &record {
@@ -221,8 +239,6 @@ impl Services {
         };
         let report = DisconnectReport { rooms: rooms?, had_record: record?.is_some() };
         slot?;
-        self.metrics.disconnects.fetch_add(1, Relaxed);
-        tracing::debug!(connection_id, rooms = report.rooms.len(), "disconnected");
         Ok(report)
     }
 
@@ -409,19 +425,24 @@ impl Services {
         })
     }
 
-    /// Removes connections found gone from every room and the table; returns how many.
+    /// Removes connections found gone from every room and the table; returns how many it
+    /// removed something of (one whose `$disconnect` got there first is not counted).
     /// `found_in` is the room whose fan-out found them: they leave it even when their own
     /// room list was lost (an orphan entry), so nothing stale outlives one publish.
     pub async fn prune(&self, gone: &[ConnId], found_in: Option<&RoomName>) -> usize {
         let mut pruned = 0;
         for conn in gone {
+            let mut removed = false;
             if let Some(room) = found_in {
-                if let Err(e) = self.rooms.unsubscribe(conn, room).await {
-                    tracing::warn!(connection_id = %conn, error = %e, "could not prune a gone connection from its room");
+                match self.rooms.unsubscribe(conn, room).await {
+                    Ok(was_member) => removed = was_member,
+                    Err(e) => {
+                        tracing::warn!(connection_id = %conn, error = %e, "could not prune a gone connection from its room")
+                    }
                 }
             }
-            match self.disconnect(conn).await {
-                Ok(_) => pruned += 1,
+            match self.clean_up(conn).await {
+                Ok(report) => pruned += usize::from(removed || report.cleaned()),
                 Err(e) => tracing::warn!(connection_id = %conn, error = %e, "could not prune a gone connection"),
             }
         }

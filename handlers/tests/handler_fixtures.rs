@@ -166,6 +166,8 @@ async fn lifecycle(b: &Backend) {
     let (conn, other, key_id) = (unique("c1-"), unique("c2-"), unique("key-"));
     let room = format!("tvl:protocol:{}", unique("aave"));
     let svc = &b.services;
+    let counter = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let before = [&svc.metrics.connects, &svc.metrics.disconnects, &svc.metrics.prunes].map(counter);
 
     // $connect records the connection with a TTL.
     for c in [&conn, &other] {
@@ -245,6 +247,14 @@ async fn lifecycle(b: &Backend) {
     // Double disconnect is harmless.
     let resp = lambda::disconnect(svc.clone(), ws_event("disconnect.json", &conn, &key_id)).await.unwrap();
     assert_eq!(resp.status_code, 200);
+    // The pruned connection's late $disconnect finds nothing left to clean.
+    lambda::disconnect(svc.clone(), ws_event("disconnect.json", &other, &key_id)).await.unwrap();
+
+    // Each connection is counted once: 3 connects = 1 disconnect + 1 prune + 1 still live,
+    // however many times its cleanup ran.
+    let after = [&svc.metrics.connects, &svc.metrics.disconnects, &svc.metrics.prunes].map(counter);
+    let delta: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    assert_eq!(delta, [3, 1, 1], "connects, disconnects, prunes ({})", b.name);
 }
 
 #[tokio::test]

@@ -112,13 +112,14 @@ impl RoomStore for MemoryRoomStore {
         if by_conn.get(conn).is_some_and(BTreeSet::is_empty) {
             by_conn.remove(conn);
         }
+        let mut left = false;
         if let Some(r) = rooms.get_mut(room.as_str()) {
-            r.members.remove(conn);
+            left = r.members.remove(conn);
             if r.members.is_empty() && r.history.is_empty() {
                 rooms.remove(room.as_str());
             }
         }
-        Ok(was)
+        Ok(was || left)
     }
 
     async fn rooms_of(&self, conn: &str) -> Result<Vec<String>, StoreError> {

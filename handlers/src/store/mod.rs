@@ -90,7 +90,8 @@ pub trait RoomStore: Send + Sync {
         since: Option<u64>,
         max_rooms: usize,
     ) -> Result<Subscription, SubscribeError>;
-    /// Removes `conn` from `room`; returns whether it was a member.
+    /// Removes `conn` from `room`; returns whether it was a member (on either side: the
+    /// room's member set or the connection's room list).
     async fn unsubscribe(&self, conn: &str, room: &RoomName) -> Result<bool, StoreError>;
     /// The rooms `conn` is in, sorted.
     async fn rooms_of(&self, conn: &str) -> Result<Vec<String>, StoreError>;

@@ -358,11 +358,10 @@ impl RoomStore for RedisRoomStore {
                 ::redis::cmd("SREM").arg(&rooms_key).arg(room.as_str()).query_async(&mut c).await
             })
             .await?;
-        self.with(
-            |mut c| async move { ::redis::cmd("SREM").arg(&member_key).arg(conn).query_async::<i64>(&mut c).await },
-        )
-        .await?;
-        Ok(removed > 0)
+        let left: i64 = self
+            .with(|mut c| async move { ::redis::cmd("SREM").arg(&member_key).arg(conn).query_async(&mut c).await })
+            .await?;
+        Ok(removed > 0 || left > 0)
     }
 
     async fn rooms_of(&self, conn: &str) -> Result<Vec<String>, StoreError> {
