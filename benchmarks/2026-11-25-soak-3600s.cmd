@@ -1,0 +1,1 @@
+/root/.cache/wsctl-target/release/wsctl --output json bench --url ws://127.0.0.1:19950/local --key $KEY --quiet --max-seconds 3800 --server-pid 24192 --warmup 200 mixed -n 1000 --duration-s 3600 --rooms 200 --churn-rate 50 --publish-rate 200
