@@ -41,7 +41,7 @@ fn owner(cluster: &RedisCluster, room: &str) -> u16 {
 }
 
 fn smembers(cluster: &RedisCluster, key: &str) -> Vec<String> {
-    cluster.cmd_for_key(key, &["SMEMBERS", key]).expect("SMEMBERS").to_sorted_strings().expect("a set")
+    cluster.smembers(key).expect("SMEMBERS")
 }
 
 async fn request(ws: &mut Ws, v: Value) -> Value {

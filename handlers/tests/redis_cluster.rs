@@ -52,7 +52,7 @@ fn room(name: &str) -> RoomName {
 }
 
 fn smembers(cluster: &RedisCluster, key: &str) -> Vec<String> {
-    cluster.cmd_for_key(key, &["SMEMBERS", key]).expect("SMEMBERS").to_sorted_strings().expect("a set")
+    cluster.smembers(key).expect("SMEMBERS")
 }
 
 fn int(cluster: &RedisCluster, args: &[&str]) -> i64 {

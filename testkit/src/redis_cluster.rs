@@ -243,6 +243,23 @@ impl RedisCluster {
         self.cmd_on(self.master_for_key(key)?, args)
     }
 
+    /// The members of the set at `key`, sorted, read from the master that owns it. Around a
+    /// failover a node's view of the slots can lag for a moment (MOVED, TRYAGAIN, a master
+    /// not yet known): such answers are retried for up to 30 s.
+    pub fn smembers(&self, key: &str) -> Result<Vec<String>, TestkitError> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = self.cmd_for_key(key, &["SMEMBERS", key]);
+            if let Some(set) = answer.as_ref().ok().and_then(RespValue::to_sorted_strings) {
+                return Ok(set);
+            }
+            if Instant::now() > deadline {
+                return Err(TestkitError::protocol(format!("SMEMBERS {key} never answered a set: {answer:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn any_live_port(&self) -> Result<u16, TestkitError> {
         self.live_ports().first().copied().ok_or(TestkitError::NotRunning { service: "redis-cluster" })
     }
@@ -497,6 +514,11 @@ fn node_args(port: u16) -> Vec<OsString> {
         "nodes.conf",
         "--cluster-node-timeout",
         &NODE_TIMEOUT_MS.to_string(),
+        // Masters keep serving their own slots while another shard has none (between a
+        // master's failure and its replica's promotion), instead of answering CLUSTERDOWN
+        // for every key: what ElastiCache's cluster-mode parameter groups do.
+        "--cluster-require-full-coverage",
+        "no",
         "--save",
         "",
         "--appendonly",

@@ -353,15 +353,19 @@ impl RoomStore for RedisRoomStore {
     async fn unsubscribe(&self, conn: &str, room: &RoomName) -> Result<bool, StoreError> {
         let rooms_key = conn_key(conn, "rooms");
         let member_key = room_key(room.as_str(), "connections");
-        let removed: i64 =
+        // Two keys, possibly on two cluster shards. The room side is what fan-out reads, so
+        // it is removed even when the connection's shard is unreachable (a stale entry in
+        // the connection's own list only costs its cleanup a no-op); its failure is the
+        // error.
+        let removed: Result<i64, StoreError> =
             self.with(|mut c| async move {
                 ::redis::cmd("SREM").arg(&rooms_key).arg(room.as_str()).query_async(&mut c).await
             })
-            .await?;
+            .await;
         let left: i64 = self
             .with(|mut c| async move { ::redis::cmd("SREM").arg(&member_key).arg(conn).query_async(&mut c).await })
             .await?;
-        Ok(removed > 0 || left > 0)
+        Ok(left > 0 || removed.is_ok_and(|n| n > 0))
     }
 
     async fn rooms_of(&self, conn: &str) -> Result<Vec<String>, StoreError> {
@@ -381,10 +385,21 @@ impl RoomStore for RedisRoomStore {
                 ::redis::cmd("SMEMBERS").arg(&rooms_key).query_async(&mut c).await
             })
             .await?;
+        // Every room is tried (in cluster mode they live on different shards, and one may be
+        // failing over); the connection's list is kept until all are done, so a later
+        // cleanup (a retried $disconnect, a prune) finds the rest.
+        let mut first_error = None;
         for room in &rooms {
             let key = room_key(room, "connections");
-            self.with(|mut c| async move { ::redis::cmd("SREM").arg(&key).arg(conn).query_async::<i64>(&mut c).await })
-                .await?;
+            let removed = self
+                .with(|mut c| async move { ::redis::cmd("SREM").arg(&key).arg(conn).query_async::<i64>(&mut c).await })
+                .await;
+            if let Err(e) = removed {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         let key = conn_key(conn, "rooms");
         self.with(|mut c| async move { ::redis::cmd("DEL").arg(&key).query_async::<i64>(&mut c).await }).await?;
