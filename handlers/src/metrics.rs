@@ -70,11 +70,15 @@ impl Metrics {
         [
             ("connects_total", "Accepted connections", self.connects.load(Relaxed)),
             ("connects_refused_total", "Refused connections", self.connects_refused.load(Relaxed)),
-            ("disconnects_total", "Completed disconnects", self.disconnects.load(Relaxed)),
+            (
+                "disconnects_total",
+                "Connections cleaned up by their disconnect (connects = disconnects + prunes + live)",
+                self.disconnects.load(Relaxed),
+            ),
             ("requests_total", "Inbound requests", self.requests.load(Relaxed)),
             ("publishes_total", "Messages published", self.publishes.load(Relaxed)),
             ("deliveries_total", "Messages delivered", self.deliveries.load(Relaxed)),
-            ("prunes_total", "Gone connections pruned", self.prunes.load(Relaxed)),
+            ("prunes_total", "Gone connections a publish found and cleaned up", self.prunes.load(Relaxed)),
             ("delivery_failures_total", "Failed deliveries", self.delivery_failures.load(Relaxed)),
             ("slow_consumers_total", "Connections closed as slow consumers", self.slow_consumers.load(Relaxed)),
         ]
