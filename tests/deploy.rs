@@ -11,7 +11,6 @@ mod deploy_support;
 use deploy_support::{json, stack, stage_yaml, stored_zip, text, Harness, FUNCTIONS};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 
 #[test]
 fn first_deploy_creates_everything_and_a_second_deploy_changes_nothing() {
@@ -132,14 +131,10 @@ fn templates_over_the_inline_limit_go_through_the_artifact_bucket() {
     let manifest = h.manifest("dist", |f| format!("{f} build 1"));
     // Lower the limit so the data and app templates (not the small bootstrap one) take the
     // S3 path that real templates over 51,200 bytes take.
-    let out = Command::new(env!("CARGO_BIN_EXE_wsctl"))
-        .arg("--stages-dir")
-        .arg(h.dir.join("stages"))
-        .args(["deploy", "--stage", "big", "--yes", "--output", "json", "--manifest", manifest.to_str().unwrap()])
-        .envs(h.moto.aws_env())
-        .env("WSCTL_POLL_MS", "20")
+    let m = manifest.to_str().unwrap();
+    let out = h
+        .command(&["deploy", "--stage", "big", "--yes", "--output", "json", "--manifest", m])
         .env("WSCTL_INLINE_TEMPLATE_LIMIT", "8000")
-        .stdin(Stdio::null())
         .output()
         .expect("run wsctl");
     assert!(out.status.success(), "{}", text(&out));

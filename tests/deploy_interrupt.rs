@@ -16,12 +16,28 @@ mod deploy_support;
 
 use deploy_support::hold::HoldProxy;
 use deploy_support::{json, stack, stage_yaml, text, Harness};
+use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::Duration;
 
 const SLOW: Duration = Duration::from_secs(180);
 
-fn as_strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
+/// Writes build `n` of every function and deploys it; returns its manifest.
+fn deployed_build(h: &Harness, n: u32) -> PathBuf {
+    let manifest = h.manifest(&format!("dist{n}"), |f| format!("{f} build {n}"));
+    let out = h.deploy(&manifest, false);
+    assert!(out.status.success(), "{}", text(&out));
+    manifest
+}
+
+/// Deploys `manifest` through a proxy that holds the first call whose body contains all of
+/// `hold`; once it is held, sends `signal` and returns what wsctl did.
+fn deploy_stopped_at(h: &Harness, manifest: &Path, hold: &[&str], signal: i32) -> Output {
+    let proxy = HoldProxy::start(h.moto.addr(), hold);
+    let run = h.spawn(&h.deploy_args(manifest), Some(&proxy.endpoint()));
+    proxy.wait_held(SLOW);
+    run.signal(signal);
+    run.finish(SLOW)
 }
 
 fn field<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
@@ -31,19 +47,12 @@ fn field<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
 #[test]
 fn ctrl_c_between_change_set_and_execution_leaves_the_stack_unchanged_and_the_next_deploy_applies_it() {
     let h = Harness::new("intr", &stage_yaml(""));
-    let v1 = h.manifest("dist1", |f| format!("{f} build 1"));
-    let first = h.deploy(&v1, false);
-    assert!(first.status.success(), "{}", text(&first));
+    deployed_build(&h, 1);
     let before = h.code_shas();
 
     // Build 2, through a proxy that holds the app stack's ExecuteChangeSet.
     let v2 = h.manifest("dist2", |f| format!("{f} build 2"));
-    let proxy = HoldProxy::start(h.moto.addr(), &["Action=ExecuteChangeSet", "StackName=wsctl-intr-app"]);
-    let args = h.deploy_args(&v2);
-    let run = h.spawn(&as_strs(&args), Some(&proxy.endpoint()));
-    proxy.wait_held(SLOW);
-    run.signal(libc::SIGINT);
-    let out = run.finish(SLOW);
+    let out = deploy_stopped_at(&h, &v2, &["Action=ExecuteChangeSet", "StackName=wsctl-intr-app"], libc::SIGINT);
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     let report = json(&out);
     assert_eq!(report["interrupted"], true, "{report:#}");
@@ -76,12 +85,7 @@ fn ctrl_c_between_change_set_and_execution_leaves_the_stack_unchanged_and_the_ne
 fn a_deploy_killed_before_its_first_create_ran_is_cleaned_up_and_resumed_by_the_next() {
     let h = Harness::new("killed", &stage_yaml(""));
     let v1 = h.manifest("dist", |f| format!("{f} build 1"));
-    let proxy = HoldProxy::start(h.moto.addr(), &["Action=ExecuteChangeSet", "StackName=wsctl-killed-data"]);
-    let args = h.deploy_args(&v1);
-    let run = h.spawn(&as_strs(&args), Some(&proxy.endpoint()));
-    proxy.wait_held(SLOW);
-    run.signal(libc::SIGKILL);
-    let out = run.finish(SLOW);
+    let out = deploy_stopped_at(&h, &v1, &["Action=ExecuteChangeSet", "StackName=wsctl-killed-data"], libc::SIGKILL);
     assert_eq!(out.status.code(), None, "killed: {}", text(&out));
 
     // What a killed run leaves: the bootstrap stack, and an empty data stack in review
@@ -157,7 +161,7 @@ fn a_stack_still_in_progress_is_waited_for_sigterm_leaves_it_running_and_the_nex
     let args = h.deploy_args(&v1);
 
     // A CI job cancelled while the deploy waits: SIGTERM stops waiting, touches nothing.
-    let run = h.spawn(&as_strs(&args), None);
+    let run = h.spawn(&args, None);
     run.wait_for_output("waiting for it to finish before deploying", SLOW);
     run.signal(libc::SIGTERM);
     let out = run.finish(SLOW);
@@ -187,7 +191,7 @@ fn a_stack_still_in_progress_is_waited_for_sigterm_leaves_it_running_and_the_nex
     assert!(shown.contains("wsctl-busy-data is CREATE_IN_PROGRESS: deploy will first wait"), "{}", text(&plan));
 
     // The next deploy waits too, and carries on once CloudFormation is done.
-    let run = h.spawn(&as_strs(&args), None);
+    let run = h.spawn(&args, None);
     run.wait_for_output("waiting for it to finish before deploying", SLOW);
     release(&h, &data_id);
     let out = run.finish(SLOW);
@@ -201,9 +205,7 @@ fn a_stack_still_in_progress_is_waited_for_sigterm_leaves_it_running_and_the_nex
 #[test]
 fn ctrl_c_at_the_confirmation_prompt_deletes_the_change_set() {
     let h = Harness::new("tty", &stage_yaml(""));
-    let v1 = h.manifest("dist1", |f| format!("{f} build 1"));
-    let first = h.deploy(&v1, false);
-    assert!(first.status.success(), "{}", text(&first));
+    deployed_build(&h, 1);
     let before = h.code_shas();
 
     let v2 = h.manifest("dist2", |f| format!("{f} build 2"));
@@ -224,12 +226,7 @@ fn ctrl_c_at_the_confirmation_prompt_deletes_the_change_set() {
 fn destroy_removes_what_a_killed_first_deploy_left() {
     let h = Harness::new("undo", &stage_yaml(""));
     let v1 = h.manifest("dist", |f| format!("{f} build 1"));
-    let proxy = HoldProxy::start(h.moto.addr(), &["Action=ExecuteChangeSet", "StackName=wsctl-undo-data"]);
-    let args = h.deploy_args(&v1);
-    let run = h.spawn(&as_strs(&args), Some(&proxy.endpoint()));
-    proxy.wait_held(SLOW);
-    run.signal(libc::SIGKILL);
-    run.finish(SLOW);
+    deploy_stopped_at(&h, &v1, &["Action=ExecuteChangeSet", "StackName=wsctl-undo-data"], libc::SIGKILL);
     assert_eq!(h.stack_status("wsctl-undo-data").as_deref(), Some("REVIEW_IN_PROGRESS"));
 
     let out = h.wsctl(&["destroy", "--stage", "undo", "--yes", "--output", "json"]);
@@ -243,20 +240,13 @@ fn destroy_removes_what_a_killed_first_deploy_left() {
 #[test]
 fn ctrl_c_while_the_change_set_is_computed_deletes_it() {
     let h = Harness::new("calc", &stage_yaml(""));
-    let v1 = h.manifest("dist1", |f| format!("{f} build 1"));
-    let first = h.deploy(&v1, false);
-    assert!(first.status.success(), "{}", text(&first));
+    deployed_build(&h, 1);
     let before = h.code_shas();
 
     // Hold the first look at the app stack's new change set: wsctl is then waiting for
     // CloudFormation to compute it.
     let v2 = h.manifest("dist2", |f| format!("{f} build 2"));
-    let proxy = HoldProxy::start(h.moto.addr(), &["Action=DescribeChangeSet", "StackName=wsctl-calc-app"]);
-    let args = h.deploy_args(&v2);
-    let run = h.spawn(&as_strs(&args), Some(&proxy.endpoint()));
-    proxy.wait_held(SLOW);
-    run.signal(libc::SIGINT);
-    let out = run.finish(SLOW);
+    let out = deploy_stopped_at(&h, &v2, &["Action=DescribeChangeSet", "StackName=wsctl-calc-app"], libc::SIGINT);
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     let report = json(&out);
     let app = stack(&report, "app");

@@ -57,6 +57,13 @@ impl Recovery {
         }
     }
 
+    /// A deploy finds nothing an earlier run left to deal with (no stack, or a stack that
+    /// completed normally): no "next deploy" advice is due.
+    pub fn settled(status: Option<&str>) -> bool {
+        matches!(Recovery::for_status(status), Recovery::Create | Recovery::Update)
+            && status != Some("UPDATE_ROLLBACK_COMPLETE")
+    }
+
     /// What the next `wsctl deploy` does with a stack left in `status`.
     pub fn next_deploy(status: Option<&str>) -> String {
         let shown = status.unwrap_or("absent");
@@ -297,13 +304,13 @@ pub async fn stop_before_execution(
     let cfn = &ctx.clients.cfn;
     let name = &rendered.stack_name;
     let settled = settle_change_set(ctx, name, change_set).await;
-    if settled.as_ref().is_some_and(|s| s.execution != "AVAILABLE" && s.execution != "UNAVAILABLE") {
+    if settled.as_ref().is_some_and(stacks::ChangeSetState::started) {
         return stop_started_execution(ctx, rendered, change_set, &[]).await;
     }
     let discarded = stacks::discard_change_set(cfn, name, change_set, creates_stack).await;
     if discarded.is_err() {
         if let Ok(Some(state)) = stacks::change_set_state(cfn, name, change_set).await {
-            if state.execution != "AVAILABLE" && state.execution != "UNAVAILABLE" {
+            if state.started() {
                 return stop_started_execution(ctx, rendered, change_set, &[]).await;
             }
         }
@@ -328,7 +335,7 @@ pub async fn stop_before_execution(
 /// can only delete, not cancel, is left to finish.
 pub async fn stop_execution(ctx: &Ctx<'_>, rendered: &Rendered, cs: &ChangeSet) -> anyhow::Result<StackReport> {
     let state = stacks::change_set_state(&ctx.clients.cfn, &rendered.stack_name, &cs.id).await?;
-    if state.is_some_and(|s| s.execution == "AVAILABLE") {
+    if state.is_some_and(|s| s.runnable()) {
         let mut r = stop_before_execution(ctx, rendered, &cs.id, cs.creates_stack).await?;
         r.changes = cs.changes.clone();
         return Ok(r);
@@ -344,8 +351,8 @@ async fn status_once_started(ctx: &Ctx<'_>, stack: &str, change_set: &str) -> an
     loop {
         let status = stacks::describe_stack(cfn, stack).await?.map(|s| s.status);
         let showing = status.as_deref().is_some_and(|s| s.ends_with("_IN_PROGRESS") && s != "REVIEW_IN_PROGRESS");
-        let execution = stacks::change_set_state(cfn, stack, change_set).await?.map(|s| s.execution);
-        let finished = !matches!(execution.as_deref(), Some("EXECUTE_IN_PROGRESS" | "AVAILABLE"));
+        let state = stacks::change_set_state(cfn, stack, change_set).await?;
+        let finished = !state.is_some_and(|s| s.runnable() || s.execution == "EXECUTE_IN_PROGRESS");
         if showing || finished || std::time::Instant::now() > deadline || !pause(ctx).await {
             return Ok(status);
         }

@@ -324,6 +324,16 @@ impl ChangeSetState {
     pub fn computing(&self) -> bool {
         matches!(self.status.as_str(), "CREATE_PENDING" | "CREATE_IN_PROGRESS")
     }
+
+    /// Never executed and still executable.
+    pub fn runnable(&self) -> bool {
+        self.execution == "AVAILABLE"
+    }
+
+    /// Its execution has begun (or ended): neither runnable nor unusable.
+    pub fn started(&self) -> bool {
+        !matches!(self.execution.as_str(), "AVAILABLE" | "UNAVAILABLE")
+    }
 }
 
 /// A change set's state; `None` when it does not exist.
@@ -366,32 +376,30 @@ impl ChangeSetSummary {
 
     /// Created by wsctl and never executed.
     pub fn leftover(&self) -> bool {
-        self.name.starts_with(CHANGE_SET_PREFIX) && self.state.execution == "AVAILABLE"
+        self.name.starts_with(CHANGE_SET_PREFIX) && self.state.runnable()
     }
 }
 
 /// The change sets of `stack`.
 pub async fn change_sets(cfn: &Client, stack: &str) -> anyhow::Result<Vec<ChangeSetSummary>> {
-    let mut found = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let out = cfn
-            .list_change_sets()
-            .stack_name(stack)
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .map_err(sdk_error)
-            .with_context(|| format!("listing the change sets of stack {stack}"))?;
-        for cs in out.summaries() {
-            let (Some(name), Some(id)) = (cs.change_set_name(), cs.change_set_id()) else { continue };
-            // Some emulators ignore the StackName filter.
-            if cs.stack_name().is_some_and(|s| s != stack) {
-                continue;
-            }
-            found.push(ChangeSetSummary {
-                name: name.to_owned(),
-                id: id.to_owned(),
+    let listed: Vec<_> = cfn
+        .list_change_sets()
+        .stack_name(stack)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<_, _>>()
+        .await
+        .map_err(sdk_error)
+        .with_context(|| format!("listing the change sets of stack {stack}"))?;
+    Ok(listed
+        .iter()
+        // Some emulators ignore the StackName filter.
+        .filter(|cs| cs.stack_name().is_none_or(|s| s == stack))
+        .filter_map(|cs| {
+            Some(ChangeSetSummary {
+                name: cs.change_set_name()?.to_owned(),
+                id: cs.change_set_id()?.to_owned(),
                 state: ChangeSetState {
                     status: cs.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
                     execution: cs.execution_status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
@@ -400,11 +408,7 @@ pub async fn change_sets(cfn: &Client, stack: &str) -> anyhow::Result<Vec<Change
                     .creation_time()
                     .and_then(|t| t.fmt(aws_sdk_cloudformation::primitives::DateTimeFormat::DateTime).ok())
                     .unwrap_or_default(),
-            });
-        }
-        token = out.next_token().map(str::to_owned);
-        if token.is_none() {
-            return Ok(found);
-        }
-    }
+            })
+        })
+        .collect())
 }

@@ -237,9 +237,7 @@ pub async fn gather(clients: &Clients, stage: &Stage) -> anyhow::Result<StatusRe
         let stack = stacks::describe_stack(&clients.cfn, &name).await?;
         let last_events = if stack.is_some() { last_events(clients, &name).await } else { Vec::new() };
         let status = stack.as_ref().map(|s| s.status.as_str());
-        let settled = matches!(Recovery::for_status(status), Recovery::Create | Recovery::Update)
-            && status != Some("UPDATE_ROLLBACK_COMPLETE");
-        let next_deploy = (!settled).then(|| Recovery::next_deploy(status));
+        let next_deploy = (!Recovery::settled(status)).then(|| Recovery::next_deploy(status));
         stack_reports.push(StackStatus { kind, name, stack, last_events, next_deploy });
     }
     let app_stack = StackKind::App.stack_name(stage);

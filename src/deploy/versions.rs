@@ -37,51 +37,41 @@ pub fn to_delete(published: &[u64], in_use: &BTreeSet<u64>, keep: usize) -> Vec<
     doomed
 }
 
-/// Published version numbers of a function (without `$LATEST`).
+/// Published version numbers of a function (without `$LATEST`), every page.
 async fn published(lambda: &Client, function: &str) -> anyhow::Result<Vec<u64>> {
-    let mut versions = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        let out = lambda
-            .list_versions_by_function()
-            .function_name(function)
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .map_err(sdk_error)
-            .with_context(|| format!("listing the versions of {function}"))?;
-        versions.extend(out.versions().iter().filter_map(|v| v.version()?.parse::<u64>().ok()));
-        marker = out.next_marker().map(str::to_owned);
-        if marker.is_none() {
-            return Ok(versions);
-        }
-    }
+    let versions: Vec<_> = lambda
+        .list_versions_by_function()
+        .function_name(function)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<_, _>>()
+        .await
+        .map_err(sdk_error)
+        .with_context(|| format!("listing the versions of {function}"))?;
+    Ok(versions.iter().filter_map(|v| v.version()?.parse::<u64>().ok()).collect())
 }
 
-/// Versions an alias routes to (its version and a canary's additional one).
+/// Versions an alias routes to (its version and a canary's additional one), every page.
 async fn aliased(lambda: &Client, function: &str) -> anyhow::Result<BTreeSet<u64>> {
+    let aliases: Vec<_> = lambda
+        .list_aliases()
+        .function_name(function)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<_, _>>()
+        .await
+        .map_err(sdk_error)
+        .with_context(|| format!("listing the aliases of {function}"))?;
     let mut versions = BTreeSet::new();
-    let mut marker: Option<String> = None;
-    loop {
-        let out = lambda
-            .list_aliases()
-            .function_name(function)
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .map_err(sdk_error)
-            .with_context(|| format!("listing the aliases of {function}"))?;
-        for alias in out.aliases() {
-            versions.extend(alias.function_version().and_then(|v| v.parse::<u64>().ok()));
-            if let Some(weights) = alias.routing_config().and_then(|r| r.additional_version_weights()) {
-                versions.extend(weights.keys().filter_map(|v| v.parse::<u64>().ok()));
-            }
-        }
-        marker = out.next_marker().map(str::to_owned);
-        if marker.is_none() {
-            return Ok(versions);
+    for alias in &aliases {
+        versions.extend(alias.function_version().and_then(|v| v.parse::<u64>().ok()));
+        if let Some(weights) = alias.routing_config().and_then(|r| r.additional_version_weights()) {
+            versions.extend(weights.keys().filter_map(|v| v.parse::<u64>().ok()));
         }
     }
+    Ok(versions)
 }
 
 /// The version number at the end of a version ARN (`…:function:NAME:7`).

@@ -28,6 +28,28 @@ pub struct RedisServer {
     service: Service,
 }
 
+/// The command line every test `redis-server` starts with: loopback on `port`, in the
+/// foreground, no persistence.
+pub(crate) fn base_args(port: u16) -> Vec<OsString> {
+    [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--dir",
+        ".",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect()
+}
+
 /// Ready once `PING` answers `PONG`, or `NOAUTH` when started with `--requirepass`.
 pub(crate) fn probe(port: u16) -> bool {
     match resp_command(port, &[b"PING"]) {
@@ -55,23 +77,7 @@ impl RedisServer {
             "redis-server",
             program,
             Box::new(move |port| {
-                let mut args: Vec<OsString> = [
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--daemonize",
-                    "no",
-                    "--dir",
-                    ".",
-                ]
-                .iter()
-                .map(OsString::from)
-                .collect();
+                let mut args = base_args(port);
                 args.extend(extra.iter().cloned());
                 args
             }),

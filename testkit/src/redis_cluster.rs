@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::process::{find_program, spawn_tied, Service};
-use crate::redis::{probe, resp_command};
+use crate::redis::{base_args, probe, resp_command};
 use crate::{free_port, RespValue, TempDir, TestkitError};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -500,37 +500,29 @@ impl RedisCluster {
 /// One node's command line: its client port, a bus port of its own (the default port+10000
 /// may be taken or above 65535), cluster mode with a short node timeout, no persistence.
 fn node_args(port: u16) -> Vec<OsString> {
-    let bus = free_port();
-    [
-        "--port",
-        &port.to_string(),
-        "--cluster-port",
-        &bus.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--cluster-enabled",
-        "yes",
-        "--cluster-config-file",
-        "nodes.conf",
-        "--cluster-node-timeout",
-        &NODE_TIMEOUT_MS.to_string(),
-        // Masters keep serving their own slots while another shard has none (between a
-        // master's failure and its replica's promotion), instead of answering CLUSTERDOWN
-        // for every key: what ElastiCache's cluster-mode parameter groups do.
-        "--cluster-require-full-coverage",
-        "no",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--daemonize",
-        "no",
-        "--dir",
-        ".",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect()
+    let bus = free_port().to_string();
+    let timeout = NODE_TIMEOUT_MS.to_string();
+    let mut args = base_args(port);
+    args.extend(
+        [
+            "--cluster-port",
+            &bus,
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            &timeout,
+            // Masters keep serving their own slots while another shard has none (between a
+            // master's failure and its replica's promotion), instead of answering
+            // CLUSTERDOWN for every key: what ElastiCache's cluster-mode parameter groups do.
+            "--cluster-require-full-coverage",
+            "no",
+        ]
+        .iter()
+        .map(OsString::from),
+    );
+    args
 }
 
 #[cfg(test)]

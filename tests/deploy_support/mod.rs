@@ -31,19 +31,22 @@ impl Harness {
         Harness { moto, dir, stage: stage.to_owned() }
     }
 
-    /// Runs wsctl with the stage dir and moto's environment; stdin is never a TTY.
+    /// Applies moto's environment, the fast poll and the temp dir to a command.
+    fn with_env<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        cmd.envs(self.moto.aws_env()).env("WSCTL_POLL_MS", "20").env_remove("AWS_PROFILE").current_dir(self.dir.path())
+    }
+
+    /// wsctl with the stage dir and moto's environment; stdin is never a TTY.
+    pub fn command(&self, args: &[impl AsRef<std::ffi::OsStr>]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsctl"));
+        cmd.arg("--stages-dir").arg(self.dir.join("stages")).args(args).stdin(Stdio::null());
+        self.with_env(&mut cmd);
+        cmd
+    }
+
+    /// Runs wsctl to completion (see [`Harness::command`]).
     pub fn wsctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_wsctl"))
-            .arg("--stages-dir")
-            .arg(self.dir.join("stages"))
-            .args(args)
-            .envs(self.moto.aws_env())
-            .env("WSCTL_POLL_MS", "20")
-            .env_remove("AWS_PROFILE")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run wsctl")
+        self.command(args).output().expect("run wsctl")
     }
 
     /// `deploy --yes --manifest M` (optionally with `--output json`).
@@ -177,18 +180,9 @@ pub fn stage_yaml(extra: &str) -> String {
 impl Harness {
     /// Starts wsctl in the background with moto's environment; `endpoint` replaces moto's
     /// address (a proxy in front of it).
-    pub fn spawn(&self, args: &[&str], endpoint: Option<&str>) -> Running {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsctl"));
-        cmd.arg("--stages-dir")
-            .arg(self.dir.join("stages"))
-            .args(args)
-            .envs(self.moto.aws_env())
-            .env("WSCTL_POLL_MS", "20")
-            .env_remove("AWS_PROFILE")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+    pub fn spawn(&self, args: &[impl AsRef<std::ffi::OsStr>], endpoint: Option<&str>) -> Running {
+        let mut cmd = self.command(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         if let Some(endpoint) = endpoint {
             cmd.env("AWS_ENDPOINT_URL", endpoint);
         }
@@ -205,13 +199,10 @@ impl Harness {
         line.extend(args.iter().map(|a| quote(a)));
         let mut cmd = Command::new("script");
         cmd.args(["-qefc", &line.join(" "), "/dev/null"])
-            .envs(self.moto.aws_env())
-            .env("WSCTL_POLL_MS", "20")
-            .env_remove("AWS_PROFILE")
-            .current_dir(self.dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        self.with_env(&mut cmd);
         Running::start(cmd)
     }
 

@@ -223,7 +223,13 @@ impl RoomStore for MemoryRoomStore {
             g.buckets.retain(|_, b| !b.is_full_at(now));
             g.buckets_swept_at = g.buckets.len();
         }
-        let taken = g.buckets.entry(bucket.to_owned()).or_insert_with(|| TokenBucket::new(rate, burst)).try_take();
+        // (No key allocation for a bucket that exists: the common case.)
+        if let Some(b) = g.buckets.get_mut(bucket) {
+            return Ok(b.try_take());
+        }
+        let mut fresh = TokenBucket::new(rate, burst);
+        let taken = fresh.try_take();
+        g.buckets.insert(bucket.to_owned(), fresh);
         Ok(taken)
     }
 }
