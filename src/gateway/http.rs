@@ -52,14 +52,15 @@ pub async fn post_to_connection(
     }
 }
 
-/// `GET @connections/{id}`: ConnectedAt, LastActiveAt and Identity, as API Gateway returns.
+/// `GET @connections/{id}`: `connectedAt`, `lastActiveAt` (ISO-8601) and `identity`, the
+/// wire names of the ApiGatewayManagementApi service model (what every AWS SDK reads).
 pub async fn get_connection(State(gw): State<Arc<Gateway>>, Path(params): Path<Vec<(String, String)>>) -> Response {
     let Some(h) = connection_param(&params).and_then(|id| gw.registry.get(id)) else { return gone() };
     let info = h.live_info();
     axum::Json(serde_json::json!({
-        "ConnectedAt": iso(info.connected_at_ms),
-        "LastActiveAt": iso(info.last_active_at_ms),
-        "Identity": { "SourceIp": info.source_ip, "UserAgent": info.user_agent },
+        "connectedAt": iso(info.connected_at_ms),
+        "lastActiveAt": iso(info.last_active_at_ms),
+        "identity": { "sourceIp": info.source_ip, "userAgent": info.user_agent },
     }))
     .into_response()
 }

@@ -33,6 +33,8 @@ pub async fn run(
     mut outbox: Outbox,
     mut socket: WebSocket,
 ) {
+    // From here on the sweeper's upgrade deadline no longer applies to this connection.
+    handle.upgraded.store(true, Relaxed);
     let end = serve(&gw, &handle, &identity, &mut outbox, &mut socket).await;
     if let End::Close(req) = end {
         let frame = CloseFrame { code: req.code, reason: Utf8Bytes::from(req.reason) };
