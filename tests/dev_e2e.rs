@@ -330,3 +330,17 @@ async fn rate_limits_per_connection_and_per_key_and_the_connection_cap_hold() {
     }
     assert!(admitted, "a slot frees up when a connection closes");
 }
+
+/// RFC 6455 close handshake: the gateway answers a client's close frame with its own
+/// (echoing the code), so the client sees a clean close instead of 1006.
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    let gw = DevGateway::start();
+    let mut ws = gw.connect().await;
+    let bye = CloseFrame { code: CloseCode::Normal, reason: "bye".into() };
+    ws.send(Message::Close(Some(bye))).await.expect("send close");
+    assert_eq!(recv_close(&mut ws).await, Some(1000), "the server's close frame echoes 1000");
+}

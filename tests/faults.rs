@@ -159,3 +159,147 @@ async fn vanished_clients_are_pruned_by_idle_timeout_and_by_the_gone_path() {
     assert_eq!(code, 0);
     assert!(out.contains("1 delivered, 0 pruned"), "{out}");
 }
+
+/// Redis restarted under load (its data kept, as ElastiCache keeps it across a node
+/// replacement): a publisher, subscribers and a client that subscribes and unsubscribes.
+/// During the outage requests fail fast as `unavailable`; every request sent more than
+/// 1 s after Redis accepts connections again succeeds; and every subscriber received
+/// exactly the acknowledged publishes, each once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_under_load_no_request_fails_once_redis_is_back() {
+    redis_restart_under_load(Outage::Busy).await;
+}
+
+/// The same restart with the clients quiet from the moment Redis dies until 1.2 s after
+/// it is back: no request of theirs makes the gateway notice the dead connection first
+/// (the first release answered the first request after such a restart with "broken
+/// pipe"); the gateway's own health check has to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_while_quiet_no_request_fails_once_redis_is_back() {
+    redis_restart_under_load(Outage::Quiet).await;
+}
+
+/// Whether clients keep sending while Redis is down.
+#[derive(Clone, Copy, PartialEq)]
+enum Outage {
+    Busy,
+    Quiet,
+}
+
+async fn redis_restart_under_load(outage: Outage) {
+    use common::reader::Client;
+    use std::time::Instant;
+
+    let aof = TempDir::new("redis-aof").unwrap();
+    let dir = aof.path().to_str().unwrap().to_owned();
+    let mut redis = RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always", "--dir", &dir])
+        .expect("redis");
+    let gw = DevGateway::start_with(&repo_stages(), &["--redis-url", &redis.url()]);
+    let room = "tvl:chain:ethereum";
+    let start = Instant::now();
+    let mut subscribers = Vec::new();
+    let mut firsts = Vec::new();
+    for _ in 0..4 {
+        let mut c = Client::new(gw.connect().await, start);
+        c.send(json!({"action": "subscribe", "room": room})).await;
+        firsts.push(c.reply("subscribed").await["seq"].as_u64().unwrap());
+        subscribers.push(c);
+    }
+    let mut publisher = Client::new(gw.connect().await, start);
+    let mut churner = Client::new(gw.connect().await, start);
+
+    // Requests every 50 ms (publish) and 100 ms (subscribe/unsubscribe), by id, with the
+    // time each was sent.
+    let mut sent: Vec<(u64, &str, Instant)> = Vec::new();
+    let (mut id, mut stopped, mut back_at) = (0u64, false, None::<Instant>);
+    let stop_at = start + Duration::from_millis(1500);
+    loop {
+        let now = Instant::now();
+        if !stopped && now >= stop_at {
+            redis.stop().unwrap();
+            stopped = true;
+        }
+        if stopped && back_at.is_none() && now >= stop_at + Duration::from_secs(2) {
+            redis.restart().unwrap();
+            back_at = Some(Instant::now());
+        }
+        if back_at.is_some_and(|t| now >= t + Duration::from_secs(3)) {
+            break;
+        }
+        let quiet = outage == Outage::Quiet && stopped && back_at.is_none_or(|t| now < t + Duration::from_millis(1200));
+        if quiet {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        id += 1;
+        publisher.send(json!({"action": "publish", "room": room, "data": {"n": id}, "id": id})).await;
+        sent.push((id, "publisher", Instant::now()));
+        if id % 2 == 0 {
+            let action = if id % 4 == 0 { "subscribe" } else { "unsubscribe" };
+            churner.send(json!({"action": action, "room": "price:coingecko:eth", "id": id})).await;
+            sent.push((id, "churner", Instant::now()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let back_at = back_at.expect("redis restarted");
+
+    // Every request got exactly one reply: success, or `unavailable` during the outage.
+    let (pub_replies, churn_replies) = (publisher.replies(), churner.replies());
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for (id, who, at) in &sent {
+        let replies = if *who == "publisher" { &pub_replies } else { &churn_replies };
+        let mine: Vec<&Value> = replies.iter().filter(|r| r["id"] == *id).collect();
+        assert_eq!(mine.len(), 1, "{who} request {id}: one reply expected, got {mine:?}");
+        let reply = mine[0];
+        if reply["type"] == "error" {
+            assert_eq!(reply["code"], "unavailable", "{who} request {id}: {reply}");
+            assert_eq!(reply["retryable"], true, "{reply}");
+            assert!(
+                *at < back_at + Duration::from_secs(1),
+                "{who} request {id} sent {:?} after Redis was back failed: {reply}",
+                at.duration_since(back_at)
+            );
+            refused += 1;
+        } else if reply["type"] == "published" {
+            acked.push(reply["seq"].as_u64().unwrap());
+        }
+    }
+    match outage {
+        Outage::Busy => assert!(refused > 0, "the outage refused nothing: it was not exercised"),
+        Outage::Quiet => assert_eq!(refused, 0, "nothing was sent during the outage"),
+    }
+    assert!(acked.len() > 40, "too few publishes acknowledged: {}", acked.len());
+    // Every subscriber got exactly the acknowledged publishes after its subscribe, in order.
+    for (i, s) in subscribers.iter().enumerate() {
+        let expected: Vec<u64> = acked.iter().copied().filter(|seq| *seq > firsts[i]).collect();
+        assert_eq!(s.seqs(), expected, "subscriber {i}: expected exactly the acknowledged publishes");
+        assert_eq!(s.closed(), None);
+    }
+}
+
+/// DynamoDB (moto_server behind a proxy) partitioned and healed: `$connect` is refused
+/// cleanly while it is unreachable, and every connect more than 1 s after it is back
+/// succeeds (the SDK drops its dead pooled connections and retries transient failures).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_partition_heals_and_every_later_connect_succeeds() {
+    let moto = MotoServer::start().expect("moto");
+    let proxy = TcpProxy::start(moto.addr()).await;
+    let endpoint = format!("http://{}", proxy.addr);
+    let env: Vec<(String, String)> = moto.aws_env().into_iter().filter(|(k, _)| k != "AWS_ENDPOINT_URL").collect();
+    let gw = DevGateway::start_env(&repo_stages(), &["--dynamodb-endpoint", &endpoint], env);
+    let mut before = gw.connect().await;
+    assert_eq!(request(&mut before, json!({"action": "ping"})).await["type"], "pong");
+
+    proxy.cut().await;
+    assert_eq!(refused_status(&gw.url_with(&gw.key)).await, Some(500), "refused while DynamoDB is unreachable");
+    proxy.heal();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for i in 0..10 {
+        assert_eq!(refused_status(&gw.url_with(&gw.key)).await, None, "connect {i} after DynamoDB came back");
+    }
+    let mut after = gw.connect().await;
+    let reply = request(&mut after, json!({"action": "subscribe", "room": "tvl:protocol:lido"})).await;
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+}

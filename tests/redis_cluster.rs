@@ -253,22 +253,13 @@ async fn gateway_rides_out_a_master_failover() {
     members.retain(|m| *m != c_id);
     assert_eq!(members, want, "members on the promoted replica");
 
-    // Healed without a restart: the late client's retry succeeds (retrying only `unavailable`).
-    let start = Instant::now();
-    loop {
-        let reply = request(&mut late, json!({"action": "subscribe", "room": victim})).await;
-        if reply["type"] == "subscribed" {
-            assert_eq!(reply["seq"], 1, "the replicated seq survived: {reply}");
-            break;
-        }
-        assert_eq!(
-            (reply["code"].as_str(), reply["retryable"].as_bool()),
-            (Some("unavailable"), Some(true)),
-            "{reply}"
-        );
-        assert!(start.elapsed() < DEADLINE, "the gateway did not heal after the failover: {reply}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Healed without a restart and without a user-visible error: a request that arrives
+    // more than 1 s after the slot has a master again succeeds at the first attempt (the
+    // cluster client's health check has met the dead node and refreshed the slots).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reply = request(&mut late, json!({"action": "subscribe", "room": victim})).await;
+    assert_eq!(reply["type"], "subscribed", "the first request after the failover failed: {reply}");
+    assert_eq!(reply["seq"], 1, "the replicated seq survived: {reply}");
 
     assert_eq!(cluster.master_for_key(&members_key(&victim)).expect("owner"), promoted);
     let reply = publish(&mut publisher, &victim, json!({"after": true})).await;

@@ -28,6 +28,9 @@ pub struct Limits {
     pub outbound_queue_messages: usize,
     /// Outbound queue per connection, in bytes.
     pub outbound_queue_bytes: usize,
+    /// Seconds a write to a client may stay blocked (the client reads nothing) before the
+    /// connection is closed as a slow consumer (4008).
+    pub write_timeout_secs: u64,
     /// Seconds without traffic in either direction before the gateway closes a connection.
     pub idle_timeout_secs: u64,
     /// Seconds after which every connection is closed (API Gateway: 2 h).
@@ -55,6 +58,7 @@ impl Default for Limits {
             key_request_burst: 0,
             outbound_queue_messages: 1000,
             outbound_queue_bytes: 1024 * 1024,
+            write_timeout_secs: 10,
             idle_timeout_secs: 600,
             max_lifetime_secs: 7200,
             max_connections: 100_000,
@@ -83,8 +87,9 @@ impl Limits {
 
     /// Checks that the values are usable; returns the name of the first bad field and why.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let positive: [(&'static str, u64); 11] = [
+        let positive: [(&'static str, u64); 12] = [
             ("max_message_bytes", self.max_message_bytes as u64),
+            ("write_timeout_secs", self.write_timeout_secs),
             ("max_frame_bytes", self.max_frame_bytes as u64),
             ("max_rooms_per_connection", self.max_rooms_per_connection as u64),
             ("max_room_name_len", self.max_room_name_len as u64),

@@ -2,7 +2,7 @@
 //! handler on them, writes queued frames (coalesced into one flush), enforces the
 //! per-connection rate limit, and runs `$disconnect` exactly once at the end.
 
-use super::registry::{CloseRequest, ConnHandle, Outbox, CLOSE_TOO_BIG};
+use super::registry::{CloseRequest, ConnHandle, Outbox, CLOSE_SLOW_CONSUMER, CLOSE_TOO_BIG};
 use super::Gateway;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -21,7 +21,10 @@ const COALESCE_MAX: usize = 64;
 enum End {
     /// The gateway closes with this code.
     Close(CloseRequest),
-    /// The client closed or the transport failed: nothing more to send.
+    /// The client sent a close frame: the reply tungstenite queued is flushed (RFC 6455
+    /// close handshake), so the client sees its own code instead of 1006.
+    PeerClosed,
+    /// The transport failed: nothing more to send.
     Peer,
 }
 
@@ -36,9 +39,19 @@ pub async fn run(
     // From here on the sweeper's upgrade deadline no longer applies to this connection.
     handle.upgraded.store(true, Relaxed);
     let end = serve(&gw, &handle, &identity, &mut outbox, &mut socket).await;
-    if let End::Close(req) = end {
-        let frame = CloseFrame { code: req.code, reason: Utf8Bytes::from(req.reason) };
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), socket.send(Message::Close(Some(frame)))).await;
+    let grace = std::time::Duration::from_secs(2);
+    match end {
+        End::Close(req) => {
+            if req.code == CLOSE_SLOW_CONSUMER {
+                gw.services.metrics.slow_consumers.fetch_add(1, Relaxed);
+            }
+            let frame = CloseFrame { code: req.code, reason: Utf8Bytes::from(req.reason) };
+            let _ = tokio::time::timeout(grace, socket.send(Message::Close(Some(frame)))).await;
+        }
+        End::PeerClosed => {
+            let _ = tokio::time::timeout(grace, socket.flush()).await;
+        }
+        End::Peer => {}
     }
     drop(socket);
     gw.finish(&handle).await;
@@ -54,19 +67,33 @@ async fn serve(
     let limits = &gw.services.limits;
     let mut bucket = TokenBucket::new(limits.requests_per_second, limits.request_burst);
     let caller = Caller { connection_id: &handle.id, identity, request_id: None };
+    let write_deadline = std::time::Duration::from_secs(limits.write_timeout_secs);
     loop {
         tokio::select! {
             biased;
             req = handle.closed() => return End::Close(req),
             frame = outbox.recv(handle) => {
                 let Some(first) = frame else { return End::Peer };
-                if write_coalesced(handle, outbox, socket, first).await.is_err() {
-                    return End::Peer;
+                // A client that stops reading blocks this write once the kernel's buffers
+                // are full: the write deadline, or a close requested meanwhile (the queue
+                // overflowed, a kick, shutdown), ends it instead of waiting forever.
+                let write = tokio::time::timeout(write_deadline, write_coalesced(handle, outbox, socket, first));
+                tokio::select! {
+                    written = write => match written {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return End::Peer,
+                        Err(_) => return End::Close(CloseRequest {
+                            code: CLOSE_SLOW_CONSUMER,
+                            reason: "slow consumer: nothing read within the write timeout".into(),
+                        }),
+                    },
+                    req = handle.closed() => return End::Close(req),
                 }
             }
             inbound = socket.next() => {
                 let msg = match inbound {
-                    None | Some(Ok(Message::Close(_))) => return End::Peer,
+                    Some(Ok(Message::Close(_))) => return End::PeerClosed,
+                    None => return End::Peer,
                     Some(Err(e)) => return classify_read_error(&e),
                     Some(Ok(m)) => m,
                 };
@@ -94,8 +121,13 @@ async fn serve(
                     // tungstenite answers pings itself; both count as activity.
                     Message::Ping(_) | Message::Pong(_) | Message::Close(_) => continue,
                 };
-                if write_replies(handle, socket, replies).await.is_err() {
-                    return End::Peer;
+                match tokio::time::timeout(write_deadline, write_replies(handle, socket, replies)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return End::Peer,
+                    Err(_) => return End::Close(CloseRequest {
+                        code: CLOSE_SLOW_CONSUMER,
+                        reason: "slow consumer: nothing read within the write timeout".into(),
+                    }),
                 }
             }
         }

@@ -15,6 +15,13 @@
 //! client is created lazily and reconnects by itself, so a Redis outage turns into
 //! `unavailable` errors (never a hang or a false acknowledgement) and heals without a
 //! restart.
+//!
+//! Recovery is invisible to clients once Redis is back: a health check pings every
+//! [`HEALTH_CHECK_PERIOD`] (every node of a cluster every [`CLUSTER_HEALTH_CHECK_PERIOD`]), so a connection that Redis dropped (a restart, a failover, an
+//! idle timeout) is noticed and replaced by the probe rather than by a client's request;
+//! and an idempotent operation that still meets a broken connection is retried once on
+//! the new one. `publish` (it increments the room's `seq`) is never retried: a failure
+//! there is reported as `unavailable` and the client decides.
 
 use super::*;
 use crate::store::memory::subscription_from;
@@ -22,12 +29,21 @@ use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
 const STORE: &str = "Redis";
 /// Hard bound on any single Redis operation.
 const OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often the health check pings a single-node Redis.
+pub const HEALTH_CHECK_PERIOD: Duration = Duration::from_millis(250);
+/// How often the health check pings every node of a cluster. Slower: the cluster client
+/// also retries a request on a broken node connection itself, and a node that stays down
+/// until it is replaced would otherwise log a connect failure four times a second.
+pub const CLUSTER_HEALTH_CHECK_PERIOD: Duration = Duration::from_secs(1);
+/// Pause before the one retry of an idempotent operation, so the reconnect can start.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Connection settings for [`RedisRoomStore`].
 #[derive(Debug, Clone)]
@@ -80,6 +96,8 @@ impl ConnectionLike for Conn {
 pub struct RedisRoomStore {
     config: RedisConfig,
     conn: OnceCell<Conn>,
+    /// The health-check task holds a weak reference and stops once the store is dropped.
+    alive: Arc<()>,
     subscribe_conn_side: Script,
     subscribe_room_side: Script,
     publish: Script,
@@ -118,6 +136,7 @@ impl RedisRoomStore {
         Ok(RedisRoomStore {
             config,
             conn: OnceCell::new(),
+            alive: Arc::new(()),
             // KEYS: conn rooms, conn tombstone. ARGV: room, max rooms, ttl.
             subscribe_conn_side: Script::new(
                 r"if redis.call('EXISTS', KEYS[2]) == 1 then return -2 end
@@ -195,7 +214,7 @@ impl RedisRoomStore {
         let c = self
             .conn
             .get_or_try_init(|| async {
-                if self.config.cluster {
+                let conn = if self.config.cluster {
                     let client = ClusterClientBuilder::new(vec![self.config.url.as_str()])
                         .connection_timeout(Duration::from_millis(1000))
                         .response_timeout(Duration::from_millis(2000))
@@ -206,7 +225,7 @@ impl RedisRoomStore {
                         .await
                         .map_err(|_| StoreError::unavailable(STORE, "timed out connecting"))?
                         .map_err(err)?;
-                    Ok::<Conn, StoreError>(Conn::Cluster(c))
+                    Conn::Cluster(c)
                 } else {
                     let client = ::redis::Client::open(self.config.url.as_str()).map_err(err)?;
                     let cfg = ConnectionManagerConfig::new()
@@ -215,23 +234,81 @@ impl RedisRoomStore {
                         .set_number_of_retries(1)
                         .set_min_delay(Duration::from_millis(20))
                         .set_max_delay(Duration::from_millis(500));
-                    Ok(Conn::Single(ConnectionManager::new_lazy_with_config(client, cfg).map_err(err)?))
-                }
+                    Conn::Single(ConnectionManager::new_lazy_with_config(client, cfg).map_err(err)?)
+                };
+                self.start_health_check(conn.clone());
+                Ok::<Conn, StoreError>(conn)
             })
             .await?;
         Ok(c.clone())
     }
 
-    /// Runs `f` with a connection, bounded by [`OP_TIMEOUT`].
+    /// Pings every [`HEALTH_CHECK_PERIOD`] (cluster: [`CLUSTER_HEALTH_CHECK_PERIOD`]) until
+    /// the store is dropped. A failed ping makes
+    /// the client reconnect (single node: the connection manager replaces a dropped
+    /// connection on the error; cluster: the client refreshes its node connections), so
+    /// the first request after an outage finds a working connection.
+    fn start_health_check(&self, conn: Conn) {
+        let alive = Arc::downgrade(&self.alive);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            let period = match conn {
+                Conn::Single(_) => HEALTH_CHECK_PERIOD,
+                Conn::Cluster(_) => CLUSTER_HEALTH_CHECK_PERIOD,
+            };
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if alive.strong_count() == 0 {
+                    return;
+                }
+                let mut c = conn.clone();
+                let ping = ::redis::cmd("PING");
+                if let Ok(Err(e)) = tokio::time::timeout(OP_TIMEOUT, ping.query_async::<Value>(&mut c)).await {
+                    tracing::debug!(error = %e, "Redis health check failed; reconnecting");
+                }
+            }
+        });
+    }
+
+    /// Runs an idempotent operation, bounded by [`OP_TIMEOUT`]; when it meets a broken
+    /// connection (dropped, refused, reset) it is retried once, on the connection the
+    /// client has reconnected meanwhile.
     async fn with<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
+        match self.attempt(&f).await {
+            Err(Attempt::Redis(e)) if is_broken_connection(&e) => {
+                tracing::debug!(error = %e, "Redis connection broken; retrying once");
+                tokio::time::sleep(RETRY_PAUSE).await;
+                self.attempt(&f).await.map_err(StoreError::from)
+            }
+            other => other.map_err(StoreError::from),
+        }
+    }
+
+    /// Runs an operation that must not run twice (it is not idempotent), bounded by
+    /// [`OP_TIMEOUT`].
+    async fn with_once<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(Conn) -> Fut,
         Fut: std::future::Future<Output = Result<T, RedisError>>,
     {
-        let conn = self.conn().await?;
+        self.attempt(f).await.map_err(StoreError::from)
+    }
+
+    async fn attempt<T, F, Fut>(&self, f: F) -> Result<T, Attempt>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
+        let conn = self.conn().await.map_err(Attempt::Store)?;
         match tokio::time::timeout(OP_TIMEOUT, f(conn)).await {
-            Ok(r) => r.map_err(err),
-            Err(_) => Err(StoreError::unavailable(STORE, "operation timed out")),
+            Ok(r) => r.map_err(Attempt::Redis),
+            Err(_) => Err(Attempt::Store(StoreError::unavailable(STORE, "operation timed out"))),
         }
     }
 
@@ -239,6 +316,29 @@ impl RedisRoomStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.with(|mut c| async move { ::redis::cmd("PING").query_async::<String>(&mut c).await }).await.map(|_| ())
     }
+}
+
+/// Why one attempt at an operation failed.
+enum Attempt {
+    /// Redis (or the connection to it) answered with an error.
+    Redis(RedisError),
+    /// No connection, or no answer in time.
+    Store(StoreError),
+}
+
+impl From<Attempt> for StoreError {
+    fn from(a: Attempt) -> Self {
+        match a {
+            Attempt::Redis(e) => err(e),
+            Attempt::Store(e) => e,
+        }
+    }
+}
+
+/// A failure of the connection itself (not of the command), after which the client
+/// reconnects: the command may be retried on the new connection.
+fn is_broken_connection(e: &RedisError) -> bool {
+    e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error()
 }
 
 /// The URL with any password replaced by `***`, for messages and logs.
@@ -280,10 +380,11 @@ impl RoomStore for RedisRoomStore {
     ) -> Result<Subscription, SubscribeError> {
         let (rooms_key, gone_key) = (conn_key(conn, "rooms"), conn_key(conn, "gone"));
         let ttl = self.config.connection_ttl_secs;
+        let (rk, gk) = (&rooms_key, &gone_key);
         let added: i64 = self
             .with(|mut c| {
-                let mut inv = self.subscribe_conn_side.key(&rooms_key);
-                inv.key(&gone_key).arg(room.as_str()).arg(max_rooms).arg(ttl);
+                let mut inv = self.subscribe_conn_side.key(rk);
+                inv.key(gk).arg(room.as_str()).arg(max_rooms).arg(ttl);
                 async move { inv.invoke_async(&mut c).await }
             })
             .await?;
@@ -298,10 +399,11 @@ impl RoomStore for RedisRoomStore {
             room_key(room.as_str(), "history"),
         ];
         let since_arg = since.map(|s| s.to_string()).unwrap_or_default();
+        let (k, since_ref) = (&keys, &since_arg);
         let room_side: Result<Vec<Value>, StoreError> = self
             .with(|mut c| {
-                let mut inv = self.subscribe_room_side.key(&keys[0]);
-                inv.key(&keys[1]).key(&keys[2]).arg(conn).arg(&since_arg);
+                let mut inv = self.subscribe_room_side.key(&k[0]);
+                inv.key(&k[1]).key(&k[2]).arg(conn).arg(since_ref);
                 async move { inv.invoke_async(&mut c).await }
             })
             .await;
@@ -311,7 +413,7 @@ impl RoomStore for RedisRoomStore {
                 // Undo the connection side so the acknowledged state stays exact.
                 let _ = self
                     .with(|mut c| async move {
-                        ::redis::cmd("SREM").arg(&rooms_key).arg(room.as_str()).query_async::<i64>(&mut c).await
+                        ::redis::cmd("SREM").arg(rk).arg(room.as_str()).query_async::<i64>(&mut c).await
                     })
                     .await;
                 return Err(e.into());
@@ -319,20 +421,20 @@ impl RoomStore for RedisRoomStore {
         };
         // A disconnect that started meanwhile has already swept the rooms: undo our add.
         let gone: bool =
-            self.with(|mut c| async move { ::redis::cmd("EXISTS").arg(&gone_key).query_async(&mut c).await }).await?;
+            self.with(|mut c| async move { ::redis::cmd("EXISTS").arg(gk).query_async(&mut c).await }).await?;
         if gone {
-            let member_key = keys[0].clone();
-            let _ = self
-                .with(|mut c| async move {
-                    ::redis::cmd("SREM").arg(&member_key).arg(conn).query_async::<i64>(&mut c).await
+            let member_key = &keys[0];
+            let _ =
+                self.with(|mut c| async move {
+                    ::redis::cmd("SREM").arg(member_key).arg(conn).query_async::<i64>(&mut c).await
                 })
                 .await;
             return Err(StoreError::unavailable(STORE, "connection is disconnecting").into());
         }
-        let name = room.as_str().to_owned();
+        let name = room.as_str();
         let _ = self
             .with(|mut c| async move {
-                ::redis::cmd("ZADD").arg(ROOMS_INDEX).arg(0).arg(&name).query_async::<i64>(&mut c).await
+                ::redis::cmd("ZADD").arg(ROOMS_INDEX).arg(0).arg(name).query_async::<i64>(&mut c).await
             })
             .await;
         let mut it = reply.into_iter();
@@ -351,38 +453,38 @@ impl RoomStore for RedisRoomStore {
     }
 
     async fn unsubscribe(&self, conn: &str, room: &RoomName) -> Result<bool, StoreError> {
-        let rooms_key = conn_key(conn, "rooms");
-        let member_key = room_key(room.as_str(), "connections");
+        let rooms_key = &conn_key(conn, "rooms");
+        let member_key = &room_key(room.as_str(), "connections");
         // Two keys, possibly on two cluster shards. The room side is what fan-out reads, so
         // it is removed even when the connection's shard is unreachable (a stale entry in
         // the connection's own list only costs its cleanup a no-op); its failure is the
         // error.
-        let removed: Result<i64, StoreError> =
-            self.with(|mut c| async move {
-                ::redis::cmd("SREM").arg(&rooms_key).arg(room.as_str()).query_async(&mut c).await
-            })
+        let removed: Result<i64, StoreError> = self
+            .with(
+                |mut c| async move { ::redis::cmd("SREM").arg(rooms_key).arg(room.as_str()).query_async(&mut c).await },
+            )
             .await;
         let left: i64 = self
-            .with(|mut c| async move { ::redis::cmd("SREM").arg(&member_key).arg(conn).query_async(&mut c).await })
+            .with(|mut c| async move { ::redis::cmd("SREM").arg(member_key).arg(conn).query_async(&mut c).await })
             .await?;
         Ok(left > 0 || removed.is_ok_and(|n| n > 0))
     }
 
     async fn rooms_of(&self, conn: &str) -> Result<Vec<String>, StoreError> {
-        let key = conn_key(conn, "rooms");
+        let key = &conn_key(conn, "rooms");
         let mut rooms: Vec<String> =
-            self.with(|mut c| async move { ::redis::cmd("SMEMBERS").arg(&key).query_async(&mut c).await }).await?;
+            self.with(|mut c| async move { ::redis::cmd("SMEMBERS").arg(key).query_async(&mut c).await }).await?;
         rooms.sort();
         Ok(rooms)
     }
 
     async fn remove_connection(&self, conn: &str) -> Result<Vec<String>, StoreError> {
-        let (rooms_key, gone_key) = (conn_key(conn, "rooms"), conn_key(conn, "gone"));
+        let (rooms_key, gone_key) = (&conn_key(conn, "rooms"), &conn_key(conn, "gone"));
         let ttl = self.config.connection_ttl_secs;
         let rooms: Vec<String> = self
             .with(|mut c| async move {
-                ::redis::cmd("SET").arg(&gone_key).arg(1).arg("EX").arg(ttl).query_async::<()>(&mut c).await?;
-                ::redis::cmd("SMEMBERS").arg(&rooms_key).query_async(&mut c).await
+                ::redis::cmd("SET").arg(gone_key).arg(1).arg("EX").arg(ttl).query_async::<()>(&mut c).await?;
+                ::redis::cmd("SMEMBERS").arg(rooms_key).query_async(&mut c).await
             })
             .await?;
         // Every room is tried (in cluster mode they live on different shards, and one may be
@@ -390,9 +492,9 @@ impl RoomStore for RedisRoomStore {
         // cleanup (a retried $disconnect, a prune) finds the rest.
         let mut first_error = None;
         for room in &rooms {
-            let key = room_key(room, "connections");
+            let key = &room_key(room, "connections");
             let removed = self
-                .with(|mut c| async move { ::redis::cmd("SREM").arg(&key).arg(conn).query_async::<i64>(&mut c).await })
+                .with(|mut c| async move { ::redis::cmd("SREM").arg(key).arg(conn).query_async::<i64>(&mut c).await })
                 .await;
             if let Err(e) = removed {
                 first_error.get_or_insert(e);
@@ -401,8 +503,7 @@ impl RoomStore for RedisRoomStore {
         if let Some(e) = first_error {
             return Err(e);
         }
-        let key = conn_key(conn, "rooms");
-        self.with(|mut c| async move { ::redis::cmd("DEL").arg(&key).query_async::<i64>(&mut c).await }).await?;
+        self.with(|mut c| async move { ::redis::cmd("DEL").arg(rooms_key).query_async::<i64>(&mut c).await }).await?;
         let mut rooms = rooms;
         rooms.sort();
         Ok(rooms)
@@ -412,8 +513,9 @@ impl RoomStore for RedisRoomStore {
         let r = room.as_str();
         let keys = [room_key(r, "seq"), room_key(r, "history"), room_key(r, "connections"), room_key(r, "meta")];
         let history = self.config.history;
+        // Not idempotent (INCR): never retried, see the module comment.
         let reply: Vec<Value> = self
-            .with(|mut c| {
+            .with_once(|mut c| {
                 let mut inv = self.publish.key(&keys[0]);
                 inv.key(&keys[1])
                     .key(&keys[2])
@@ -425,10 +527,9 @@ impl RoomStore for RedisRoomStore {
                 async move { inv.invoke_async(&mut c).await }
             })
             .await?;
-        let name = r.to_owned();
         let _ = self
             .with(|mut c| async move {
-                ::redis::cmd("ZADD").arg(ROOMS_INDEX).arg(0).arg(&name).query_async::<i64>(&mut c).await
+                ::redis::cmd("ZADD").arg(ROOMS_INDEX).arg(0).arg(r).query_async::<i64>(&mut c).await
             })
             .await;
         let mut it = reply.into_iter();
@@ -443,9 +544,9 @@ impl RoomStore for RedisRoomStore {
     }
 
     async fn members(&self, room: &RoomName) -> Result<Vec<ConnId>, StoreError> {
-        let key = room_key(room.as_str(), "connections");
+        let key = &room_key(room.as_str(), "connections");
         let ids: Vec<String> =
-            self.with(|mut c| async move { ::redis::cmd("SMEMBERS").arg(&key).query_async(&mut c).await }).await?;
+            self.with(|mut c| async move { ::redis::cmd("SMEMBERS").arg(key).query_async(&mut c).await }).await?;
         Ok(ids.into_iter().map(ConnId::from).collect())
     }
 
@@ -455,12 +556,13 @@ impl RoomStore for RedisRoomStore {
             None => format!("[{prefix}"),
         };
         let max = format!("[{prefix}\u{7f}");
+        let (min, max) = (&min, &max);
         let names: Vec<String> = self
             .with(|mut c| async move {
                 ::redis::cmd("ZRANGEBYLEX")
                     .arg(ROOMS_INDEX)
-                    .arg(&min)
-                    .arg(&max)
+                    .arg(min)
+                    .arg(max)
                     .arg("LIMIT")
                     .arg(0)
                     .arg(limit + 1)
@@ -476,10 +578,9 @@ impl RoomStore for RedisRoomStore {
                 Some(info) => items.push(info),
                 None => {
                     // The room has neither members nor history any more: drop it from the index.
-                    let n = name.clone();
                     let _ = self
                         .with(|mut c| async move {
-                            ::redis::cmd("ZREM").arg(ROOMS_INDEX).arg(&n).query_async::<i64>(&mut c).await
+                            ::redis::cmd("ZREM").arg(ROOMS_INDEX).arg(name).query_async::<i64>(&mut c).await
                         })
                         .await;
                 }
@@ -492,19 +593,19 @@ impl RoomStore for RedisRoomStore {
     async fn room_info(&self, room: &RoomName) -> Result<Option<RoomInfo>, StoreError> {
         let r = room.as_str();
         let (members, seq, meta, history) =
-            (room_key(r, "connections"), room_key(r, "seq"), room_key(r, "meta"), room_key(r, "history"));
+            (&room_key(r, "connections"), &room_key(r, "seq"), &room_key(r, "meta"), &room_key(r, "history"));
         let (subscribers, seq, last, hist): (u64, Option<u64>, Option<u64>, u64) = self
             .with(|mut c| async move {
                 ::redis::pipe()
                     .cmd("SCARD")
-                    .arg(&members)
+                    .arg(members)
                     .cmd("GET")
-                    .arg(&seq)
+                    .arg(seq)
                     .cmd("HGET")
-                    .arg(&meta)
+                    .arg(meta)
                     .arg("last_publish_ms")
                     .cmd("ZCARD")
-                    .arg(&history)
+                    .arg(history)
                     .query_async(&mut c)
                     .await
             })
@@ -523,11 +624,11 @@ impl RoomStore for RedisRoomStore {
         expires_at_ms: u64,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        let key = slots_key(key_id);
+        let key = &slots_key(key_id);
         let ttl = self.config.connection_ttl_secs;
         let claimed: i64 = self
             .with(|mut c| {
-                let mut inv = self.claim_slot.key(&key);
+                let mut inv = self.claim_slot.key(key);
                 inv.arg(conn).arg(cap).arg(expires_at_ms).arg(now_ms).arg(ttl);
                 async move { inv.invoke_async(&mut c).await }
             })
@@ -536,16 +637,17 @@ impl RoomStore for RedisRoomStore {
     }
 
     async fn release_slot(&self, key_id: &str, conn: &str) -> Result<(), StoreError> {
-        let key = slots_key(key_id);
-        self.with(|mut c| async move { ::redis::cmd("ZREM").arg(&key).arg(conn).query_async::<i64>(&mut c).await })
+        let key = &slots_key(key_id);
+        self.with(|mut c| async move { ::redis::cmd("ZREM").arg(key).arg(conn).query_async::<i64>(&mut c).await })
             .await
             .map(|_| ())
     }
 
     async fn take_token(&self, bucket: &str, rate: u32, burst: u32) -> Result<bool, StoreError> {
+        // Not idempotent (it takes a token), and fail-open upstream: never retried.
         let key = bucket_key(bucket);
         let taken: i64 = self
-            .with(|mut c| {
+            .with_once(|mut c| {
                 let mut inv = self.take_token.key(&key);
                 inv.arg(rate.max(1)).arg(burst.max(1));
                 async move { inv.invoke_async(&mut c).await }
