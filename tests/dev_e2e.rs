@@ -196,6 +196,9 @@ async fn lambda_publish_handler_reaches_subscribers_through_the_connections_api(
     subscribe(&mut ws, &room).await;
     // A member that no longer exists: the management API answers 410 and it is pruned.
     redis.cmd(&["SADD", &format!("room:{{{room}}}:connections"), "ghostConnection1"]).unwrap();
+    // The live subscriber is older than every gateway timer short of the idle timeout
+    // (the upgrade deadline is 10 s): 410 pruning must take only the ghost.
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
 
     // The Lambda side: the same Redis, the real management-API client pointed at the gateway.
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
