@@ -36,9 +36,17 @@ pub async fn run(
     // From here on the sweeper's upgrade deadline no longer applies to this connection.
     handle.upgraded.store(true, Relaxed);
     let end = serve(&gw, &handle, &identity, &mut outbox, &mut socket).await;
-    if let End::Close(req) = end {
-        let frame = CloseFrame { code: req.code, reason: Utf8Bytes::from(req.reason) };
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), socket.send(Message::Close(Some(frame)))).await;
+    match end {
+        End::Close(req) => {
+            let frame = CloseFrame { code: req.code, reason: Utf8Bytes::from(req.reason) };
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(2), socket.send(Message::Close(Some(frame)))).await;
+        }
+        // After the client's close, tungstenite has queued the answering close frame (RFC 6455
+        // §5.5.1); without this flush it is dropped and the client sees 1006.
+        End::Peer => {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), socket.flush()).await;
+        }
     }
     drop(socket);
     gw.finish(&handle).await;
@@ -60,8 +68,11 @@ async fn serve(
             req = handle.closed() => return End::Close(req),
             frame = outbox.recv(handle) => {
                 let Some(first) = frame else { return End::Peer };
-                if write_coalesced(handle, outbox, socket, first).await.is_err() {
-                    return End::Peer;
+                // A client that stops reading blocks this write forever; a close request
+                // (slow consumer, kick, shutdown) must still end the session.
+                tokio::select! {
+                    written = write_coalesced(handle, outbox, socket, first) => if written.is_err() { return End::Peer },
+                    req = handle.closed() => return End::Close(req),
                 }
             }
             inbound = socket.next() => {
