@@ -60,16 +60,6 @@ fn listed_agents(gw: &DevGateway) -> Vec<String> {
     agents
 }
 
-fn connection_id_of(gw: &DevGateway, agent: &str) -> String {
-    let reply = gw.admin(json!({"op": "list_connections", "limit": 100}));
-    reply["page"]["items"]
-        .as_array()
-        .and_then(|items| items.iter().find(|d| d["record"]["userAgent"] == agent))
-        .and_then(|d| d["record"]["connectionId"].as_str())
-        .unwrap_or_else(|| panic!("{agent} is not listed: {reply}"))
-        .to_owned()
-}
-
 fn live_gauge(gw: &DevGateway) -> i64 {
     let resp = http_request(gw.addr, "GET", "/metrics", &[], b"", Duration::from_secs(5)).expect("metrics");
     let text = resp.text();
@@ -79,11 +69,14 @@ fn live_gauge(gw: &DevGateway) -> i64 {
         .unwrap_or_else(|| panic!("no live gauge in {text}"))
 }
 
-/// `GET @connections/{id}` status and body, through the management endpoint's path.
-fn get_connection(gw: &DevGateway, id: &str) -> (u16, String) {
-    let path = format!("{}/@connections/{id}", gw.management.trim_start_matches(&format!("http://{}", gw.addr)));
-    let resp = http_request(gw.addr, "GET", &path, &[], b"", Duration::from_secs(5)).expect("GetConnection");
-    (resp.status, resp.text())
+/// `GetConnection` through the real management-API client: the connection's age in ms.
+async fn connection_age_ms(gw: &DevGateway, id: &str) -> i64 {
+    let out = gw.management_client().get_connection().connection_id(id).send().await;
+    let out = out.unwrap_or_else(|e| panic!("GetConnection {id}: {e:?}"));
+    let connected = out.connected_at().expect("connectedAt").to_millis().expect("millis");
+    let last = out.last_active_at().expect("lastActiveAt").to_millis().expect("millis");
+    assert!(last >= connected, "lastActiveAt before connectedAt");
+    last - connected
 }
 
 /// Every seq from `first` to `last`, once and in order.
@@ -157,9 +150,8 @@ async fn every_timer_fires_only_where_it_applies(gw: &DevGateway) {
     assert_contiguous("lifer", &lifer.seqs(), first, last_acked);
     assert_eq!(listed_agents(gw), ["lifer", "publisher", "steady"], "listed past every timer");
     assert_eq!(live_gauge(gw), 3, "live gauge past every timer");
-    let steady_id = connection_id_of(gw, "steady");
-    let (status, body) = get_connection(gw, &steady_id);
-    assert_eq!(status, 200, "GetConnection past 10 s: {body}");
+    let steady_id = gw.connection_id("steady");
+    assert!(connection_age_ms(gw, &steady_id).await > 11_000, "GetConnection past 10 s");
     // The capped key's slot is still held by lifer: a second connection is refused.
     assert_eq!(refused_status(&gw.url_with(&capped_key)).await, Some(403), "slot held for the connection's life");
     // History trimmed to 3: a replay from the start is truncated, a recent one is whole.
@@ -236,8 +228,7 @@ async fn default_limits_hold_real_clients_for_30_seconds() {
     assert!(start.elapsed() >= Duration::from_secs(30));
     assert_eq!(listed_agents(&gw), ["publisher", "sub-0", "sub-1", "sub-2"]);
     assert_eq!(live_gauge(&gw), 4);
-    let (status, body) = get_connection(&gw, &connection_id_of(&gw, "sub-0"));
-    assert_eq!(status, 200, "{body}");
+    assert!(connection_age_ms(&gw, &gw.connection_id("sub-0")).await > 28_000, "GetConnection at 30 s");
 
     // Ctrl-C: every connection is closed with 1001 (not dropped: 1006).
     assert_eq!(gw.interrupt(), Some(0), "the gateway exits cleanly on Ctrl-C");

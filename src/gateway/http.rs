@@ -1,6 +1,14 @@
 //! The gateway's HTTP side: the management API (`POST/GET/DELETE /@connections/{id}`,
 //! shaped like API Gateway's so the real SDK client works against it), the operator
 //! endpoint `/@admin` (bearer token), `/metrics` and `/healthz`.
+//!
+//! The management API follows the ApiGatewayManagementApi service model (botocore's
+//! `apigatewaymanagementapi/2018-11-29/service-2.json`): POST answers 200 with no body,
+//! GET 200 with `connectedAt`/`lastActiveAt` (ISO-8601) and `identity`, DELETE 204; errors
+//! carry the exception name in `x-amzn-ErrorType` and a `{"message": …}` body:
+//! `ForbiddenException` 403, `GoneException` 410, `PayloadTooLargeException` 413 and
+//! `LimitExceededException` 429. `tests/management_api.rs` reads every field with the
+//! Rust SDK and `tests/clients/independent.py` with boto3.
 
 use super::Gateway;
 use aws_sdk_apigatewaymanagement::primitives::{DateTime, DateTimeFormat};
@@ -13,6 +21,7 @@ use wsctl_handlers::admin::AdminRequest;
 use wsctl_handlers::auth::hashes_match;
 use wsctl_handlers::sender::SendOutcome;
 
+/// An error shaped as the service model's exceptions (what every SDK turns into a typed error).
 fn aws_error(status: StatusCode, kind: &'static str, message: &str) -> Response {
     let mut r = (status, axum::Json(serde_json::json!({ "message": message }))).into_response();
     r.headers_mut().insert("x-amzn-ErrorType", HeaderValue::from_static(kind));
@@ -23,6 +32,23 @@ fn gone() -> Response {
     aws_error(StatusCode::GONE, "GoneException", "connection is gone")
 }
 
+/// 403 `ForbiddenException` unless the request is SigV4-signed, as API Gateway answers an
+/// unsigned call. Only the presence of a signature is checked: there are no IAM credentials
+/// locally, so this is not access control (the gateway listens on loopback by default).
+fn unsigned(headers: &HeaderMap) -> Option<Response> {
+    let signed = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 "));
+    (!signed).then(|| {
+        aws_error(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            "Missing Authentication Token (sign the request with SigV4)",
+        )
+    })
+}
+
 fn iso(ms: u64) -> String {
     DateTime::from_millis(ms as i64).fmt(DateTimeFormat::DateTime).unwrap_or_default()
 }
@@ -31,8 +57,12 @@ fn iso(ms: u64) -> String {
 pub async fn post_to_connection(
     State(gw): State<Arc<Gateway>>,
     Path(params): Path<Vec<(String, String)>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(refused) = unsigned(&headers) {
+        return refused;
+    }
     let Some(id) = connection_param(&params) else { return gone() };
     let limit = gw.services.limits.max_message_bytes;
     if body.len() > limit {
@@ -48,14 +78,28 @@ pub async fn post_to_connection(
     };
     match handle.push(text) {
         SendOutcome::Delivered => StatusCode::OK.into_response(),
-        SendOutcome::Gone | SendOutcome::Failed(_) => gone(),
+        SendOutcome::Gone => gone(),
+        // The model's answer for a full client-side buffer; the connection is being closed
+        // as a slow consumer, so a retry gets 410.
+        SendOutcome::Failed(why) => aws_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            &format!("the connection cannot take more data ({why}); it is being closed"),
+        ),
     }
 }
 
 /// `GET @connections/{id}`: `connectedAt`, `lastActiveAt` (ISO-8601) and `identity`, the
 /// wire names of the ApiGatewayManagementApi service model (what every AWS SDK reads).
-pub async fn get_connection(State(gw): State<Arc<Gateway>>, Path(params): Path<Vec<(String, String)>>) -> Response {
-    let Some(h) = connection_param(&params).and_then(|id| gw.registry.get(id)) else { return gone() };
+pub async fn get_connection(
+    State(gw): State<Arc<Gateway>>,
+    Path(params): Path<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = unsigned(&headers) {
+        return refused;
+    }
+    let Some(h) = live(&gw, &params) else { return gone() };
     let info = h.live_info();
     axum::Json(serde_json::json!({
         "connectedAt": iso(info.connected_at_ms),
@@ -66,10 +110,23 @@ pub async fn get_connection(State(gw): State<Arc<Gateway>>, Path(params): Path<V
 }
 
 /// `DELETE @connections/{id}`: closes the connection; its `$disconnect` runs.
-pub async fn delete_connection(State(gw): State<Arc<Gateway>>, Path(params): Path<Vec<(String, String)>>) -> Response {
-    let Some(h) = connection_param(&params).and_then(|id| gw.registry.get(id)) else { return gone() };
+pub async fn delete_connection(
+    State(gw): State<Arc<Gateway>>,
+    Path(params): Path<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = unsigned(&headers) {
+        return refused;
+    }
+    let Some(h) = live(&gw, &params) else { return gone() };
     h.request_close(super::registry::CLOSE_KICKED, "disconnected by DeleteConnection");
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// The connection named in the path, unless it is gone or already being closed (a closing
+/// connection takes no more data, so to the management API it is gone).
+fn live(gw: &Gateway, params: &[(String, String)]) -> Option<Arc<super::registry::ConnHandle>> {
+    connection_param(params).and_then(|id| gw.registry.get(id)).filter(|h| !h.is_closing())
 }
 
 fn connection_param(params: &[(String, String)]) -> Option<&str> {

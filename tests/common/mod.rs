@@ -140,6 +140,35 @@ impl DevGateway {
         serde_json::from_str(&resp.text()).expect("admin reply JSON")
     }
 
+    /// The id of the one live connection that connected with user agent `agent` (from
+    /// `/@admin`'s `list_connections`); panics unless exactly one matches.
+    pub fn connection_id(&self, agent: &str) -> String {
+        let reply = self.admin(serde_json::json!({"op": "list_connections", "limit": 100}));
+        let ids: Vec<String> = reply["page"]["items"]
+            .as_array()
+            .expect("list_connections items")
+            .iter()
+            .filter(|c| c["record"]["userAgent"] == agent)
+            .filter_map(|c| c["record"]["connectionId"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(ids.len(), 1, "connections with user agent {agent:?}: {reply}");
+        ids[0].clone()
+    }
+
+    /// The real `aws-sdk-apigatewaymanagement` client pointed at this gateway's management
+    /// endpoint, with dummy static credentials and the SDK's retries off (so a 429 shows).
+    pub fn management_client(&self) -> aws_sdk_apigatewaymanagement::Client {
+        use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
+        let conf = aws_sdk_apigatewaymanagement::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .endpoint_url(&self.management)
+            .retry_config(aws_sdk_apigatewaymanagement::config::retry::RetryConfig::disabled())
+            .build();
+        aws_sdk_apigatewaymanagement::Client::from_conf(conf)
+    }
+
     /// Runs `wsctl` with this gateway's state directory; returns (status, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let out = wsctl()
@@ -213,6 +242,22 @@ pub async fn recv(ws: &mut Ws) -> Value {
             .expect("read error");
         match msg {
             Message::Text(t) => return serde_json::from_str(t.as_str()).expect("frame is JSON"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// Next text frame as raw text (10 s timeout); panics on close or timeout.
+pub async fn recv_text(ws: &mut Ws) -> String {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("timed out waiting for a frame")
+            .expect("connection ended")
+            .expect("read error");
+        match msg {
+            Message::Text(t) => return t.as_str().to_owned(),
             Message::Ping(_) | Message::Pong(_) => continue,
             other => panic!("expected a text frame, got {other:?}"),
         }
