@@ -27,20 +27,15 @@ pub struct LocalState {
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    wsctl_handlers::private_file::write(path, contents.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 impl LocalState {
     /// Opens (creating if needed) the state directory.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create state directory {}", dir.display()))?;
+        wsctl_handlers::private_file::create_dir(dir)
+            .with_context(|| format!("cannot create state directory {}", dir.display()))?;
         Ok(LocalState { dir: dir.to_owned() })
     }
 

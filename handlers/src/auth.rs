@@ -175,8 +175,9 @@ pub enum Denied {
     /// The key is unknown (or malformed).
     #[error("invalid API key")]
     UnknownKey,
-    /// The key was revoked.
-    #[error("API key revoked")]
+    /// The key was revoked. Told to the client exactly as an unknown key, so a refusal
+    /// never reveals that a key exists or once did (logs keep the difference).
+    #[error("invalid API key")]
     Revoked,
     /// The key already holds its maximum number of connections.
     #[error("API key is at its limit of {0} connections")]
@@ -196,7 +197,9 @@ impl Denied {
 /// Picks the API key from a query string value or header value (query first, as
 /// browsers cannot set headers on a WebSocket).
 pub fn extract_key<'a>(query: Option<&'a str>, header: Option<&'a str>) -> Option<&'a str> {
-    query.or(header).map(str::trim).filter(|k| !k.is_empty())
+    // An empty or blank value counts as absent, so `?apiKey=` cannot hide a valid header.
+    let present = |v: Option<&'a str>| v.map(str::trim).filter(|k| !k.is_empty());
+    present(query).or_else(|| present(header))
 }
 
 #[cfg(test)]

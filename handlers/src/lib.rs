@@ -11,6 +11,7 @@ pub mod error;
 pub mod lambda;
 pub mod limits;
 pub mod metrics;
+pub mod private_file;
 pub mod protocol;
 pub mod ratelimit;
 pub mod room;

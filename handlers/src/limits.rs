@@ -39,6 +39,15 @@ pub struct Limits {
     pub max_connections: usize,
     /// New connections per second one gateway node accepts; beyond it upgrades get 503.
     pub connects_per_second: u32,
+    /// Seconds a new connection has to send its complete upgrade request (and a kept-alive
+    /// HTTP connection its next request) before the gateway drops it.
+    pub handshake_timeout_secs: u64,
+    /// Connections one gateway node holds open before their upgrade; beyond it new TCP
+    /// connections are closed at once.
+    pub max_pending_handshakes: usize,
+    /// Refused connects (no key, bad key) one source address may make per second before
+    /// its attempts are answered 429 without touching the node's connect budget.
+    pub refused_connects_per_second_per_source: u32,
     /// Messages of each room kept for `since` replay and the latest value.
     pub room_history: usize,
     /// Extra seconds a connection record outlives `max_lifetime_secs` before DynamoDB's TTL may remove it.
@@ -63,6 +72,9 @@ impl Default for Limits {
             max_lifetime_secs: 7200,
             max_connections: 100_000,
             connects_per_second: 5_000,
+            handshake_timeout_secs: 10,
+            max_pending_handshakes: 1_024,
+            refused_connects_per_second_per_source: 20,
             room_history: 100,
             record_ttl_margin_secs: 900,
         }
@@ -87,8 +99,11 @@ impl Limits {
 
     /// Checks that the values are usable; returns the name of the first bad field and why.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let positive: [(&'static str, u64); 12] = [
+        let positive: [(&'static str, u64); 15] = [
             ("max_message_bytes", self.max_message_bytes as u64),
+            ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ("max_pending_handshakes", self.max_pending_handshakes as u64),
+            ("refused_connects_per_second_per_source", self.refused_connects_per_second_per_source.into()),
             ("write_timeout_secs", self.write_timeout_secs),
             ("max_frame_bytes", self.max_frame_bytes as u64),
             ("max_rooms_per_connection", self.max_rooms_per_connection as u64),

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub delivery_failures: AtomicU64,
     /// Connections closed because they could not keep up.
     pub slow_consumers: AtomicU64,
+    /// TCP connections closed before their upgrade because too many were pending (gateway only).
+    pub handshakes_refused: AtomicU64,
     /// Live connections (gateway only).
     pub live_connections: AtomicI64,
     errors: [AtomicU64; ErrorCode::ALL.len()],
@@ -58,6 +60,7 @@ impl Metrics {
             &self.prunes,
             &self.delivery_failures,
             &self.slow_consumers,
+            &self.handshakes_refused,
         ] {
             c.store(0, Relaxed);
         }
@@ -66,7 +69,7 @@ impl Metrics {
         }
     }
 
-    fn counters(&self) -> [(&'static str, &'static str, u64); 9] {
+    fn counters(&self) -> [(&'static str, &'static str, u64); 10] {
         [
             ("connects_total", "Accepted connections", self.connects.load(Relaxed)),
             ("connects_refused_total", "Refused connections", self.connects_refused.load(Relaxed)),
@@ -81,6 +84,11 @@ impl Metrics {
             ("prunes_total", "Gone connections a publish found and cleaned up", self.prunes.load(Relaxed)),
             ("delivery_failures_total", "Failed deliveries", self.delivery_failures.load(Relaxed)),
             ("slow_consumers_total", "Connections closed as slow consumers", self.slow_consumers.load(Relaxed)),
+            (
+                "handshakes_refused_total",
+                "TCP connections closed before their upgrade: too many were pending",
+                self.handshakes_refused.load(Relaxed),
+            ),
         ]
     }
 

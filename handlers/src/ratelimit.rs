@@ -30,6 +30,12 @@ impl TokenBucket {
         self.tokens + elapsed * self.rate >= self.capacity
     }
 
+    /// Whether a token is available at `now`, without taking it.
+    pub fn has_token_at(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        (self.tokens + elapsed * self.rate).min(self.capacity) >= 1.0
+    }
+
     /// Takes one token at time `now` (for tests).
     pub fn try_take_at(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();

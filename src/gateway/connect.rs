@@ -4,7 +4,7 @@
 use super::registry::ConnHandle;
 use super::{session, Gateway};
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -27,36 +27,53 @@ pub fn new_connection_id() -> String {
 fn refuse(gw: &Gateway, status: StatusCode, message: &str) -> Response {
     gw.services.metrics.connects_refused.fetch_add(1, Relaxed);
     let mut r = (status, format!("{message}\n")).into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if matches!(status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS) {
         r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
     r
 }
 
-/// The WebSocket route (`GET /` or `GET /{stage}` with an upgrade).
+/// Any path other than the stage's: 403, as API Gateway answers a path it does not serve.
+pub async fn wrong_stage(State(gw): State<Arc<Gateway>>) -> Response {
+    refuse(&gw, StatusCode::FORBIDDEN, &format!("Forbidden: this gateway serves the stage path /{}", gw.stage))
+}
+
+/// The WebSocket route (`GET /{stage}` with an upgrade).
 pub async fn upgrade(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(stage): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if stage != gw.stage {
+        return wrong_stage(State(gw)).await;
+    }
     if gw.shutting_down.load(Relaxed) {
         return refuse(&gw, StatusCode::SERVICE_UNAVAILABLE, "gateway is shutting down");
     }
+    let source = peer.ip();
+    if !gw.refusals.allows(source) {
+        return refuse(&gw, StatusCode::TOO_MANY_REQUESTS, "too many refused connects from this address; retry later");
+    }
+    let header_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    let Some(key) = extract_key(query.get("apiKey").map(String::as_str), header_key) else {
+        // No key costs nothing but this source's refusal budget.
+        gw.refusals.charge(source);
+        tracing::info!(peer = %peer, reason = %Denied::MissingKey, "connect refused");
+        return refuse(&gw, StatusCode::UNAUTHORIZED, &Denied::MissingKey.to_string());
+    };
     let limits = &gw.services.limits;
     if gw.registry.len() >= limits.max_connections {
         return refuse(&gw, StatusCode::SERVICE_UNAVAILABLE, "connection limit of this gateway reached; retry later");
     }
-    if !gw.admit() {
-        return refuse(&gw, StatusCode::SERVICE_UNAVAILABLE, "too many new connections per second; retry later");
-    }
-    let header_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
-    let identity = match gw.services.authorize(extract_key(query.get("apiKey").map(String::as_str), header_key)).await {
+    let identity = match gw.services.authorize(Some(key)).await {
         Ok(identity) => identity,
         Err(ConnectError::Denied(d)) => {
             let status = if matches!(d, Denied::MissingKey) { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
-            tracing::info!(peer = %peer, reason = %d, "connect refused");
+            gw.refusals.charge(source);
+            tracing::info!(peer = %peer, reason = ?d, "connect refused");
             return refuse(&gw, status, &d.to_string());
         }
         Err(ConnectError::Store(e)) => {
@@ -64,6 +81,11 @@ pub async fn upgrade(
             return refuse(&gw, StatusCode::INTERNAL_SERVER_ERROR, "authorizer failed; retry later");
         }
     };
+    // The node's connect budget is spent on authorized connects only: refused ones are
+    // bounded per source above, so a flood of them cannot starve valid clients.
+    if !gw.admit() {
+        return refuse(&gw, StatusCode::SERVICE_UNAVAILABLE, "too many new connections per second; retry later");
+    }
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let id: ConnId = ConnId::from(new_connection_id());
     let info = HandlerConnectInfo {

@@ -5,7 +5,9 @@
 pub mod connect;
 mod fdlimit;
 mod http;
+mod refusals;
 pub mod registry;
+mod serve;
 mod session;
 mod sweeper;
 
@@ -18,7 +20,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use clap::Args;
 use registry::{ConnHandle, LocalSender, Registry, CLOSE_GOING_AWAY};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -80,7 +81,10 @@ pub struct Gateway {
     pub admin_token: String,
     /// WebSocket read buffer size.
     pub read_buffer: usize,
+    /// The stage whose path (`/{stage}`) this gateway serves.
+    pub stage: String,
     connect_rate: Mutex<TokenBucket>,
+    refusals: refusals::SourceRefusals,
 }
 
 impl Gateway {
@@ -122,6 +126,12 @@ async fn build_stores(
                 connection_ttl_secs: limits.record_ttl_secs(),
             })?;
             let shown = wsctl_handlers::store::redis::redact_url(url);
+            if shown != *url && std::env::var("WSCTL_REDIS_URL").ok().as_deref() != Some(url.as_str()) {
+                tracing::warn!(
+                    "the Redis password is on the command line, where `ps` shows it to every user of this \
+                     machine; pass the URL in the WSCTL_REDIS_URL environment variable instead"
+                );
+            }
             store.ping().await.with_context(|| format!("cannot reach Redis at {shown}; is redis-server running?"))?;
             (Arc::new(store), format!("Redis {shown}"))
         }
@@ -200,7 +210,9 @@ pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
         shutting_down: AtomicBool::new(false),
         admin_token: state.admin_token()?,
         read_buffer: args.read_buffer.max(1024),
+        stage: stage.name.clone(),
         connect_rate: Mutex::new(TokenBucket::new(limits.connects_per_second, limits.connects_per_second)),
+        refusals: refusals::SourceRefusals::new(limits.refused_connects_per_second_per_source),
     });
 
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
@@ -218,7 +230,7 @@ pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
     print_banner(global.output, &info, &dev_key, &backends, &args)?;
 
     let app = Router::new()
-        .route("/", get(connect::upgrade))
+        .route("/", get(connect::wrong_stage))
         .route("/{stage}", get(connect::upgrade))
         .route(
             "/@connections/{id}",
@@ -233,32 +245,37 @@ pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
         .route("/healthz", get(http::healthz))
         .with_state(gw.clone());
     let sweeper = tokio::spawn(sweeper::run(gw.clone()));
-    let shutdown_gw = gw.clone();
-    // Frames are small and latency-sensitive: no Nagle delay on any accepted socket.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            wait_for_signal().await;
-            drain(&shutdown_gw).await;
-        })
-        .await;
+    let accept = serve::AcceptLimits {
+        handshake_timeout: Duration::from_secs(limits.handshake_timeout_secs),
+        max_pending: limits.max_pending_handshakes,
+    };
+    serve::serve(listener, app, accept, gw.services.metrics.clone(), wait_for_signal()).await;
+    // Stopped accepting. Close every WebSocket; a second signal cuts the wait short.
+    tokio::select! {
+        () = drain(&gw, DRAIN_WAIT) => {}
+        () = wait_for_signal() => {
+            eprintln!("wsctl dev: second signal: not waiting for clients; cleaning up and exiting");
+            drain(&gw, Duration::ZERO).await;
+        }
+    }
     sweeper.abort();
     state.remove_gateway();
-    served.context("gateway failed")?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Closes every connection with 1001 and waits (bounded) for their `$disconnect`.
-async fn drain(gw: &Gateway) {
+/// How long shutdown waits for clients to take their close frame.
+const DRAIN_WAIT: Duration = Duration::from_secs(10);
+
+/// Closes every connection with 1001, waits up to `wait` for the sessions to end, then
+/// runs `$disconnect` for any that did not.
+async fn drain(gw: &Gateway, wait: Duration) {
     gw.shutting_down.store(true, Relaxed);
     let open = gw.registry.all();
     tracing::info!(connections = open.len(), "shutting down: closing every connection");
     for h in &open {
         h.request_close(CLOSE_GOING_AWAY, "server shutting down");
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + wait;
     while gw.registry.len() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

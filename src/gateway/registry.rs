@@ -23,6 +23,10 @@ pub const CLOSE_GOING_AWAY: u16 = 1001;
 pub const CLOSE_KICKED: u16 = 4000;
 /// Close code for messages or frames over the size limit.
 pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code for a WebSocket protocol violation.
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// Close code for a text message that is not valid UTF-8.
+pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 
 /// Why the gateway is closing a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]

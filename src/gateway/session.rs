@@ -2,7 +2,9 @@
 //! handler on them, writes queued frames (coalesced into one flush), enforces the
 //! per-connection rate limit, and runs `$disconnect` exactly once at the end.
 
-use super::registry::{CloseRequest, ConnHandle, Outbox, CLOSE_SLOW_CONSUMER, CLOSE_TOO_BIG};
+use super::registry::{
+    CloseRequest, ConnHandle, Outbox, CLOSE_INVALID_PAYLOAD, CLOSE_PROTOCOL_ERROR, CLOSE_SLOW_CONSUMER, CLOSE_TOO_BIG,
+};
 use super::Gateway;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -134,12 +136,19 @@ async fn serve(
     }
 }
 
-/// A read error: oversized frames/messages close with 1009 like API Gateway; anything
-/// else means the peer is gone.
+/// A read error, closed with the RFC 6455 code for its cause: 1009 for oversized frames
+/// and messages (as API Gateway), 1007 for a text message that is not UTF-8, 1002 for a
+/// protocol violation; anything else (I/O) means the peer is gone. axum hides the
+/// tungstenite error type, so its stable messages are matched.
 fn classify_read_error(e: &axum::Error) -> End {
     let text = e.to_string();
+    let close = |code: u16, reason: &str| End::Close(CloseRequest { code, reason: reason.into() });
     if text.contains("too long") || text.contains("too big") || text.contains("Space limit exceeded") {
-        End::Close(CloseRequest { code: CLOSE_TOO_BIG, reason: "message too big".into() })
+        close(CLOSE_TOO_BIG, "message too big")
+    } else if text.contains("UTF-8") {
+        close(CLOSE_INVALID_PAYLOAD, "text message is not valid UTF-8")
+    } else if text.contains("protocol error") {
+        close(CLOSE_PROTOCOL_ERROR, "WebSocket protocol error")
     } else {
         End::Peer
     }

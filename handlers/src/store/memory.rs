@@ -368,9 +368,7 @@ impl MemoryKeyStore {
         let mut records: Vec<&KeyRecord> = map.values().collect();
         records.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
         let text = serde_json::to_string_pretty(&records).map_err(|e| StoreError::corrupt("key file", e))?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|_| std::fs::rename(&tmp, path))
+        crate::private_file::write(path, text.as_bytes())
             .map_err(|e| StoreError::unavailable("key file", format!("{}: {e}", path.display())))
     }
 }
