@@ -11,7 +11,7 @@ use wsctl_handlers::room::RoomName;
 use wsctl_handlers::store::memory::MemoryRoomStore;
 use wsctl_handlers::store::redis::{RedisConfig, RedisRoomStore};
 use wsctl_handlers::store::{PublishBounds, PublishError, RoomQuota, RoomStore, Subscription};
-use wsctl_testkit::RedisServer;
+use wsctl_testkit::{RedisCluster, RedisServer};
 
 const KB: usize = 1024;
 
@@ -129,6 +129,38 @@ async fn a_key_cannot_create_rooms_beyond_max_rooms_per_key() {
     one_key_many_rooms(&*memory(), "k1").await;
     let server = RedisServer::start().expect("redis-server");
     one_key_many_rooms(&*redis(&server), "k1").await;
+}
+
+#[tokio::test]
+async fn both_redis_bounds_hold_in_cluster_mode() {
+    // The rooms and the key's room set land on different shards: each script stays in
+    // its own hash slot.
+    let cluster = RedisCluster::start(3, 0).expect("redis cluster");
+    let config = RedisConfig {
+        url: cluster.url(),
+        cluster: true,
+        history: Limits::default().room_history,
+        connection_ttl_secs: 600,
+    };
+    let store = RedisRoomStore::new(config).expect("redis store");
+    one_room_flood(&store).await;
+    one_key_many_rooms(&store, "k1").await;
+}
+
+#[tokio::test]
+async fn a_redis_room_from_before_the_byte_bound_is_trimmed_too() {
+    let server = RedisServer::start().expect("redis-server");
+    let store = redis(&server);
+    let roomy = bounds(1 << 30, 1 << 30, None);
+    for _ in 0..10 {
+        publish(&*store, "old:room", &roomy).await.expect("publish");
+    }
+    // As a room written before the byte size was kept: no `history_bytes` in its meta.
+    server.cmd(&["HDEL", "room:{old:room}:meta", "history_bytes"]).expect("HDEL");
+    publish(&*store, "old:room", &bounds(512 * KB, 1 << 30, None)).await.expect("publish");
+    let sub = history(&*store, "old:room").await;
+    assert!(bytes(&sub.replay) <= 512 * KB, "{} bytes held, over 512 KiB", bytes(&sub.replay));
+    assert_eq!(sub.replay.last().map(seq_of), Some(11));
 }
 
 #[tokio::test]
