@@ -27,7 +27,8 @@ pub struct Subscription {
     pub latest: Option<Frame>,
     /// Messages after `since` that history still holds, oldest first.
     pub replay: Vec<Frame>,
-    /// True when history no longer reaches back to `since + 1`.
+    /// True when history no longer reaches back to `since + 1` (the service also sets it
+    /// when it cuts the replay to `max_replay_bytes`).
     pub truncated: bool,
 }
 
