@@ -50,6 +50,21 @@ pub struct Limits {
     pub refused_connects_per_second_per_source: u32,
     /// Messages of each room kept for `since` replay and the latest value.
     pub room_history: usize,
+    /// Bytes of each room's history (encoded frames): the oldest messages are dropped
+    /// beyond it, but never the newest, so `latest` always answers.
+    pub room_history_bytes: usize,
+    /// Rooms one API key may create by publishing to them (0 = no limit). A room counts
+    /// against the key whose publish gave it its first message for as long as the store
+    /// holds its history; beyond the cap a publish to a new room is refused
+    /// (`too_many_rooms`) and nothing is stored.
+    pub max_rooms_per_key: usize,
+    /// History bytes across all rooms of the in-memory store (`wsctl dev`); beyond it the
+    /// oldest messages of any room are evicted, a room's newest one last. (Redis is
+    /// bounded by its own `maxmemory`; see docs/deploy.md.)
+    pub max_history_bytes_total: usize,
+    /// Bytes one `since` replay may send; only the newest missed messages that fit are
+    /// replayed (always at least the newest) and the reply says `truncated: true`.
+    pub max_replay_bytes: usize,
     /// Extra seconds a connection record outlives `max_lifetime_secs` before DynamoDB's TTL may remove it.
     pub record_ttl_margin_secs: u64,
 }
@@ -76,6 +91,10 @@ impl Default for Limits {
             max_pending_handshakes: 1_024,
             refused_connects_per_second_per_source: 20,
             room_history: 100,
+            room_history_bytes: 1024 * 1024,
+            max_rooms_per_key: 1_000,
+            max_history_bytes_total: 256 * 1024 * 1024,
+            max_replay_bytes: 1024 * 1024,
             record_ttl_margin_secs: 900,
         }
     }
@@ -115,6 +134,9 @@ impl Limits {
             ("max_lifetime_secs", self.max_lifetime_secs),
             ("max_connections", self.max_connections as u64),
             ("connects_per_second", self.connects_per_second.into()),
+            ("room_history_bytes", self.room_history_bytes as u64),
+            ("max_history_bytes_total", self.max_history_bytes_total as u64),
+            ("max_replay_bytes", self.max_replay_bytes as u64),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err((name, "must be greater than 0".into()));
@@ -141,6 +163,12 @@ impl Limits {
         if self.room_history > 10_000 {
             return Err(("room_history", "must be at most 10000".into()));
         }
+        if self.room_history_bytes > self.max_history_bytes_total {
+            return Err((
+                "room_history_bytes",
+                format!("must not exceed max_history_bytes_total ({})", self.max_history_bytes_total),
+            ));
+        }
         Ok(())
     }
 }
@@ -162,6 +190,8 @@ mod tests {
         assert_eq!(bad(|l| l.idle_timeout_secs = 7201), "idle_timeout_secs");
         assert_eq!(bad(|l| l.max_frame_bytes = l.max_message_bytes + 1), "max_frame_bytes");
         assert_eq!(bad(|l| l.requests_per_second = 0), "requests_per_second");
+        assert_eq!(bad(|l| l.max_replay_bytes = 0), "max_replay_bytes");
+        assert_eq!(bad(|l| l.room_history_bytes = l.max_history_bytes_total + 1), "room_history_bytes");
         let huge = Limits { max_lifetime_secs: u64::MAX, record_ttl_margin_secs: u64::MAX, ..Limits::default() };
         assert_eq!(huge.record_ttl_secs(), u64::MAX, "saturates instead of overflowing");
     }

@@ -304,7 +304,8 @@ pub enum Reply<'a> {
         /// How many messages are replayed after this reply (only with `since`).
         #[serde(skip_serializing_if = "Option::is_none")]
         replayed: Option<usize>,
-        /// True when history no longer holds everything after `since` (a gap).
+        /// True when the replay is not everything after `since` (a gap): history no
+        /// longer reaches back, or the replay was cut to its newest `max_replay_bytes`.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         truncated: bool,
         /// Echoed request id.

@@ -8,7 +8,9 @@ use crate::metrics::Metrics;
 use crate::protocol::{self, ErrorCode, Frame, MessageTemplate, Reply, Request};
 use crate::room::RoomName;
 use crate::sender::Sender;
-use crate::store::{now_ms, ConnId, ConnectionRecord, ConnectionStore, KeyStore, RoomStore, SubscribeError};
+use crate::store::{
+    now_ms, ConnId, ConnectionRecord, ConnectionStore, KeyStore, PublishBounds, PublishError, RoomStore, SubscribeError,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::sync::atomic::Ordering::Relaxed;
@@ -359,6 +361,25 @@ impl Services {
                     ),
                     SubscribeError::Store(e) => e.into(),
                 })?;
+                let mut sub = sub;
+                // The newest missed messages that fit in one replay (always the newest):
+                // a reply as large as a room's whole history would let a 60-byte request
+                // make the gateway send megabytes.
+                let mut bytes = 0;
+                let fit = sub
+                    .replay
+                    .iter()
+                    .rev()
+                    .take_while(|f| {
+                        bytes += f.as_str().len();
+                        bytes <= self.limits.max_replay_bytes
+                    })
+                    .count()
+                    .max(sub.replay.len().min(1));
+                if fit < sub.replay.len() {
+                    sub.replay.drain(..sub.replay.len() - fit);
+                    sub.truncated = true;
+                }
                 let latest = sub.latest.as_ref().and_then(|f| serde_json::from_str::<&RawValue>(f.as_str()).ok());
                 let reply = Reply::Subscribed {
                     room: room.as_str(),
@@ -385,7 +406,7 @@ impl Services {
             }
             Request::Publish { room, data } => {
                 Self::require(caller.identity, Scope::Publish)?;
-                let report = self.publish(&room, data).await?;
+                let report = self.publish_as(&room, data, Some(&caller.identity.key_id)).await?;
                 Ok(vec![
                     Reply::Published { room: &report.room, seq: report.seq, delivered: report.delivered, id }.encode()
                 ])
@@ -393,9 +414,21 @@ impl Services {
         }
     }
 
-    /// `publish`: assigns the next seq, fans the message out to every subscriber with
-    /// bounded concurrency, and prunes subscribers found gone.
+    /// `publish` by an operator or the publish Lambda: assigns the next seq, fans the
+    /// message out to every subscriber with bounded concurrency, and prunes subscribers
+    /// found gone. It may create rooms without limit.
     pub async fn publish(&self, room: &str, data: &RawValue) -> Result<PublishReport, HandlerError> {
+        self.publish_as(room, data, None).await
+    }
+
+    /// `publish` by a client: as [`Services::publish`], but a publish that creates a room
+    /// counts it against `key_id`'s `max_rooms_per_key`.
+    pub async fn publish_as(
+        &self,
+        room: &str,
+        data: &RawValue,
+        key_id: Option<&str>,
+    ) -> Result<PublishReport, HandlerError> {
         let room = self.room(room)?;
         if data.get().len() > self.limits.max_message_bytes {
             return Err(HandlerError::new(
@@ -407,7 +440,16 @@ impl Services {
         let template = MessageTemplate::new(room.as_str(), data, now);
         let (published, fanout) = {
             let _in_order = self.order.stripe(room.as_str()).lock().await;
-            let published = self.rooms.publish(&room, &template, now).await?;
+            let bounds = PublishBounds::new(&self.limits, key_id);
+            let published = self.rooms.publish(&room, &template, now, &bounds).await.map_err(|e| match e {
+                PublishError::TooManyRooms(n) => HandlerError::new(
+                    ErrorCode::TooManyRooms,
+                    format!(
+                        "this API key has created {n} rooms, the limit (max_rooms_per_key); publish to an existing room"
+                    ),
+                ),
+                PublishError::Store(e) => e.into(),
+            })?;
             let fanout = self.sender.send_many(&published.members, &published.frame).await;
             (published, fanout)
         };

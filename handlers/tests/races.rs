@@ -3,10 +3,11 @@
 //! gone, and no connection keeps a room list.
 
 use std::sync::Arc;
+use wsctl_handlers::limits::Limits;
 use wsctl_handlers::protocol::MessageTemplate;
 use wsctl_handlers::room::RoomName;
 use wsctl_handlers::store::redis::{RedisConfig, RedisRoomStore};
-use wsctl_handlers::store::{RoomStore, SubscribeError};
+use wsctl_handlers::store::{PublishBounds, RoomStore, SubscribeError};
 use wsctl_testkit::RedisServer;
 
 const ROUNDS: usize = 150;
@@ -44,7 +45,7 @@ async fn no_orphan_membership_after_racing_subscribe_disconnect_publish() {
         let (s3, room, d) = (store.clone(), rooms[round % ROOMS].clone(), data.clone());
         let p = tokio::spawn(async move {
             let t = MessageTemplate::new(room.as_str(), &d, 1);
-            s3.publish(&room, &t, 1).await.unwrap()
+            s3.publish(&room, &t, 1, &PublishBounds::new(&Limits::default(), None)).await.unwrap()
         });
         let mut acked = 0;
         for t in tasks {

@@ -9,10 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use wsctl_handlers::error::StoreError;
+use wsctl_handlers::limits::Limits;
 use wsctl_handlers::protocol::MessageTemplate;
 use wsctl_handlers::room::RoomName;
 use wsctl_handlers::store::redis::{RedisConfig, RedisRoomStore};
-use wsctl_handlers::store::{now_ms, RoomStore, SubscribeError};
+use wsctl_handlers::store::{now_ms, PublishBounds, PublishError, RoomStore, SubscribeError};
 use wsctl_testkit::{RedisCluster, RespValue};
 
 const HISTORY: usize = 5;
@@ -88,7 +89,7 @@ async fn room_store_works_across_slots_and_masters() {
     let t0 = now_ms();
     for n in 1..=7u64 {
         for r in &rooms {
-            let p = store.publish(&room(r), &MessageTemplate::new(r, &data, t0), t0).await.expect("publish");
+            let p = store.publish(&room(r), &MessageTemplate::new(r, &data, t0), t0, &bounds()).await.expect("publish");
             assert_eq!(p.seq, n, "{r}");
             assert_eq!(seq_of(p.frame.as_str()), n);
             let members: BTreeSet<String> = p.members.iter().map(|m| m.to_string()).collect();
@@ -185,6 +186,11 @@ async fn room_store_works_across_slots_and_masters() {
 }
 
 /// Retries `op` while it fails with `unavailable`, until it succeeds or `timeout` passes.
+/// The default limits' bounds for an operator publish.
+fn bounds() -> PublishBounds<'static> {
+    PublishBounds::new(&Limits::default(), None)
+}
+
 async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut op: F) -> T
 where
     F: FnMut() -> Fut,
@@ -234,7 +240,7 @@ async fn room_store_heals_after_a_master_fails_over() {
         }
     }
     let t = MessageTemplate::new(&victim, &data, 1);
-    assert_eq!(store.publish(&room(&victim), &t, 1).await.expect("publish").seq, 1);
+    assert_eq!(store.publish(&room(&victim), &t, 1, &bounds()).await.expect("publish").seq, 1);
 
     cluster.wait_replicated(victim_master, Duration::from_secs(10)).expect("writes reached the replica");
     let replica = cluster.replicas_of(victim_master).expect("replicas")[0];
@@ -269,7 +275,13 @@ async fn room_store_heals_after_a_master_fails_over() {
     assert_eq!(members, want, "membership after failover: replicated members kept, no unacknowledged member");
     let newcomer_rooms = store.rooms_of(&newcomer).await.expect("rooms_of");
     assert_eq!(newcomer_rooms.is_empty(), !early_ack, "a refused subscribe is undone on the connection side");
-    let p = eventually(Duration::from_secs(20), "publish", || store.publish(&r, &t, 2)).await;
+    let p = eventually(Duration::from_secs(20), "publish", || async {
+        store.publish(&r, &t, 2, &bounds()).await.map_err(|e| match e {
+            PublishError::Store(e) => e,
+            other => panic!("publish: {other}"),
+        })
+    })
+    .await;
     assert_eq!(p.seq, 2, "the seq replicated before the kill survived");
     let sub = eventually(Duration::from_secs(20), "subscribe", || async {
         store.subscribe(&newcomer, &r, Some(0), 64).await.map_err(|e| match e {

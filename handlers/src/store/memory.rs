@@ -18,7 +18,11 @@ struct Room {
     members: HashSet<ConnId>,
     seq: u64,
     history: VecDeque<(u64, Frame)>,
+    /// Bytes of the frames in `history`.
+    history_bytes: usize,
     last_publish_ms: Option<u64>,
+    /// The key whose publish gave the room its first message, while it counts against it.
+    creator: Option<String>,
 }
 
 impl Room {
@@ -42,6 +46,80 @@ struct Rooms {
     buckets: HashMap<String, TokenBucket>,
     /// Bucket count after the last sweep of idle buckets.
     buckets_swept_at: usize,
+    /// Rooms each key created that still count against it (see `Limits::max_rooms_per_key`).
+    created_by: HashMap<String, HashSet<String>>,
+    /// History bytes across all rooms.
+    history_bytes: usize,
+    /// Messages across all histories.
+    history_messages: usize,
+    /// Every stored message as (room, seq), in publish order: the eviction order of the
+    /// gateway-wide bound. Entries of messages already trimmed are skipped when met and
+    /// swept when they outnumber the stored messages.
+    evict_order: VecDeque<(String, u64)>,
+    /// Messages met in `evict_order` while they were their room's only one: evicted
+    /// (oldest first) only once no other message is left to evict.
+    evict_last: VecDeque<(String, u64)>,
+}
+
+impl Rooms {
+    /// Drops a room's oldest message, releasing the room from its creator's count when its
+    /// history is gone and forgetting the room when nobody is subscribed either.
+    fn drop_oldest(&mut self, name: &str) {
+        let Some(r) = self.rooms.get_mut(name) else { return };
+        let Some((_, frame)) = r.history.pop_front() else { return };
+        r.history_bytes -= frame.as_str().len();
+        self.history_bytes -= frame.as_str().len();
+        self.history_messages -= 1;
+        if !r.history.is_empty() {
+            return;
+        }
+        if let Some(key) = r.creator.take() {
+            if let Some(set) = self.created_by.get_mut(&key) {
+                set.remove(name);
+                if set.is_empty() {
+                    self.created_by.remove(&key);
+                }
+            }
+        }
+        if r.members.is_empty() {
+            self.rooms.remove(name);
+        }
+    }
+
+    /// Whether `(name, seq)` is still in its room's history.
+    fn holds(&self, name: &str, seq: u64) -> bool {
+        self.rooms.get(name).is_some_and(|r| {
+            matches!((r.history.front(), r.history.back()), (Some((lo, _)), Some((hi, _))) if *lo <= seq && seq <= *hi)
+        })
+    }
+
+    /// Evicts the oldest messages across rooms until the total fits in `cap`: first those
+    /// that are not their room's newest, then (only if that is not enough) the newest ones
+    /// of the rooms published to longest ago.
+    fn evict_to(&mut self, cap: usize) {
+        while self.history_bytes > cap {
+            let (entry, last_resort) = match self.evict_order.pop_front() {
+                Some(e) => (e, false),
+                None => match self.evict_last.pop_front() {
+                    Some(e) => (e, true),
+                    None => break,
+                },
+            };
+            if !self.holds(&entry.0, entry.1) {
+                continue;
+            }
+            if !last_resort && self.rooms.get(&entry.0).is_some_and(|r| r.history.len() == 1) {
+                self.evict_last.push_back(entry);
+                continue;
+            }
+            self.drop_oldest(&entry.0);
+        }
+        if self.evict_order.len() + self.evict_last.len() > 2 * self.history_messages + 1024 {
+            let (order, last) = (std::mem::take(&mut self.evict_order), std::mem::take(&mut self.evict_last));
+            self.evict_order = order.into_iter().filter(|(n, s)| self.holds(n, *s)).collect();
+            self.evict_last = last.into_iter().filter(|(n, s)| self.holds(n, *s)).collect();
+        }
+    }
 }
 
 /// Rooms, membership and history in process memory. Every operation takes one short lock
@@ -141,20 +219,49 @@ impl RoomStore for MemoryRoomStore {
         Ok(mine.into_iter().collect())
     }
 
-    async fn publish(&self, room: &RoomName, message: &MessageTemplate, now_ms: u64) -> Result<Published, StoreError> {
+    async fn publish(
+        &self,
+        room: &RoomName,
+        message: &MessageTemplate,
+        now_ms: u64,
+        bounds: &PublishBounds<'_>,
+    ) -> Result<Published, PublishError> {
         let mut g = self.lock()?;
-        let r = g.rooms.entry(room.as_str().to_owned()).or_default();
+        let g = &mut *g;
+        let name = room.as_str();
+        let is_new = g.rooms.get(name).is_none_or(|r| r.seq == 0);
+        let creator = bounds.creator.filter(|_| is_new && self.history > 0);
+        if let Some(quota) = creator {
+            let held = g.created_by.get(quota.key_id).map_or(0, HashSet::len);
+            if held >= quota.max_rooms {
+                return Err(PublishError::TooManyRooms(held));
+            }
+            g.created_by.entry(quota.key_id.to_owned()).or_default().insert(name.to_owned());
+        }
+        let r = g.rooms.entry(name.to_owned()).or_default();
+        if let Some(quota) = creator {
+            r.creator = Some(quota.key_id.to_owned());
+        }
         r.seq += 1;
         r.last_publish_ms = Some(now_ms);
         let frame = message.render(r.seq);
+        let (seq, members) = (r.seq, r.members.iter().cloned().collect());
         if self.history > 0 {
-            if r.history.len() == self.history {
-                r.history.pop_front();
+            let bytes = frame.as_str().len();
+            r.history.push_back((seq, frame.clone()));
+            r.history_bytes += bytes;
+            g.history_bytes += bytes;
+            g.history_messages += 1;
+            g.evict_order.push_back((name.to_owned(), seq));
+            // Oldest first, by count and by bytes; the newest message always stays.
+            while g.rooms.get(name).is_some_and(|r| {
+                r.history.len() > self.history || (r.history.len() > 1 && r.history_bytes > bounds.room_history_bytes)
+            }) {
+                g.drop_oldest(name);
             }
-            r.history.push_back((r.seq, frame.clone()));
+            g.evict_to(bounds.max_history_bytes_total);
         }
-        let members = r.members.iter().cloned().collect();
-        Ok(Published { seq: r.seq, frame, members })
+        Ok(Published { seq, frame, members })
     }
 
     async fn members(&self, room: &RoomName) -> Result<Vec<ConnId>, StoreError> {

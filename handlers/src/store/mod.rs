@@ -27,7 +27,8 @@ pub struct Subscription {
     pub latest: Option<Frame>,
     /// Messages after `since` that history still holds, oldest first.
     pub replay: Vec<Frame>,
-    /// True when history no longer reaches back to `since + 1`.
+    /// True when history no longer reaches back to `since + 1` (the service also sets it
+    /// when it cuts the replay to `max_replay_bytes`).
     pub truncated: bool,
 }
 
@@ -36,6 +37,53 @@ pub struct Subscription {
 pub enum SubscribeError {
     /// The connection already holds the maximum number of rooms.
     #[error("already subscribed to {0} rooms, the limit")]
+    TooManyRooms(usize),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a publish may store, from the stage's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishBounds<'a> {
+    /// Bytes of the room's history (encoded frames); the oldest messages beyond it are
+    /// dropped, never the newest.
+    pub room_history_bytes: usize,
+    /// History bytes across every room of the store. Only the in-memory store applies it
+    /// (Redis is bounded by its `maxmemory`).
+    pub max_history_bytes_total: usize,
+    /// The API key publishing, when its publishes may create at most so many rooms.
+    pub creator: Option<RoomQuota<'a>>,
+}
+
+/// How many rooms one API key may create by publishing.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomQuota<'a> {
+    /// The key's public id.
+    pub key_id: &'a str,
+    /// Rooms it may hold at once.
+    pub max_rooms: usize,
+}
+
+impl<'a> PublishBounds<'a> {
+    /// The limits' bounds; `key_id` is the publishing key (None for operator and Lambda
+    /// publishes, which may create rooms freely).
+    pub fn new(limits: &crate::limits::Limits, key_id: Option<&'a str>) -> Self {
+        PublishBounds {
+            room_history_bytes: limits.room_history_bytes,
+            max_history_bytes_total: limits.max_history_bytes_total,
+            creator: key_id
+                .filter(|_| limits.max_rooms_per_key > 0)
+                .map(|key_id| RoomQuota { key_id, max_rooms: limits.max_rooms_per_key }),
+        }
+    }
+}
+
+/// Why a publish was refused by the store.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The room is new and the publishing key already holds its maximum of rooms.
+    #[error("this API key already holds {0} rooms, the limit")]
     TooManyRooms(usize),
     /// The store failed.
     #[error(transparent)]
@@ -97,9 +145,17 @@ pub trait RoomStore: Send + Sync {
     async fn rooms_of(&self, conn: &str) -> Result<Vec<String>, StoreError>;
     /// Removes `conn` from every room; returns the rooms it was in. Idempotent.
     async fn remove_connection(&self, conn: &str) -> Result<Vec<String>, StoreError>;
-    /// Assigns the next seq, stores the message in the room's bounded history, and returns
-    /// the frame and current members, atomically per room.
-    async fn publish(&self, room: &RoomName, message: &MessageTemplate, now_ms: u64) -> Result<Published, StoreError>;
+    /// Assigns the next seq, stores the message in the room's history (bounded in
+    /// messages and bytes), and returns the frame and current members, atomically per
+    /// room. A publish that would give the room its first message counts the room against
+    /// `bounds.creator`'s quota and is refused, changing nothing, when it is full.
+    async fn publish(
+        &self,
+        room: &RoomName,
+        message: &MessageTemplate,
+        now_ms: u64,
+        bounds: &PublishBounds<'_>,
+    ) -> Result<Published, PublishError>;
     /// Current members of `room`.
     async fn members(&self, room: &RoomName) -> Result<Vec<ConnId>, StoreError>;
     /// Rooms whose name starts with `prefix`, in name order, paginated.

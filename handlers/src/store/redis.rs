@@ -7,6 +7,9 @@
 //!   `connection:{ID}:gone` tombstone written by disconnect;
 //! - `rooms` ZSET (lexicographic) indexing room names for paginated listing;
 //! - `key:{K}:connections` ZSET of a key's live connections (score = expiry), its cap;
+//! - `key:{K}:rooms` SET of the rooms key K created by publishing (its `max_rooms_per_key`
+//!   quota). History is never emptied on Redis, so a room stays counted until an operator
+//!   deletes it (its `room:{R}:*` keys and its entry here);
 //! - `ratelimit:{B}` HASH, a token bucket (`tokens`, `at` on Redis's clock) expiring
 //!   once it would be full again.
 //!
@@ -101,6 +104,7 @@ pub struct RedisRoomStore {
     subscribe_conn_side: Script,
     subscribe_room_side: Script,
     publish: Script,
+    claim_room: Script,
     claim_slot: Script,
     take_token: Script,
 }
@@ -115,6 +119,10 @@ fn room_key(room: &str, what: &str) -> String {
 
 fn slots_key(key_id: &str) -> String {
     format!("key:{{{key_id}}}:connections")
+}
+
+fn created_rooms_key(key_id: &str) -> String {
+    format!("key:{{{key_id}}}:rooms")
 }
 
 fn conn_key(id: &str, what: &str) -> String {
@@ -163,21 +171,47 @@ impl RedisRoomStore {
                   for i = 1, #frames do out[#out + 1] = frames[i] end
                   return out",
             ),
-            // KEYS: seq, history, members, meta. ARGV: prefix, suffix, history len, now ms.
-            // Returns {seq, frame, member...}.
+            // KEYS: seq, history, members, meta. ARGV: prefix, suffix, history len, now ms,
+            // history bytes, may create ('0': a room never published to is left alone and
+            // the answer is {-1}). Returns {seq, frame, member...}.
+            // The history's byte size is kept in meta's `history_bytes` (counted from the
+            // history itself the first time, for rooms older than the field).
             publish: Script::new(
-                r"local seq = redis.call('INCR', KEYS[1])
+                r"if ARGV[6] == '0' and redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+                  local seq = redis.call('INCR', KEYS[1])
                   local frame = ARGV[1] .. seq .. ARGV[2]
                   local keep = tonumber(ARGV[3])
                   if keep > 0 then
+                    local max_bytes = tonumber(ARGV[5])
+                    local bytes = tonumber(redis.call('HGET', KEYS[4], 'history_bytes') or '-1')
                     redis.call('ZADD', KEYS[2], seq, frame)
-                    redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(keep + 1))
+                    if bytes < 0 then
+                      bytes = 0
+                      for _, f in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do bytes = bytes + #f end
+                    else
+                      bytes = bytes + #frame
+                    end
+                    local n = redis.call('ZCARD', KEYS[2])
+                    while n > 1 and (n > keep or bytes > max_bytes) do
+                      local oldest = redis.call('ZPOPMIN', KEYS[2])
+                      bytes = bytes - #oldest[1]
+                      n = n - 1
+                    end
+                    redis.call('HSET', KEYS[4], 'history_bytes', bytes)
                   end
                   redis.call('HSET', KEYS[4], 'last_publish_ms', ARGV[4])
                   local out = {seq, frame}
                   local members = redis.call('SMEMBERS', KEYS[3])
                   for i = 1, #members do out[#out + 1] = members[i] end
                   return out",
+            ),
+            // KEYS: the rooms a key created (a SET in the key's slot). ARGV: room, cap.
+            // 1 when the room counts against the key (now or already), 0 when it is full.
+            claim_room: Script::new(
+                r"if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+                  if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+                  redis.call('SADD', KEYS[1], ARGV[1])
+                  return 1",
             ),
             // KEYS: the key's slots ZSET. ARGV: conn, cap, expires ms, now ms, key ttl s.
             claim_slot: Script::new(
@@ -509,13 +543,21 @@ impl RoomStore for RedisRoomStore {
         Ok(rooms)
     }
 
-    async fn publish(&self, room: &RoomName, message: &MessageTemplate, now_ms: u64) -> Result<Published, StoreError> {
+    async fn publish(
+        &self,
+        room: &RoomName,
+        message: &MessageTemplate,
+        now_ms: u64,
+        bounds: &PublishBounds<'_>,
+    ) -> Result<Published, PublishError> {
         let r = room.as_str();
         let keys = [room_key(r, "seq"), room_key(r, "history"), room_key(r, "connections"), room_key(r, "meta")];
         let history = self.config.history;
+        let room_bytes = bounds.room_history_bytes;
+        let keys = &keys;
         // Not idempotent (INCR): never retried, see the module comment.
-        let reply: Vec<Value> = self
-            .with_once(|mut c| {
+        let run = |may_create: bool| {
+            self.with_once(move |mut c| {
                 let mut inv = self.publish.key(&keys[0]);
                 inv.key(&keys[1])
                     .key(&keys[2])
@@ -523,10 +565,29 @@ impl RoomStore for RedisRoomStore {
                     .arg(&message.prefix)
                     .arg(&message.suffix)
                     .arg(history)
-                    .arg(now_ms);
-                async move { inv.invoke_async(&mut c).await }
+                    .arg(now_ms)
+                    .arg(room_bytes)
+                    .arg(if may_create { "1" } else { "0" });
+                async move { inv.invoke_async::<Vec<Value>>(&mut c).await }
             })
-            .await?;
+        };
+        let mut reply = run(bounds.creator.is_none()).await?;
+        if let (Some(quota), [Value::Int(-1)]) = (bounds.creator, reply.as_slice()) {
+            // A new room: count it against the key (its own hash slot, so a call of its
+            // own), then publish. A room someone else creates in between still counts.
+            let key = &created_rooms_key(quota.key_id);
+            let claimed: i64 = self
+                .with(|mut c| {
+                    let mut inv = self.claim_room.key(key);
+                    inv.arg(r).arg(quota.max_rooms);
+                    async move { inv.invoke_async(&mut c).await }
+                })
+                .await?;
+            if claimed == 0 {
+                return Err(PublishError::TooManyRooms(quota.max_rooms));
+            }
+            reply = run(true).await?;
+        }
         let _ = self
             .with(|mut c| async move {
                 ::redis::cmd("ZADD").arg(ROOMS_INDEX).arg(0).arg(r).query_async::<i64>(&mut c).await
