@@ -118,7 +118,7 @@ impl Limits {
 
     /// Checks that the values are usable; returns the name of the first bad field and why.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let positive: [(&'static str, u64); 15] = [
+        let positive: [(&'static str, u64); 18] = [
             ("max_message_bytes", self.max_message_bytes as u64),
             ("handshake_timeout_secs", self.handshake_timeout_secs),
             ("max_pending_handshakes", self.max_pending_handshakes as u64),
