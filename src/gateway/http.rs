@@ -10,6 +10,7 @@
 //! `LimitExceededException` 429. `tests/management_api.rs` reads every field with the
 //! Rust SDK and `tests/clients/independent.py` with boto3.
 
+use super::registry::ConnHandle;
 use super::Gateway;
 use aws_sdk_apigatewaymanagement::primitives::{DateTime, DateTimeFormat};
 use axum::body::Bytes;
@@ -96,10 +97,10 @@ pub async fn get_connection(
     Path(params): Path<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = unsigned(&headers) {
-        return refused;
-    }
-    let Some(h) = live(&gw, &params) else { return gone() };
+    let h = match target(&gw, &params, &headers) {
+        Ok(h) => h,
+        Err(refused) => return *refused,
+    };
     let info = h.live_info();
     axum::Json(serde_json::json!({
         "connectedAt": iso(info.connected_at_ms),
@@ -115,17 +116,25 @@ pub async fn delete_connection(
     Path(params): Path<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = unsigned(&headers) {
-        return refused;
-    }
-    let Some(h) = live(&gw, &params) else { return gone() };
+    let h = match target(&gw, &params, &headers) {
+        Ok(h) => h,
+        Err(refused) => return *refused,
+    };
     h.request_close(super::registry::CLOSE_KICKED, "disconnected by DeleteConnection");
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// The connection a signed GET or DELETE is about, or the refusal to answer with.
+fn target(gw: &Gateway, params: &[(String, String)], headers: &HeaderMap) -> Result<Arc<ConnHandle>, Box<Response>> {
+    if let Some(refused) = unsigned(headers) {
+        return Err(Box::new(refused));
+    }
+    live(gw, params).ok_or_else(|| Box::new(gone()))
+}
+
 /// The connection named in the path, unless it is gone or already being closed (a closing
 /// connection takes no more data, so to the management API it is gone).
-fn live(gw: &Gateway, params: &[(String, String)]) -> Option<Arc<super::registry::ConnHandle>> {
+fn live(gw: &Gateway, params: &[(String, String)]) -> Option<Arc<ConnHandle>> {
     connection_param(params).and_then(|id| gw.registry.get(id)).filter(|h| !h.is_closing())
 }
 

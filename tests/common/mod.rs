@@ -234,18 +234,7 @@ pub async fn send_text(ws: &mut Ws, text: &str) {
 
 /// Next text frame as JSON (10 s timeout); panics on close or timeout.
 pub async fn recv(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("timed out waiting for a frame")
-            .expect("connection ended")
-            .expect("read error");
-        match msg {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("frame is JSON"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
+    serde_json::from_str(&recv_text(ws).await).expect("frame is JSON")
 }
 
 /// Next text frame as raw text (10 s timeout); panics on close or timeout.
