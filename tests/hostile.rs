@@ -162,12 +162,17 @@ async fn a_refused_connect_flood_does_not_starve_valid_clients() {
     let stages = stages_with("  connects_per_second: 5\n  refused_connects_per_second_per_source: 2\n");
     let gw = DevGateway::start_with(stages.path(), &[]);
     let mut statuses = Vec::new();
+    let start = Instant::now();
     for i in 0..30 {
         let url = if i % 2 == 0 { gw.url.clone() } else { gw.url_with("wsk_probing") };
         statuses.push(refused_status(&url).await);
     }
+    // A burst of 4, then 2 more per second of the flood (however slow this machine is).
+    let refused = statuses.iter().filter(|s| matches!(s, Some(401) | Some(403))).count();
+    let allowed = 4 + (2.0 * start.elapsed().as_secs_f64()).ceil() as usize;
     assert!(statuses.iter().take(4).all(|s| matches!(s, Some(401) | Some(403))), "{statuses:?}");
-    assert!(statuses.iter().skip(6).all(|s| *s == Some(429)), "the flood was not throttled: {statuses:?}");
+    assert!(statuses.iter().all(|s| matches!(s, Some(401) | Some(403) | Some(429))), "{statuses:?}");
+    assert!(refused <= allowed, "{refused} refusals answered, {allowed} allowed: not throttled: {statuses:?}");
     // Valid clients from other addresses are admitted during the flood (the node's budget
     // of 5/s was not spent on it).
     for i in 2..5 {
