@@ -25,7 +25,8 @@ pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Logs go to stderr, as text; `RUST_LOG` overrides the level chosen by `-v`.
+/// Logs go to stderr, as text; `RUST_LOG` overrides the level chosen by `-v`. Colour only
+/// when stderr is a terminal and `NO_COLOR` is unset (no escape codes in files and pipes).
 pub fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn,wsctl=info,wsctl_handlers=info",
@@ -34,6 +35,12 @@ pub fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(colour)
+        .try_init();
 }

@@ -347,3 +347,33 @@ async fn a_client_close_is_answered_with_a_close_frame() {
     ws.send(Message::Close(Some(bye))).await.expect("send close");
     assert_eq!(recv_close(&mut ws).await, Some(1000), "the server's close frame echoes 1000");
 }
+
+/// Logs written to a file or a pipe carry no colour escape codes.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    use std::io::{BufRead, BufReader, Read};
+    let state = wsctl_testkit::TempDir::new("state").unwrap();
+    let port = wsctl_testkit::free_port().to_string();
+    let mut child = wsctl()
+        .args(["--output", "json", "--stages-dir"])
+        .arg(repo_stages())
+        .args(["dev", "--port", &port, "--state-dir"])
+        .arg(state.path())
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).expect("ready line");
+    // SAFETY: kill() with a valid pid and signal number has no memory effects.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).expect("stderr");
+    let _ = child.wait();
+    assert!(logs.contains("INFO"), "expected log lines: {logs}");
+    assert!(!logs.contains('\u{1b}'), "escape codes in piped logs: {logs:?}");
+}
