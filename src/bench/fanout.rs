@@ -270,6 +270,9 @@ struct Shared {
     count: Vec<AtomicU64>,
     /// latest receive time of message k, wall µs.
     last: Vec<AtomicU64>,
+    /// seq + 1 that message k arrived with (0: not seen), for servers that do not
+    /// acknowledge publishes.
+    seq_of: Vec<AtomicU64>,
     delivered: AtomicU64,
     latency: Mutex<Latency>,
 }
@@ -318,6 +321,7 @@ async fn subscriber(
                     }
                     seen[w] |= b;
                     sh.count[k].fetch_add(1, Relaxed);
+                    sh.seq_of[k].store(seq + 1, Relaxed);
                     sh.last[k].fetch_max(recv, Relaxed);
                     sh.delivered.fetch_add(1, Relaxed);
                     sh.latency
@@ -417,6 +421,9 @@ pub struct FanoutReport {
     pub payload_bytes: usize,
     /// `ws` (a publisher connection) or `cmd` (--publish-cmd).
     pub publish_via: &'static str,
+    /// Where the messages' `seq`s came from: `acks` (the `published` replies or the
+    /// command's output) or `deliveries` (a server that does not acknowledge publishes).
+    pub seqs_from: &'static str,
     /// The publisher connection (or command runs).
     pub publisher: PublisherReport,
     /// Per-subscriber accounting: the acknowledged publishes after each subscriber's
@@ -468,6 +475,7 @@ pub async fn run(ctx: &Ctx, a: FanoutArgs) -> anyhow::Result<FanoutReport> {
     let p = a.messages;
     let sh = Arc::new(Shared {
         pub_ts: (0..p).map(|_| AtomicU64::new(0)).collect(),
+        seq_of: (0..p).map(|_| AtomicU64::new(0)).collect(),
         count: (0..p).map(|_| AtomicU64::new(0)).collect(),
         last: (0..p).map(|_| AtomicU64::new(0)).collect(),
         delivered: AtomicU64::new(0),
@@ -525,11 +533,25 @@ pub async fn run(ctx: &Ctx, a: FanoutArgs) -> anyhow::Result<FanoutReport> {
         (None, Some(tpl)) => publish_cmds(tpl, plan, Duration::from_millis(a.cmd_timeout_ms), on_send).await,
         (None, None) => PubStats::default(),
     };
+    // A server that never acknowledges publishes (the rawfan reference) leaves the ledger
+    // empty: then the seq of each message is taken from the deliveries, and a message that
+    // nobody received is missing at every subscriber.
+    let acks = pubstats.acked > 0 || a.publish_cmd.is_some();
     // what the drain waits for; the accounting below decides what was due
-    let expected = subscribed as u64 * ledger.acknowledged();
+    let expected = subscribed as u64 * if acks { ledger.acknowledged() } else { pubstats.sent };
     let drain_end = (Instant::now() + Duration::from_millis(a.drain_ms)).min(ctx.deadline);
     while sh.delivered.load(Relaxed) < expected && Instant::now() < drain_end {
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut unseen = 0;
+    if !acks {
+        for k in 0..p {
+            match (sh.pub_ts[k].load(Relaxed), sh.seq_of[k].load(Relaxed)) {
+                (0, _) => {}
+                (_, 0) => unseen += 1,
+                (_, s1) => ledger.acked(&room, s1 - 1),
+            }
+        }
     }
     let cpu1 = (pid.and_then(stats::proc_cpu_s), stats::self_cpu_s());
     let first_ts = sh.pub_ts.first().map(|t| t.load(Relaxed)).unwrap_or(0);
@@ -558,6 +580,11 @@ pub async fn run(ctx: &Ctx, a: FanoutArgs) -> anyhow::Result<FanoutReport> {
     delivery.subscribers_affected += unreported;
     delivery.expected += unreported * ledger.acknowledged();
     delivery.missing += unreported * ledger.acknowledged();
+    if unseen > 0 {
+        delivery.expected += unseen * subscribed as u64;
+        delivery.missing += unseen * subscribed as u64;
+        delivery.subscribers_affected = delivery.subscribers;
+    }
     let mut p2l = Latency::default();
     let mut bursts = Vec::new();
     let mut per_message = Vec::with_capacity(p);
@@ -602,6 +629,7 @@ pub async fn run(ctx: &Ctx, a: FanoutArgs) -> anyhow::Result<FanoutReport> {
         interval_ms: a.interval_ms,
         payload_bytes: a.payload_bytes,
         publish_via: if a.publish_cmd.is_some() { "cmd" } else { "ws" },
+        seqs_from: if acks { "acks" } else { "deliveries" },
         publisher: PublisherReport::of(&pubstats),
         delivery,
         closed_early: closed,
@@ -699,6 +727,9 @@ impl Summary for FanoutReport {
         }
         if self.publisher.sent > 0 && self.delivery.expected == 0 {
             v.push("nothing was due: no publish was acknowledged with a seq".into());
+        }
+        if self.publisher.acked > 0 && self.publisher.acked < self.publisher.sent {
+            v.push(format!("only {} of {} publishes were acknowledged", self.publisher.acked, self.publisher.sent));
         }
         if self.closed_early > 0 {
             v.push(format!("{} subscribers closed early", self.closed_early));
