@@ -18,6 +18,9 @@
 #   MESSAGES [20] INTERVAL_MS [200] CONNECT_RATE [1000] SUB_RATE [2000] WARMUP [200]
 #   HOLD_MS [2000] ROUTE_CONNS [200] ROUTE_RATE [5000] ROUTE_S [10]
 #   MIXED_CONNS [1000] MIXED_S [60] MIXED_ROOMS [200] MIXED_CHURN [50] MIXED_PUBRATE [200]
+#   MIXED_LIFE ["", e.g. "5 300"]: connection lifetimes MIN MAX seconds instead of MIXED_CHURN
+#   SETTLE_MS [500]: fanout subscribers held this long before the first publish (15000 holds
+#   them past every timer of the gateway)
 #   OUT [bench-results/bench-<date>.jsonl] PEERS_SRC [/work/shared/peers] BASE_PORT [19700]
 #   CARGO_TARGET_DIR [/root/.cache/wsctl-target]  WSCTL_BIN [build it: cargo build --release]
 #   FANBENCH_BIN, RAWFAN_BIN [build them from the copy of PEERS_SRC]
@@ -80,8 +83,10 @@ for r in runs:
     if r["scenario"] != "fanout": continue
     if err(r): rows.append([r["target"], r["tool"], r["size"], "ERROR " + str(err(r))[:60]] + [""] * 10); continue
     d, p = r.get("delivery_latency_ms", {}), r.get("publish_to_last_ms", {})
-    reord = r.get("reordered", g(r, "seq", "reordered"))
-    rows.append([r["target"], r["tool"], r["size"], f(r.get("subscribed")), f"{r.get('delivered')}/{r.get('expected')}", f(r.get("missing")), f(reord),
+    # wsctl bench: the delivery accounting; fanbench: its top-level counts
+    dl = r.get("delivery") or {"received": r.get("delivered"), "expected": r.get("expected"), "missing": r.get("missing"),
+                               "reordered": r.get("reordered", g(r, "seq", "reordered"))}
+    rows.append([r["target"], r["tool"], r["size"], f(r.get("subscribed")), f"{dl.get('received')}/{dl.get('expected')}", f(dl.get("missing")), f(dl.get("reordered")),
                  f(d.get("p50")), f(d.get("p99")), f(p.get("p50")), f(p.get("max"), 1), f(g(r, "burst_deliveries_per_s", "p50"), 0),
                  f(r.get("deliveries_per_s"), 0), f(g(r, "server", "cpu_s"))])
 emit("FANOUT (S subscribers in one room, MESSAGES messages INTERVAL_MS apart; ms)",
@@ -99,13 +104,13 @@ rows = []
 for r in runs:
     if r["scenario"] != "mixed": continue
     if err(r): rows.append([r["target"], "ERROR " + str(err(r))[:60]] + [""] * 12); continue
-    s, sv = r.get("seq", {}), r.get("server") or {}
+    s, sv = r.get("delivery", {}), r.get("server") or {}
     e = sum((r.get("errors") or {}).values()) + sum((g(r, "publisher", "errors") or {}).values())
-    rows.append([r["target"], f(r.get("duration_s"), 1), f(r.get("connections")), f(g(r, "churn", "connects_ok")), f(r.get("deliveries")),
-                 f(g(r, "delivery_latency_ms", "p99")), f(s.get("gaps")), f(s.get("reordered")), f(s.get("duplicates")), e,
+    rows.append([r["target"], f(r.get("duration_s"), 1), f(r.get("connections")), f(g(r, "churn", "connects_ok")), f"{s.get('received')}/{s.get('expected')}",
+                 f(g(r, "delivery_latency_ms", "p99")), f(s.get("missing")), f(s.get("reordered")), f(s.get("duplicated")), e,
                  f(sv.get("rss_start_kib")), f(sv.get("rss_end_kib")), f(sv.get("rss_max_kib")), f(sv.get("rss_growth_kib_per_min_second_half"), 1)])
 emit("MIXED (soak: churn + many rooms + publishes)",
-     ["target", "secs", "slots", "opened", "deliveries", "lat p99 ms", "gaps", "reord", "dups", "errors", "rss start KiB", "end", "max", "KiB/min 2nd half"], rows)
+     ["target", "secs", "slots", "opened", "delivered", "lat p99 ms", "miss", "reord", "dups", "errors", "rss start KiB", "end", "max", "KiB/min 2nd half"], rows)
 def pick(target, tool, scen, size):
     for r in runs:
         if (r["target"], r["tool"], r["scenario"], r["size"]) == (target, tool, scen, size) and not err(r):
@@ -124,9 +129,9 @@ for tool in ("wsctl", "fanbench"):
             if not ours: continue
             op, ob = g(ours, "publish_to_last_ms", "p50"), g(ours, "burst_deliveries_per_s", "p50")
             rp, rb, sb = g(raw, "publish_to_last_ms", "p50"), g(raw, "burst_deliveries_per_s", "p50"), g(sio, "burst_deliveries_per_s", "p50")
-            reord = ours.get("reordered", g(ours, "seq", "reordered")) or 0
+            dl = ours.get("delivery") or ours
             rows.append([target, tool, f"fanout S={size}", ratio(op, rp, 1.25, False), ratio(ob, rb, 0.8, True), ratio(ob, sb, 1.5, True),
-                         f"missing {ours.get('missing')}, reordered {reord}"])
+                         f"missing {dl.get('missing')}, reordered {dl.get('reordered', g(ours, 'seq', 'reordered')) or 0}"])
     for size in sorted({r["size"] for r in runs if r["scenario"] == "connect"}):
         for target, lim in (("wsctl", 5.0), ("wsctl-redis", 10.0)):
             c = pick(target, tool, "connect", size)
@@ -169,6 +174,8 @@ MIXED_S=${MIXED_S:-60}
 MIXED_ROOMS=${MIXED_ROOMS:-200}
 MIXED_CHURN=${MIXED_CHURN:-50}
 MIXED_PUBRATE=${MIXED_PUBRATE:-200}
+MIXED_LIFE=${MIXED_LIFE:-}
+SETTLE_MS=${SETTLE_MS:-500}
 PEERS_SRC=${PEERS_SRC:-/work/shared/peers}
 PORT=${BASE_PORT:-19700}
 RUN_ID=$(date -u +%Y%m%dT%H%M%SZ)
@@ -238,7 +245,7 @@ rec = {"kind": "machine", "run_id": run_id, "date": sh("date -u '+%Y-%m-%d %H:%M
                         INTERVAL_MS=$INTERVAL_MS, CONNECT_RATE=$CONNECT_RATE, SUB_RATE=$SUB_RATE, WARMUP=$WARMUP,
                         HOLD_MS=$HOLD_MS, ROUTE_CONNS=$ROUTE_CONNS, ROUTE_RATE=$ROUTE_RATE, ROUTE_S=$ROUTE_S,
                         MIXED_CONNS=$MIXED_CONNS, MIXED_S=$MIXED_S, MIXED_ROOMS=$MIXED_ROOMS,
-                        MIXED_CHURN=$MIXED_CHURN, MIXED_PUBRATE=$MIXED_PUBRATE)}
+                        MIXED_CHURN=$MIXED_CHURN, MIXED_PUBRATE=$MIXED_PUBRATE, MIXED_LIFE="$MIXED_LIFE", SETTLE_MS=$SETTLE_MS)}
 open(out, "a").write(json.dumps(rec) + "\n")
 EOF
 
@@ -341,9 +348,17 @@ run_one() {
     [ -n "$KEY" ] && cmd+=(--key "$KEY")
     case $scenario in
       connect) cmd+=(connect -n "$n" --rate "$CONNECT_RATE" --hold-ms "$HOLD_MS") ;;
-      fanout) cmd+=(fanout -s "$n" -m "$MESSAGES" --interval-ms "$INTERVAL_MS" --connect-rate "$SUB_RATE") ;;
+      fanout) cmd+=(fanout -s "$n" -m "$MESSAGES" --interval-ms "$INTERVAL_MS" --connect-rate "$SUB_RATE" --settle-ms "$SETTLE_MS") ;;
       route) cmd+=(route -n "$ROUTE_CONNS" --rate "$ROUTE_RATE" --duration-s "$ROUTE_S") ;;
-      mixed) cmd+=(mixed -n "$MIXED_CONNS" --duration-s "$MIXED_S" --rooms "$MIXED_ROOMS" --churn-rate "$MIXED_CHURN" --publish-rate "$MIXED_PUBRATE") ;;
+      mixed)
+        cmd+=(mixed -n "$MIXED_CONNS" --duration-s "$MIXED_S" --rooms "$MIXED_ROOMS" --publish-rate "$MIXED_PUBRATE")
+        if [ -n "$MIXED_LIFE" ]; then
+          read -r lmin lmax <<<"$MIXED_LIFE"
+          cmd+=(--lifetime-min-s "$lmin" --lifetime-max-s "$lmax")
+        else
+          cmd+=(--churn-rate "$MIXED_CHURN")
+        fi
+        ;;
     esac
   else
     local url=$URL dialect=json
@@ -351,7 +366,7 @@ run_one() {
     [ -n "$KEY" ] && url="$URL?apiKey=$KEY"
     case $scenario in
       connect) cmd=("$FANBENCH" connect -n "$n" --rate "$CONNECT_RATE" --hold-ms "$HOLD_MS") ;;
-      fanout) cmd=("$FANBENCH" fanout -s "$n" -m "$MESSAGES" --interval-ms "$INTERVAL_MS" --connect-rate "$SUB_RATE" --publish-via-ws) ;;
+      fanout) cmd=("$FANBENCH" fanout -s "$n" -m "$MESSAGES" --interval-ms "$INTERVAL_MS" --connect-rate "$SUB_RATE" --settle-ms "$SETTLE_MS" --publish-via-ws) ;;
     esac
     cmd+=(--dialect "$dialect" --url "$url" --server-pid "$SERVER_PID" --label "$target" --warmup "$WARMUP" --max-seconds 240 --json --quiet)
   fi

@@ -2,14 +2,15 @@
 //! publisher connection. Also the publisher loop that `mixed` reuses.
 //!
 //! Each message carries `{"ts":<wall µs>,"k":<index>}` in its data. A subscriber matches
-//! deliveries on `k` (checked against the `ts` actually sent), so publish → delivery
-//! latency, publish → last delivery per message and loss are exact; `seq` continuity is
-//! checked separately from the `subscribed` reply's `seq`.
+//! deliveries on `k` (checked against the `ts` actually sent) for publish → delivery
+//! latency and publish → last delivery per message. What each subscriber had to receive
+//! is accounted by `seq` ([`stats::Ledger`]): every publish the server acknowledged with a
+//! `seq` above the subscriber's `subscribed` reply.
 
 use super::client::{self, Frame, Ws};
 use super::connect::{self, PhaseReport};
 use super::report::{self, Meta, Progress, Summary};
-use super::stats::{self, Failures, Latency, LatencySummary, SeqCheck, SeqTotals, ValueSummary};
+use super::stats::{self, Delivery, Failures, Latency, LatencySummary, Ledger, ValueSummary, Windows};
 use super::Ctx;
 use clap::Args;
 use futures_util::StreamExt;
@@ -50,9 +51,10 @@ pub struct FanoutArgs {
     #[arg(long, default_value_t = 5000)]
     pub drain_ms: u64,
     /// Publish by running this shell command once per message instead of over a
-    /// WebSocket, e.g. `wsctl publish --stage local --room {room} '{data}'`; {room} and
-    /// {data} (the message's JSON data, without single quotes) are substituted. Delivery
-    /// latency then includes the command's start-up.
+    /// WebSocket, e.g. `wsctl --output json publish --stage local --room {room} '{data}'`;
+    /// {room} and {data} (the message's JSON data, without single quotes) are substituted.
+    /// The command must print a JSON object with the message's `seq` (what the delivery
+    /// accounting checks against). Delivery latency then includes the command's start-up.
     #[arg(long)]
     pub publish_cmd: Option<String>,
     /// Bound on one --publish-cmd run, ms.
@@ -83,6 +85,8 @@ pub struct PubPlan {
     pub k_step: u64,
     /// Padding in each message's data.
     pub pad: String,
+    /// Where acknowledged publishes are recorded.
+    pub ledger: Arc<Ledger>,
 }
 
 /// What a publisher saw.
@@ -94,7 +98,7 @@ pub struct PubStats {
     pub acked: u64,
     /// Sum of `delivered` over the replies.
     pub delivered: u64,
-    /// Error replies by code (and `send_failed`, `closed`).
+    /// Error replies by code (and `send_failed`, `closed`, `ack_without_seq`).
     pub errors: Failures,
     /// Publish → `published` reply, µs.
     pub ack: Latency,
@@ -111,7 +115,7 @@ impl PubStats {
     }
 }
 
-fn handle_reply(s: &str, out: &mut VecDeque<(u64, Instant)>, st: &mut PubStats) {
+fn handle_reply(s: &str, out: &mut VecDeque<(u64, Instant)>, st: &mut PubStats, ledger: &Ledger) {
     let Some(f) = Frame::parse(s) else { return };
     let ok = match f.ty() {
         "published" => true,
@@ -127,6 +131,10 @@ fn handle_reply(s: &str, out: &mut VecDeque<(u64, Instant)>, st: &mut PubStats) 
     if ok {
         st.acked += 1;
         st.delivered += f.delivered.unwrap_or(0);
+        match (f.room.as_deref(), f.seq) {
+            (Some(room), Some(seq)) => ledger.acked(room, seq),
+            _ => st.errors.add("ack_without_seq"),
+        }
         if let Some(t) = sent_at {
             st.ack.record_us(t.elapsed().as_micros() as u64);
         }
@@ -151,7 +159,7 @@ pub async fn publish_loop(mut ws: Ws, plan: PubPlan, mut on_send: impl FnMut(u64
             tokio::select! {
                 _ = tokio::time::sleep_until(at.into()) => break,
                 m = ws.next() => match m {
-                    Some(Ok(Message::Text(s))) => handle_reply(s.as_str(), &mut out, &mut st),
+                    Some(Ok(Message::Text(s))) => handle_reply(s.as_str(), &mut out, &mut st, &plan.ledger),
                     Some(Ok(_)) => {}
                     _ => { closed = true; break 'outer; }
                 }
@@ -183,7 +191,7 @@ pub async fn publish_loop(mut ws: Ws, plan: PubPlan, mut on_send: impl FnMut(u64
                 _ = tokio::time::sleep_until(drain_end.into()) => break,
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 m = ws.next() => match m {
-                    Some(Ok(Message::Text(s))) => handle_reply(s.as_str(), &mut out, &mut st),
+                    Some(Ok(Message::Text(s))) => handle_reply(s.as_str(), &mut out, &mut st, &plan.ledger),
                     Some(Ok(_)) => {}
                     _ => { closed = true; break; }
                 }
@@ -199,7 +207,8 @@ pub async fn publish_loop(mut ws: Ws, plan: PubPlan, mut on_send: impl FnMut(u64
 }
 
 /// Publishes per `plan` by running `tpl` once per message (sequentially); a successful exit
-/// counts as the acknowledgement and its duration as the ack time.
+/// that printed the message's `seq` (a JSON object with `seq`) counts as the
+/// acknowledgement, and its duration as the ack time.
 pub async fn publish_cmds(tpl: &str, plan: PubPlan, timeout: Duration, mut on_send: impl FnMut(u64, u64)) -> PubStats {
     let mut st = PubStats::default();
     let mut last_ts = 0;
@@ -224,19 +233,26 @@ pub async fn publish_cmds(tpl: &str, plan: PubPlan, timeout: Duration, mut on_se
                 .arg("-c")
                 .arg(&cmd)
                 .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::null())
                 .kill_on_drop(true)
-                .status(),
+                .output(),
         )
         .await;
         st.sent += 1;
         match r {
-            Ok(Ok(s)) if s.success() => {
-                st.acked += 1;
-                st.ack.record_us(started.elapsed().as_micros() as u64);
+            Ok(Ok(o)) if o.status.success() => {
+                let seq = serde_json::from_slice::<serde_json::Value>(&o.stdout).ok().and_then(|v| v["seq"].as_u64());
+                match seq {
+                    Some(seq) => {
+                        plan.ledger.acked(room, seq);
+                        st.acked += 1;
+                        st.ack.record_us(started.elapsed().as_micros() as u64);
+                    }
+                    None => st.errors.add("cmd_no_seq"),
+                }
             }
-            Ok(Ok(s)) => st.errors.add(format!("cmd_exit_{}", s.code().unwrap_or(-1))),
+            Ok(Ok(o)) => st.errors.add(format!("cmd_exit_{}", o.status.code().unwrap_or(-1))),
             Ok(Err(_)) => st.errors.add("cmd_spawn"),
             Err(_) => st.errors.add("cmd_timeout"),
         }
@@ -254,15 +270,15 @@ struct Shared {
     count: Vec<AtomicU64>,
     /// latest receive time of message k, wall µs.
     last: Vec<AtomicU64>,
+    /// seq + 1 that message k arrived with (0: not seen), for servers that do not
+    /// acknowledge publishes.
+    seq_of: Vec<AtomicU64>,
     delivered: AtomicU64,
     latency: Mutex<Latency>,
 }
 
 struct SubResult {
-    check: SeqCheck,
-    unique: u64,
-    duplicates: u64,
-    foreign: u64,
+    delivery: stats::Subscriber,
     closed_early: bool,
 }
 
@@ -271,12 +287,15 @@ async fn subscriber(
     room: Arc<str>,
     base_seq: u64,
     sh: Arc<Shared>,
+    ledger: Arc<Ledger>,
     mut stop: watch::Receiver<bool>,
 ) -> SubResult {
     let p = sh.pub_ts.len();
     let mut seen = vec![0u64; p.div_ceil(64)];
-    let mut r = SubResult { check: SeqCheck::default(), unique: 0, duplicates: 0, foreign: 0, closed_early: false };
-    r.check.subscribed(&room, base_seq);
+    let mut windows = Windows::default();
+    windows.subscribing(&room);
+    windows.subscribed(&room, base_seq);
+    let mut closed_early = false;
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -287,31 +306,22 @@ async fn subscriber(
                     if f.ty() != "message" {
                         continue;
                     }
-                    if f.room.as_deref() != Some(&*room) {
-                        r.foreign += 1;
-                        continue;
-                    }
-                    if let Some(seq) = f.seq {
-                        r.check.message(&room, seq);
-                    }
+                    let (Some(r), Some(seq)) = (f.room.as_deref(), f.seq) else { continue };
+                    windows.message(r, seq);
+                    // latency: the first receipt of message k, matched on the ts sent
                     let d = f.data.unwrap_or_default();
-                    let (Some(k), Some(ts)) = (d.k, d.ts) else {
-                        r.foreign += 1;
-                        continue;
-                    };
+                    let (Some(k), Some(ts)) = (d.k, d.ts) else { continue };
                     let k = k as usize;
-                    if k >= p || ts == 0 || sh.pub_ts[k].load(Relaxed) != ts {
-                        r.foreign += 1;
+                    if r != &*room || k >= p || ts == 0 || sh.pub_ts[k].load(Relaxed) != ts {
                         continue;
                     }
                     let (w, b) = (k / 64, 1u64 << (k % 64));
                     if seen[w] & b != 0 {
-                        r.duplicates += 1;
                         continue;
                     }
                     seen[w] |= b;
-                    r.unique += 1;
                     sh.count[k].fetch_add(1, Relaxed);
+                    sh.seq_of[k].store(seq + 1, Relaxed);
                     sh.last[k].fetch_max(recv, Relaxed);
                     sh.delivered.fetch_add(1, Relaxed);
                     sh.latency
@@ -320,15 +330,19 @@ async fn subscriber(
                         .record_us(recv.saturating_sub(ts));
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                    r.closed_early = true;
-                    return r;
+                    closed_early = true;
+                    break;
                 }
                 Some(Ok(_)) => {}
             }
         }
     }
-    client::close(ws).await;
-    r
+    // the window closes at the stop: every publish acknowledged by then was due
+    let delivery = windows.finish(&ledger);
+    if !closed_early {
+        client::close(ws).await;
+    }
+    SubResult { delivery, closed_early }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -407,20 +421,14 @@ pub struct FanoutReport {
     pub payload_bytes: usize,
     /// `ws` (a publisher connection) or `cmd` (--publish-cmd).
     pub publish_via: &'static str,
+    /// Where the messages' `seq`s came from: `acks` (the `published` replies or the
+    /// command's output) or `deliveries` (a server that does not acknowledge publishes).
+    pub seqs_from: &'static str,
     /// The publisher connection (or command runs).
     pub publisher: PublisherReport,
-    /// subscribed × published.
-    pub expected: u64,
-    /// Distinct (subscriber, message) deliveries.
-    pub delivered: u64,
-    /// expected − delivered.
-    pub missing: u64,
-    /// Same message twice at one subscriber.
-    pub duplicates: u64,
-    /// Frames that were not this run's messages.
-    pub foreign: u64,
-    /// Per-subscriber `seq` continuity.
-    pub seq: SeqTotals,
+    /// Per-subscriber accounting: the acknowledged publishes after each subscriber's
+    /// `subscribed` reply (subscribed × acknowledged on a clean run) against what arrived.
+    pub delivery: Delivery,
     /// Subscribers the server closed during the run.
     pub closed_early: u64,
     /// Messages every subscriber received.
@@ -467,15 +475,17 @@ pub async fn run(ctx: &Ctx, a: FanoutArgs) -> anyhow::Result<FanoutReport> {
     let p = a.messages;
     let sh = Arc::new(Shared {
         pub_ts: (0..p).map(|_| AtomicU64::new(0)).collect(),
+        seq_of: (0..p).map(|_| AtomicU64::new(0)).collect(),
         count: (0..p).map(|_| AtomicU64::new(0)).collect(),
         last: (0..p).map(|_| AtomicU64::new(0)).collect(),
         delivered: AtomicU64::new(0),
         latency: Mutex::new(Latency::default()),
     });
+    let ledger = Arc::new(Ledger::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     for (_, (ws, seq)) in subs {
-        tasks.spawn(subscriber(ws, room.clone(), seq, sh.clone(), stop_rx.clone()));
+        tasks.spawn(subscriber(ws, room.clone(), seq, sh.clone(), ledger.clone(), stop_rx.clone()));
     }
 
     let publisher = match &a.publish_cmd {
@@ -500,6 +510,7 @@ pub async fn run(ctx: &Ctx, a: FanoutArgs) -> anyhow::Result<FanoutReport> {
         k_base: 0,
         k_step: 1,
         pad: "x".repeat(a.payload_bytes),
+        ledger: ledger.clone(),
     };
     let pb = Progress::new(ctx.progress(), (subscribed * p) as u64, "deliveries");
     let progress = {
@@ -522,11 +533,25 @@ pub async fn run(ctx: &Ctx, a: FanoutArgs) -> anyhow::Result<FanoutReport> {
         (None, Some(tpl)) => publish_cmds(tpl, plan, Duration::from_millis(a.cmd_timeout_ms), on_send).await,
         (None, None) => PubStats::default(),
     };
-    let published = pubstats.sent;
-    let expected = subscribed as u64 * published;
+    // A server that never acknowledges publishes (the rawfan reference) leaves the ledger
+    // empty: then the seq of each message is taken from the deliveries, and a message that
+    // nobody received is missing at every subscriber.
+    let acks = pubstats.acked > 0 || a.publish_cmd.is_some();
+    // what the drain waits for; the accounting below decides what was due
+    let expected = subscribed as u64 * if acks { ledger.acknowledged() } else { pubstats.sent };
     let drain_end = (Instant::now() + Duration::from_millis(a.drain_ms)).min(ctx.deadline);
     while sh.delivered.load(Relaxed) < expected && Instant::now() < drain_end {
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut unseen = 0;
+    if !acks {
+        for k in 0..p {
+            match (sh.pub_ts[k].load(Relaxed), sh.seq_of[k].load(Relaxed)) {
+                (0, _) => {}
+                (_, 0) => unseen += 1,
+                (_, s1) => ledger.acked(&room, s1 - 1),
+            }
+        }
     }
     let cpu1 = (pid.and_then(stats::proc_cpu_s), stats::self_cpu_s());
     let first_ts = sh.pub_ts.first().map(|t| t.load(Relaxed)).unwrap_or(0);
@@ -546,14 +571,19 @@ pub async fn run(ctx: &Ctx, a: FanoutArgs) -> anyhow::Result<FanoutReport> {
     tasks.abort_all();
 
     // aggregate
-    let mut seq = SeqTotals::default();
-    let (mut unique, mut dups, mut foreign, mut closed) = (0, 0, 0, 0);
-    for r in &results {
-        seq.add(&r.check);
-        unique += r.unique;
-        dups += r.duplicates;
-        foreign += r.foreign;
-        closed += r.closed_early as u64;
+    let closed = results.iter().filter(|r| r.closed_early).count() as u64;
+    let subs: Vec<stats::Subscriber> = results.into_iter().map(|r| r.delivery).collect();
+    let mut delivery = ledger.tally(&subs);
+    // a subscriber whose task never reported is missing everything it was due
+    let unreported = (subscribed - subs.len()) as u64;
+    delivery.subscribers += unreported;
+    delivery.subscribers_affected += unreported;
+    delivery.expected += unreported * ledger.acknowledged();
+    delivery.missing += unreported * ledger.acknowledged();
+    if unseen > 0 {
+        delivery.expected += unseen * subscribed as u64;
+        delivery.missing += unseen * subscribed as u64;
+        delivery.subscribers_affected = delivery.subscribers;
     }
     let mut p2l = Latency::default();
     let mut bursts = Vec::new();
@@ -577,6 +607,7 @@ pub async fn run(ctx: &Ctx, a: FanoutArgs) -> anyhow::Result<FanoutReport> {
         }
         per_message.push(PerMessage { msg: k + 1, publish_to_last_ms: ms, delivered: n });
     }
+    let unique = sh.delivered.load(Relaxed);
     let span_s = last_any.saturating_sub(first_ts) as f64 / 1e6;
     let latency = sh.latency.lock().unwrap_or_else(|e| e.into_inner()).summary();
     let server = pid.map(|pid| ServerCpu {
@@ -598,13 +629,9 @@ pub async fn run(ctx: &Ctx, a: FanoutArgs) -> anyhow::Result<FanoutReport> {
         interval_ms: a.interval_ms,
         payload_bytes: a.payload_bytes,
         publish_via: if a.publish_cmd.is_some() { "cmd" } else { "ws" },
+        seqs_from: if acks { "acks" } else { "deliveries" },
         publisher: PublisherReport::of(&pubstats),
-        expected,
-        delivered: unique,
-        missing: expected.saturating_sub(unique),
-        duplicates: dups,
-        foreign,
-        seq,
+        delivery,
         closed_early: closed,
         messages_complete: complete,
         delivery_latency_ms: latency,
@@ -653,27 +680,10 @@ impl Summary for FanoutReport {
                 pb.errors.total()
             ),
         );
-        report::row(
-            o,
-            "deliveries",
-            format!(
-                "{} / {} expected; missing {}, duplicates {}, foreign {}, closed early {}",
-                self.delivered, self.expected, self.missing, self.duplicates, self.foreign, self.closed_early
-            ),
-        );
-        report::row(
-            o,
-            "seq",
-            format!(
-                "in order {}, gaps {} ({} missing), reordered {}, duplicates {}; {} subscribers affected",
-                self.seq.in_order,
-                self.seq.gaps,
-                self.seq.missing,
-                self.seq.reordered,
-                self.seq.duplicates,
-                self.seq.subscribers_with_anomalies
-            ),
-        );
+        report::row(o, "deliveries", self.delivery.line());
+        if self.closed_early > 0 {
+            report::row(o, "closed early", self.closed_early);
+        }
         report::row(o, "delivery ms", report::lat(&self.delivery_latency_ms));
         report::row(o, "publish->last", report::lat(&self.publish_to_last_ms));
         report::row(
@@ -712,15 +722,14 @@ impl Summary for FanoutReport {
         if self.publisher.errors.total() > 0 {
             v.push(format!("publish errors: {}", serde_json::to_string(&self.publisher.errors).unwrap_or_default()));
         }
-        if self.missing > 0 {
-            v.push(format!("{} deliveries missing", self.missing));
+        if let Some(p) = self.delivery.problem() {
+            v.push(p);
         }
-        if self.duplicates > 0 {
-            v.push(format!("{} duplicate deliveries", self.duplicates));
+        if self.publisher.sent > 0 && self.delivery.expected == 0 {
+            v.push("nothing was due: no publish was acknowledged with a seq".into());
         }
-        let s = &self.seq;
-        if s.gaps + s.reordered + s.duplicates > 0 {
-            v.push(format!("seq anomalies: {} gaps, {} reordered, {} duplicates", s.gaps, s.reordered, s.duplicates));
+        if self.publisher.acked > 0 && self.publisher.acked < self.publisher.sent {
+            v.push(format!("only {} of {} publishes were acknowledged", self.publisher.acked, self.publisher.sent));
         }
         if self.closed_early > 0 {
             v.push(format!("{} subscribers closed early", self.closed_early));

@@ -1,14 +1,18 @@
 //! The `mixed` scenario, a soak: N connection slots that each connect, subscribe to a few
 //! of many rooms, swap one room half-way through their life, ping, and close (gracefully
 //! or abruptly) to be replaced, while publishers publish into the rooms at a steady rate.
-//! Every subscriber checks each room's `seq` from its `subscribed` reply on; the server's
-//! RSS is sampled over time to show whether memory stays flat.
+//! Every subscriber accounts for its deliveries ([`stats::Ledger`]): each publish the
+//! server acknowledged into one of its rooms between its `subscribed` reply and its leave
+//! must arrive once and in order. Before a planned close a connection makes one last
+//! round trip (`ping`), so that everything due has arrived by its `pong`; a connection
+//! that silently stopped receiving shows as missing. The server's RSS is sampled over
+//! time to show whether memory stays flat.
 
 use super::client::{self, Frame, Ws};
 use super::connect;
 use super::fanout::{self, PubPlan, PubStats, PublisherReport};
 use super::report::{self, Meta, Progress, Summary};
-use super::stats::{self, Failures, Latency, LatencySummary, SeqCheck, SeqTotals};
+use super::stats::{self, Delivery, Failures, Latency, LatencySummary, Ledger, ValueSummary, Windows};
 use super::Ctx;
 use clap::Args;
 use futures_util::StreamExt;
@@ -34,9 +38,22 @@ pub struct MixedArgs {
     /// Rooms each connection subscribes to.
     #[arg(long, default_value_t = 4)]
     pub rooms_per_conn: usize,
-    /// Connections closed and replaced per second, over all slots (0: no churn).
-    #[arg(long, default_value_t = 20.0)]
-    pub churn_rate: f64,
+    /// Connections closed and replaced per second, over all slots (0: no churn); each
+    /// lifetime is drawn around connections ÷ this rate. Default 20 (without
+    /// --lifetime-min-s/--lifetime-max-s).
+    #[arg(long, conflicts_with_all = ["lifetime_min_s", "lifetime_max_s"])]
+    pub churn_rate: Option<f64>,
+    /// Shortest connection lifetime, seconds: lifetimes are drawn uniformly from
+    /// [--lifetime-min-s, --lifetime-max-s] (the churn rate follows from them).
+    #[arg(long, requires = "lifetime_max_s")]
+    pub lifetime_min_s: Option<f64>,
+    /// Longest connection lifetime, seconds.
+    #[arg(long, requires = "lifetime_min_s")]
+    pub lifetime_max_s: Option<f64>,
+    /// After the last publish, connections still open stay this long (ms) before they
+    /// close, so that the last publishes are due too.
+    #[arg(long, default_value_t = 2000)]
+    pub drain_ms: u64,
     /// Publishes per second, over all publishers.
     #[arg(long, default_value_t = 100.0)]
     pub publish_rate: f64,
@@ -94,21 +111,57 @@ struct Totals {
     errors: Failures,
     deliveries: u64,
     latency: Latency,
-    seq: SeqTotals,
+    subscribers: Vec<stats::Subscriber>,
+    lived_s: Vec<f64>,
+}
+
+/// How long each connection lives.
+#[derive(Debug, Clone, Copy)]
+enum Lifetime {
+    /// Around this mean (0.5–1.5×; the first generation 0.1–1.5×, to spread the churn).
+    Mean(Duration),
+    /// Uniform in [min, max].
+    Range(Duration, Duration),
+    /// Until the end of the soak (no churn).
+    Whole,
+}
+
+impl Lifetime {
+    fn draw(self, rng: &mut Rng, generation: u64) -> Option<Duration> {
+        match self {
+            Lifetime::Mean(m) if generation == 0 => Some(m.mul_f64(0.1 + 1.4 * rng.unit())),
+            Lifetime::Mean(m) => Some(m.mul_f64(0.5 + rng.unit())),
+            Lifetime::Range(lo, hi) => Some(lo + (hi.saturating_sub(lo)).mul_f64(rng.unit())),
+            Lifetime::Whole => None,
+        }
+    }
+
+    /// Mean lifetime, s (None: the whole soak).
+    fn mean_s(self) -> Option<f64> {
+        match self {
+            Lifetime::Mean(m) => Some(m.as_secs_f64()),
+            Lifetime::Range(lo, hi) => Some((lo + hi).as_secs_f64() / 2.0),
+            Lifetime::Whole => None,
+        }
+    }
 }
 
 struct Plan {
     rooms: Arc<Vec<String>>,
     rooms_per_conn: usize,
+    /// No new connection after this; publishers stop here.
     end: Instant,
-    mean_life: Option<Duration>,
+    /// Connections still open close by this (end + drain).
+    last_close: Instant,
+    lifetime: Lifetime,
     ping_every: Option<Duration>,
+    ledger: Arc<Ledger>,
 }
 
 struct Live {
     ws: Ws,
     rooms: Vec<String>,
-    check: SeqCheck,
+    windows: Windows,
     next_id: u64,
     /// Requests sent and not answered yet.
     awaiting: u64,
@@ -116,7 +169,7 @@ struct Live {
 
 impl Live {
     async fn subscribe(&mut self, room: String, tot: &Mutex<Totals>) -> Result<(), String> {
-        self.check.subscribing(&room);
+        self.windows.subscribing(&room);
         self.next_id += 1;
         client::send(&mut self.ws, client::subscribe_frame(&room, self.next_id, None)).await?;
         self.awaiting += 1;
@@ -125,14 +178,14 @@ impl Live {
         Ok(())
     }
 
-    fn on_frame(&mut self, s: &str, tot: &Mutex<Totals>) {
+    fn on_frame(&mut self, s: &str, tot: &Mutex<Totals>, ledger: &Ledger) {
         let Some(f) = Frame::parse(s) else { return };
         match f.ty() {
             "message" => {
                 let recv = stats::now_us();
                 let Some(room) = f.room.as_deref() else { return };
                 if let Some(seq) = f.seq {
-                    self.check.message(room, seq);
+                    self.windows.message(room, seq);
                 }
                 let mut t = lock(tot);
                 t.deliveries += 1;
@@ -143,12 +196,15 @@ impl Live {
             "subscribed" => {
                 self.awaiting = self.awaiting.saturating_sub(1);
                 if let Some(room) = f.room.as_deref() {
-                    self.check.subscribed(room, f.seq.unwrap_or(0));
+                    self.windows.subscribed(room, f.seq.unwrap_or(0));
                 }
                 lock(tot).subscribed += 1;
             }
             "unsubscribed" => {
                 self.awaiting = self.awaiting.saturating_sub(1);
+                if let Some(room) = f.room.as_deref() {
+                    self.windows.left(room, ledger);
+                }
                 lock(tot).unsubscribes += 1
             }
             "pong" => {
@@ -182,13 +238,9 @@ async fn slot(
     tokio::time::sleep_until(first_at.into()).await;
     let mut generation: u64 = 0;
     while Instant::now() < plan.end {
-        let life = match plan.mean_life {
-            Some(m) if generation == 0 => m.mul_f64(0.1 + 1.4 * rng.unit()),
-            Some(m) => m.mul_f64(0.5 + rng.unit()),
-            None => plan.end.saturating_duration_since(Instant::now()),
-        };
+        let life = plan.lifetime.draw(&mut rng, generation);
         let born = Instant::now();
-        let die = (born + life).min(plan.end);
+        let die = life.map_or(plan.last_close, |l| (born + l).min(plan.last_close));
         generation += 1;
         let ws = match client::open(&target, i).await {
             Ok(o) => {
@@ -204,7 +256,7 @@ async fn slot(
             }
         };
         live_n.fetch_add(1, Relaxed);
-        let mut c = Live { ws, rooms: Vec::new(), check: SeqCheck::default(), next_id: 0, awaiting: 0 };
+        let mut c = Live { ws, rooms: Vec::new(), windows: Windows::default(), next_id: 0, awaiting: 0 };
         let n_rooms = plan.rooms.len();
         let mut ok = true;
         let start_room = rng.next() as usize;
@@ -236,10 +288,10 @@ async fn slot(
                         // leave the oldest room, join one not yet joined
                         if !c.rooms.is_empty() && n_rooms > c.rooms.len() {
                             let old = c.rooms.remove(0);
-                            c.check.unsubscribed(&old);
+                            c.windows.leaving(&old, &plan.ledger);
                             c.next_id += 1;
                             let f = client::unsubscribe_frame(&old, c.next_id);
-                                                        if client::send(&mut c.ws, f).await.is_err() {
+                            if client::send(&mut c.ws, f).await.is_err() {
                                 by_server = true;
                                 break;
                             }
@@ -262,13 +314,13 @@ async fn slot(
                                 by_server = true;
                                 break;
                             }
-                                                        c.awaiting += 1;
+                            c.awaiting += 1;
                             lock(&tot).pings += 1;
                         }
                     }
                 }
                 m = c.ws.next() => match m {
-                    Some(Ok(Message::Text(s))) => c.on_frame(s.as_str(), &tot),
+                    Some(Ok(Message::Text(s))) => c.on_frame(s.as_str(), &tot, &plan.ledger),
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                         by_server = true;
                         break;
@@ -277,12 +329,25 @@ async fn slot(
                 }
             }
         }
+        // The subscriber leaves every room now: what was acknowledged so far is due. A last
+        // round trip makes sure it has arrived (the server queued those messages to this
+        // connection before it acknowledged them, so before this ping's pong).
+        c.windows.leaving_all(&plan.ledger);
+        if !by_server {
+            c.next_id += 1;
+            if client::send(&mut c.ws, client::ping_frame(c.next_id)).await.is_err() {
+                by_server = true;
+            } else {
+                c.awaiting += 1;
+                lock(&tot).pings += 1;
+            }
+        }
         if !by_server && c.awaiting > 0 {
             // a planned close: let the replies still in flight arrive first
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
                 while c.awaiting > 0 {
                     match c.ws.next().await {
-                        Some(Ok(Message::Text(s))) => c.on_frame(s.as_str(), &tot),
+                        Some(Ok(Message::Text(s))) => c.on_frame(s.as_str(), &tot, &plan.ledger),
                         Some(Ok(_)) => {}
                         _ => {
                             by_server = true;
@@ -294,10 +359,12 @@ async fn slot(
             .await;
         }
         live_n.fetch_sub(1, Relaxed);
+        let delivery = std::mem::take(&mut c.windows).finish(&plan.ledger);
         {
             let mut t = lock(&tot);
             t.unanswered += c.awaiting;
-            t.seq.add(&c.check);
+            t.subscribers.push(delivery);
+            t.lived_s.push(born.elapsed().as_secs_f64());
             if by_server {
                 t.closed_by_server += 1;
             } else if generation.is_multiple_of(2) {
@@ -362,6 +429,10 @@ pub struct Churn {
     pub closed_abrupt: u64,
     /// Closed by the server (or failed while sending).
     pub closed_by_server: u64,
+    /// How long the connections lived, s.
+    pub lived_s: ValueSummary,
+    /// Connections that lived 10 s or more (past the gateway's idle and sweep timers).
+    pub lived_10s_or_more: u64,
 }
 
 /// Report of `wsctl bench mixed`.
@@ -377,8 +448,10 @@ pub struct MixedReport {
     pub rooms: usize,
     /// Rooms per connection.
     pub rooms_per_conn: usize,
-    /// Target replacements per second.
+    /// Target replacements per second (connections ÷ mean lifetime).
     pub churn_rate: f64,
+    /// Lifetime range, s (with --lifetime-min-s/--lifetime-max-s).
+    pub lifetime_s: Option<[f64; 2]>,
     /// Target publishes per second.
     pub publish_rate: f64,
     /// Publisher connections.
@@ -407,8 +480,8 @@ pub struct MixedReport {
     pub deliveries_per_s: f64,
     /// Publish → delivery, ms.
     pub delivery_latency_ms: LatencySummary,
-    /// Per-subscriber `seq` continuity (gaps, reorders and duplicates must be zero).
-    pub seq: SeqTotals,
+    /// Per-subscriber delivery accounting (missing, duplicated and reordered must be zero).
+    pub delivery: Delivery,
     /// Server memory over time (with --server-pid).
     pub server: Option<ServerMemory>,
 }
@@ -421,14 +494,29 @@ pub async fn run(ctx: &Ctx, a: MixedArgs) -> anyhow::Result<MixedReport> {
     let _ = connect::warmup(ctx).await;
     let prefix = ctx.room("mixed");
     let rooms: Arc<Vec<String>> = Arc::new((0..a.rooms).map(|r| format!("{prefix}:{r}")).collect());
+    let lifetime = match (a.lifetime_min_s, a.lifetime_max_s, a.churn_rate.unwrap_or(20.0)) {
+        (Some(lo), Some(hi), _) => {
+            if !(lo > 0.0 && hi >= lo && hi.is_finite()) {
+                anyhow::bail!("--lifetime-min-s must be above zero and at most --lifetime-max-s");
+            }
+            Lifetime::Range(Duration::from_secs_f64(lo), Duration::from_secs_f64(hi))
+        }
+        (_, _, r) if r > 0.0 => Lifetime::Mean(Duration::from_secs_f64(a.connections as f64 / r)),
+        _ => Lifetime::Whole,
+    };
     let t0 = Instant::now();
     let end = (t0 + Duration::from_secs_f64(a.duration_s)).min(ctx.deadline);
+    // leave time for the closes' last round trip and the report before the hard bound
+    let last_close = (end + Duration::from_millis(a.drain_ms)).min(ctx.deadline.max(end));
+    let ledger = Arc::new(Ledger::default());
     let plan = Arc::new(Plan {
         rooms: rooms.clone(),
         rooms_per_conn: a.rooms_per_conn.max(1),
         end,
-        mean_life: (a.churn_rate > 0.0).then(|| Duration::from_secs_f64(a.connections as f64 / a.churn_rate)),
+        last_close,
+        lifetime,
         ping_every: (a.ping_s > 0.0).then(|| Duration::from_secs_f64(a.ping_s)),
+        ledger: ledger.clone(),
     });
     let tot = Arc::new(Mutex::new(Totals::default()));
     let live = Arc::new(AtomicU64::new(0));
@@ -497,6 +585,7 @@ pub async fn run(ctx: &Ctx, a: MixedArgs) -> anyhow::Result<MixedReport> {
                 k_base: p as u64,
                 k_step: np as u64,
                 pad: "x".repeat(a.payload_bytes),
+                ledger: ledger.clone(),
             };
             pubs.spawn(fanout::publish_loop(ws, plan, |_, _| {}));
         }
@@ -515,7 +604,7 @@ pub async fn run(ctx: &Ctx, a: MixedArgs) -> anyhow::Result<MixedReport> {
         })
     };
     let mut pubstats = PubStats::default();
-    let _ = tokio::time::timeout_at((end + Duration::from_secs(15)).into(), async {
+    let _ = tokio::time::timeout_at((last_close + Duration::from_secs(15)).into(), async {
         while slots.join_next().await.is_some() {}
         while let Some(r) = pubs.join_next().await {
             if let Ok(s) = r {
@@ -548,13 +637,15 @@ pub async fn run(ctx: &Ctx, a: MixedArgs) -> anyhow::Result<MixedReport> {
         }
     });
     let t = std::mem::take(&mut *lock(&tot));
+    let delivery = ledger.tally(&t.subscribers);
     Ok(MixedReport {
         meta: ctx.meta.clone(),
         duration_s: stats::round3(elapsed),
         connections: a.connections,
         rooms: a.rooms,
         rooms_per_conn: a.rooms_per_conn,
-        churn_rate: a.churn_rate,
+        churn_rate: lifetime.mean_s().map_or(0.0, |m| stats::round3(a.connections as f64 / m)),
+        lifetime_s: a.lifetime_min_s.zip(a.lifetime_max_s).map(|(lo, hi)| [lo, hi]),
         publish_rate: a.publish_rate,
         publishers: np,
         churn: Churn {
@@ -564,6 +655,8 @@ pub async fn run(ctx: &Ctx, a: MixedArgs) -> anyhow::Result<MixedReport> {
             closed_graceful: t.closed_graceful,
             closed_abrupt: t.closed_abrupt,
             closed_by_server: t.closed_by_server,
+            lived_s: ValueSummary::of(&t.lived_s),
+            lived_10s_or_more: t.lived_s.iter().filter(|&&s| s >= 10.0).count() as u64,
         },
         subscribes_sent: t.subscribes_sent,
         subscribed: t.subscribed,
@@ -576,7 +669,7 @@ pub async fn run(ctx: &Ctx, a: MixedArgs) -> anyhow::Result<MixedReport> {
         deliveries: t.deliveries,
         deliveries_per_s: if elapsed > 0.0 { (t.deliveries as f64 / elapsed).round() } else { 0.0 },
         delivery_latency_ms: t.latency.summary(),
-        seq: t.seq,
+        delivery,
         server,
     })
 }
@@ -588,12 +681,13 @@ impl Summary for MixedReport {
             o,
             "soak",
             format!(
-                "{} s, {} connection slots, {} rooms ({} per connection), churn {}/s, {} publishes/s over {} publisher(s)",
+                "{} s, {} connection slots, {} rooms ({} per connection), churn {}/s{}, {} publishes/s over {} publisher(s)",
                 self.duration_s,
                 self.connections,
                 self.rooms,
                 self.rooms_per_conn,
                 self.churn_rate,
+                self.lifetime_s.map_or(String::new(), |[lo, hi]| format!(" (lifetimes {lo}-{hi} s)")),
                 self.publish_rate,
                 self.publishers
             ),
@@ -611,6 +705,7 @@ impl Summary for MixedReport {
                 c.closed_by_server
             ),
         );
+        report::row(o, "lived s", format!("{}; {} lived 10 s or more", report::vals(&c.lived_s), c.lived_10s_or_more));
         report::row(o, "connect ms", report::lat(&c.connect_ms));
         report::row(
             o,
@@ -641,15 +736,7 @@ impl Summary for MixedReport {
         );
         report::row(o, "deliveries", format!("{} ({}/s)", self.deliveries, self.deliveries_per_s));
         report::row(o, "delivery ms", report::lat(&self.delivery_latency_ms));
-        let s = &self.seq;
-        report::row(
-            o,
-            "seq",
-            format!(
-                "in order {}, gaps {} ({} missing), reordered {}, duplicates {}, early {}; {} subscribers affected",
-                s.in_order, s.gaps, s.missing, s.reordered, s.duplicates, s.early, s.subscribers_with_anomalies
-            ),
-        );
+        report::row(o, "accounting", self.delivery.line());
         if let Some(m) = &self.server {
             let f = |x: Option<u64>| x.map_or("-".to_string(), |v| v.to_string());
             report::row(
@@ -675,12 +762,8 @@ impl Summary for MixedReport {
 
     fn problems(&self) -> Vec<String> {
         let mut v = Vec::new();
-        let s = &self.seq;
-        if s.gaps + s.reordered + s.duplicates > 0 {
-            v.push(format!(
-                "seq anomalies: {} gaps ({} missing), {} reordered, {} duplicates at {} subscribers",
-                s.gaps, s.missing, s.reordered, s.duplicates, s.subscribers_with_anomalies
-            ));
+        if let Some(p) = self.delivery.problem() {
+            v.push(p);
         }
         if self.churn.connect_failures.total() > 0 {
             v.push(format!(

@@ -1,10 +1,11 @@
 //! The `route` scenario: request/reply round trips (`ping`, `subscribe`) on held
-//! connections, open loop at a target rate spread evenly over the connections.
+//! connections, open loop at a target rate spread evenly over the connections. Nothing is
+//! published, so the delivery accounting expects nothing: any message is unexpected.
 
 use super::client::{self, Frame, Ws};
 use super::connect::{self, PhaseReport};
 use super::report::{self, Meta, Progress, Summary};
-use super::stats::{self, Failures, Latency, LatencySummary};
+use super::stats::{self, Delivery, Failures, Latency, LatencySummary, Ledger, Windows};
 use super::Ctx;
 use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
@@ -74,6 +75,7 @@ struct Totals {
     ping: Latency,
     subscribe: Latency,
     lag: Latency,
+    subscribers: Vec<stats::Subscriber>,
 }
 
 struct Plan {
@@ -85,6 +87,8 @@ struct Plan {
     room_prefix: String,
     rooms: usize,
     rooms_per_conn: usize,
+    /// Stays empty: this scenario publishes nothing.
+    ledger: Ledger,
 }
 
 async fn conn_loop(i: usize, mut ws: Ws, offset: Duration, plan: Arc<Plan>, tot: Arc<Mutex<Totals>>) {
@@ -92,6 +96,7 @@ async fn conn_loop(i: usize, mut ws: Ws, offset: Duration, plan: Arc<Plan>, tot:
     let mut next = plan.start + offset;
     let mut k: u64 = 0;
     let mut closed = false;
+    let mut windows = Windows::default();
     loop {
         let sending = next < plan.end;
         if !sending && outstanding.is_empty() {
@@ -110,7 +115,9 @@ async fn conn_loop(i: usize, mut ws: Ws, offset: Duration, plan: Arc<Plan>, tot:
                     Req::Subscribe => {
                         let j = if plan.kind == RouteKind::Both { k / 2 } else { k } as usize;
                         let r = (i * plan.rooms_per_conn + j % plan.rooms_per_conn) % plan.rooms;
-                        client::subscribe_frame(&format!("{}:{r}", plan.room_prefix), k, None)
+                        let room = format!("{}:{r}", plan.room_prefix);
+                        windows.subscribing(&room);
+                        client::subscribe_frame(&room, k, None)
                     }
                 };
                 let lag = next.elapsed();
@@ -135,9 +142,20 @@ async fn conn_loop(i: usize, mut ws: Ws, offset: Duration, plan: Arc<Plan>, tot:
                     let Some(f) = Frame::parse(s.as_str()) else { continue };
                     let want = match f.ty() {
                         "pong" => Some(Req::Ping),
-                        "subscribed" => Some(Req::Subscribe),
+                        "subscribed" => {
+                            if let Some(room) = f.room.as_deref() {
+                                windows.subscribed(room, f.seq.unwrap_or(0));
+                            }
+                            Some(Req::Subscribe)
+                        }
                         "error" => None,
-                        _ => continue, // pushed messages, etc.
+                        "message" => {
+                            if let (Some(room), Some(seq)) = (f.room.as_deref(), f.seq) {
+                                windows.message(room, seq);
+                            }
+                            continue;
+                        }
+                        _ => continue,
                     };
                     // match by echoed id, else the oldest request of that kind (servers
                     // that do not echo ids answer in order)
@@ -172,6 +190,7 @@ async fn conn_loop(i: usize, mut ws: Ws, offset: Duration, plan: Arc<Plan>, tot:
         let mut t = tot.lock().unwrap_or_else(|e| e.into_inner());
         t.lost += outstanding.len() as u64;
         t.closed_early += closed as u64;
+        t.subscribers.push(windows.finish(&plan.ledger));
     }
     if !closed {
         client::close(ws).await;
@@ -213,6 +232,8 @@ pub struct RouteReport {
     pub subscribe_ms: LatencySummary,
     /// How late requests left against their schedule (bench-side lag), ms.
     pub send_lag_ms: LatencySummary,
+    /// Delivery accounting of the subscribed connections (nothing is due: no publishes).
+    pub delivery: Delivery,
 }
 
 /// Runs the `route` scenario.
@@ -246,6 +267,7 @@ pub async fn run(ctx: &Ctx, a: RouteArgs) -> anyhow::Result<RouteReport> {
         room_prefix: ctx.room("route"),
         rooms: a.rooms.max(1),
         rooms_per_conn: a.rooms_per_conn.clamp(1, a.rooms.max(1)),
+        ledger: Ledger::default(),
     });
     let tot = Arc::new(Mutex::new(Totals::default()));
     let n = conns.len().max(1);
@@ -293,6 +315,7 @@ pub async fn run(ctx: &Ctx, a: RouteArgs) -> anyhow::Result<RouteReport> {
         ping_ms: t.ping.summary(),
         subscribe_ms: t.subscribe.summary(),
         send_lag_ms: t.lag.summary(),
+        delivery: plan.ledger.tally(&t.subscribers),
     })
 }
 
@@ -334,6 +357,7 @@ impl Summary for RouteReport {
         report::row(o, "ping ms", report::lat(&self.ping_ms));
         report::row(o, "subscribe ms", report::lat(&self.subscribe_ms));
         report::row(o, "send lag ms", report::lat(&self.send_lag_ms));
+        report::row(o, "deliveries", self.delivery.line());
         if !self.errors.0.is_empty() {
             report::row(o, "errors", serde_json::to_string(&self.errors).unwrap_or_default());
         }
@@ -359,6 +383,9 @@ impl Summary for RouteReport {
         }
         if self.closed_early > 0 {
             v.push(format!("{} connections closed early", self.closed_early));
+        }
+        if let Some(p) = self.delivery.problem() {
+            v.push(p);
         }
         v
     }

@@ -1,9 +1,10 @@
-//! Measurement primitives: latency histograms, failure counters, per-room `seq`
-//! continuity, and samples of another process's memory and CPU from `/proc`.
+//! Measurement primitives: latency histograms, failure counters, per-subscriber delivery
+//! accounting, and samples of another process's memory and CPU from `/proc`.
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Wall-clock microseconds since the Unix epoch (what publishers put in `data.ts`).
@@ -129,130 +130,313 @@ impl Failures {
     }
 }
 
-/// Per-room `seq` continuity as one subscriber sees it. The base is the `seq` of the
-/// `subscribed` reply; from there every `message` must carry exactly `last + 1`.
+/// What the publishers saw acknowledged, per room: the `seq` of every `published` reply.
+/// These, and only these, are what a subscriber in the room must receive.
 #[derive(Debug, Default)]
-pub struct SeqCheck {
-    rooms: HashMap<String, RoomSeq>,
-    /// Deliveries that followed `last + 1` exactly.
-    pub in_order: u64,
-    /// Jumps forward (`seq > last + 1`).
-    pub gaps: u64,
-    /// Messages skipped by those jumps.
-    pub missing: u64,
-    /// Messages with `seq < last` (older than one already seen).
-    pub reordered: u64,
-    /// Messages with `seq == last` (seen twice).
-    pub duplicates: u64,
-    /// Messages for a room before its `subscribed` reply with `seq` at or below the reply's
-    /// (published before the subscription took effect: not an error).
-    pub early: u64,
-    /// Messages for a room this subscriber never asked for (or already left).
-    pub foreign: u64,
+pub struct Ledger {
+    rooms: Mutex<HashMap<String, RoomAcks>>,
 }
 
 #[derive(Debug, Default)]
-struct RoomSeq {
-    /// `seq` of the last in-order message (or of the `subscribed` reply); None while the
-    /// subscribe is pending.
-    last: Option<u64>,
-    /// Messages that arrived while the subscribe was pending.
-    pending: Vec<u64>,
+struct RoomAcks {
+    /// Highest acknowledged `seq` so far.
+    high: u64,
+    /// Every acknowledged `seq` (unsorted until [`Ledger::tally`]).
+    seqs: Vec<u64>,
 }
 
-impl SeqCheck {
-    /// A subscribe for `room` was sent.
-    pub fn subscribing(&mut self, room: &str) {
-        self.rooms.entry(room.to_string()).or_default();
+impl Ledger {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, RoomAcks>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The `subscribed` reply for `room` carried `seq`.
-    pub fn subscribed(&mut self, room: &str, seq: u64) {
-        let r = self.rooms.entry(room.to_string()).or_default();
-        if r.last.is_some() {
-            // a repeated subscribe: continuity carries on from what was seen
-            return;
+    /// A publish to `room` was acknowledged with `seq`.
+    pub fn acked(&self, room: &str, seq: u64) {
+        let mut rooms = self.rooms();
+        let r = match rooms.get_mut(room) {
+            Some(r) => r,
+            None => rooms.entry(room.to_owned()).or_default(),
+        };
+        r.high = r.high.max(seq);
+        r.seqs.push(seq);
+    }
+
+    /// The highest `seq` acknowledged in `room` so far (0: none). A subscriber leaving the
+    /// room now must still receive every acknowledged `seq` up to this one: the server
+    /// fanned each of them out before it acknowledged it, so before it saw the leave.
+    pub fn high(&self, room: &str) -> u64 {
+        self.rooms().get(room).map_or(0, |r| r.high)
+    }
+
+    /// Publishes acknowledged, over all rooms.
+    pub fn acknowledged(&self) -> u64 {
+        self.rooms().values().map(|r| r.seqs.len() as u64).sum()
+    }
+
+    /// Checks every subscriber's windows against the acknowledged publishes.
+    pub fn tally(&self, subscribers: &[Subscriber]) -> Delivery {
+        let mut rooms = self.rooms();
+        for r in rooms.values_mut() {
+            r.seqs.sort_unstable();
+            r.seqs.dedup();
         }
-        r.last = Some(seq);
-        let pending = std::mem::take(&mut r.pending);
-        for s in pending {
-            if s <= seq {
-                self.early += 1;
-            } else {
-                self.message(room, s);
+        let mut d = Delivery::default();
+        for s in subscribers {
+            d.subscribers += 1;
+            d.unexpected += s.stray;
+            let mut affected = false;
+            for w in &s.windows {
+                d.windows += 1;
+                d.duplicated += w.duplicated;
+                d.reordered += w.reordered;
+                let acked: &[u64] = rooms.get(&w.room).map_or(&[], |r| &r.seqs);
+                // required: acknowledged seqs in (base, high]
+                let lo = acked.partition_point(|&x| x <= w.base);
+                let hi = acked.partition_point(|&x| x <= w.high);
+                let required = &acked[lo..hi.max(lo)];
+                let mut received = 0;
+                for &x in &w.seen {
+                    if x <= w.base {
+                        d.unexpected += 1;
+                    } else if x > w.high {
+                        d.optional += 1;
+                    } else if required.binary_search(&x).is_ok() {
+                        received += 1;
+                    } else {
+                        d.unexpected += 1;
+                    }
+                }
+                let expected = required.len() as u64;
+                d.expected += expected;
+                d.received += received;
+                d.missing += expected - received;
+                affected |= expected > received || w.duplicated > 0 || w.reordered > 0;
+            }
+            d.subscribers_affected += u64::from(affected);
+        }
+        d
+    }
+}
+
+/// One subscriber's delivery windows, one per room it joined. A window opens at the
+/// `subscribed` reply's `seq` (later ones are expected) and closes when the subscriber
+/// leaves: it sends `unsubscribe`, or it is about to close its connection. Messages that
+/// arrive after that but before the server confirmed the leave are collected too: those
+/// acknowledged before the leave are still due, later ones are optional.
+#[derive(Debug, Default)]
+pub struct Windows {
+    open: HashMap<String, Window>,
+    done: Subscriber,
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    /// `seq` of the `subscribed` reply; None while the subscribe is pending.
+    base: Option<u64>,
+    /// Set when the subscriber started to leave: the ledger's high mark then.
+    high: Option<u64>,
+    /// Messages that arrived while the subscribe was pending.
+    pending: Vec<u64>,
+    /// Distinct `seq`s received.
+    seen: HashSet<u64>,
+    /// Largest `seq` received.
+    max: u64,
+    duplicated: u64,
+    reordered: u64,
+}
+
+/// What one subscriber received, window by window, for [`Ledger::tally`].
+#[derive(Debug, Default)]
+pub struct Subscriber {
+    windows: Vec<ClosedWindow>,
+    /// Messages for rooms without a window (never joined, or already left).
+    stray: u64,
+}
+
+#[derive(Debug)]
+struct ClosedWindow {
+    room: String,
+    base: u64,
+    high: u64,
+    /// Distinct `seq`s received, sorted.
+    seen: Vec<u64>,
+    duplicated: u64,
+    reordered: u64,
+}
+
+impl Windows {
+    /// A subscribe for `room` was sent (a repeated subscribe keeps the open window).
+    pub fn subscribing(&mut self, room: &str) {
+        if !self.open.contains_key(room) {
+            self.open.insert(room.to_owned(), Window::default());
+        }
+    }
+
+    /// The `subscribed` reply for `room` carried `seq`: the window opens there.
+    pub fn subscribed(&mut self, room: &str, seq: u64) {
+        let w = match self.open.get_mut(room) {
+            Some(w) => w,
+            None => self.open.entry(room.to_owned()).or_default(),
+        };
+        if w.base.is_some() {
+            return; // a repeated subscribe: the window stays where it opened
+        }
+        w.base = Some(seq);
+        for s in std::mem::take(&mut w.pending) {
+            w.receive(s);
+        }
+    }
+
+    /// The subscriber is sending `unsubscribe` for `room` (or is about to close): every
+    /// publish acknowledged by now (`ledger.high`) is still due.
+    pub fn leaving(&mut self, room: &str, ledger: &Ledger) {
+        if let Some(w) = self.open.get_mut(room) {
+            if w.high.is_none() {
+                w.high = Some(ledger.high(room));
             }
         }
     }
 
-    /// The subscriber left `room`: later messages for it are not checked.
-    pub fn unsubscribed(&mut self, room: &str) {
-        self.rooms.remove(room);
+    /// [`Windows::leaving`] for every room (before a connection's last round trip).
+    pub fn leaving_all(&mut self, ledger: &Ledger) {
+        for (room, w) in self.open.iter_mut() {
+            if w.high.is_none() {
+                w.high = Some(ledger.high(room));
+            }
+        }
+    }
+
+    /// The server confirmed the leave (`unsubscribed`): the window is final.
+    pub fn left(&mut self, room: &str, ledger: &Ledger) {
+        if let Some(mut w) = self.open.remove(room) {
+            if w.high.is_none() {
+                w.high = Some(ledger.high(room));
+            }
+            self.finish_window(room.to_owned(), w);
+        }
     }
 
     /// A `message` for `room` with `seq` arrived.
     pub fn message(&mut self, room: &str, seq: u64) {
-        let Some(r) = self.rooms.get_mut(room) else {
-            self.foreign += 1;
+        match self.open.get_mut(room) {
+            None => self.done.stray += 1,
+            Some(w) if w.base.is_none() => w.pending.push(seq),
+            Some(w) => w.receive(seq),
+        }
+    }
+
+    /// Closes every window (windows not yet left close at the ledger's high mark now) and
+    /// returns what this subscriber received.
+    pub fn finish(mut self, ledger: &Ledger) -> Subscriber {
+        let open = std::mem::take(&mut self.open);
+        for (room, mut w) in open {
+            if w.high.is_none() {
+                w.high = Some(ledger.high(&room));
+            }
+            self.finish_window(room, w);
+        }
+        self.done
+    }
+
+    fn finish_window(&mut self, room: String, w: Window) {
+        let Some(base) = w.base else {
+            // never subscribed: whatever arrived was outside any window
+            self.done.stray += w.pending.len() as u64;
             return;
         };
-        let Some(last) = r.last else {
-            r.pending.push(seq);
+        let mut seen: Vec<u64> = w.seen.into_iter().collect();
+        seen.sort_unstable();
+        self.done.windows.push(ClosedWindow {
+            room,
+            base,
+            high: w.high.unwrap_or(0),
+            seen,
+            duplicated: w.duplicated,
+            reordered: w.reordered,
+        });
+    }
+}
+
+impl Window {
+    fn receive(&mut self, seq: u64) {
+        if self.base.is_some_and(|b| seq <= b) {
+            // before the window (published before the subscribe took effect): tallied as
+            // unexpected, no part of the window's order
+            self.seen.insert(seq);
             return;
-        };
-        if seq == last + 1 {
-            self.in_order += 1;
-            r.last = Some(seq);
-        } else if seq > last + 1 {
-            self.gaps += 1;
-            self.missing += seq - last - 1;
-            r.last = Some(seq);
-        } else if seq == last {
-            self.duplicates += 1;
-        } else {
+        }
+        if !self.seen.insert(seq) {
+            self.duplicated += 1;
+        } else if seq < self.max {
             self.reordered += 1;
         }
-    }
-
-    /// True when nothing was missing, reordered or duplicated.
-    pub fn clean(&self) -> bool {
-        self.gaps == 0 && self.reordered == 0 && self.duplicates == 0
+        self.max = self.max.max(seq);
     }
 }
 
-/// Totals of [`SeqCheck`] over many subscribers.
+/// Delivery accounting of a run: per subscriber and room, the acknowledged publishes
+/// between its `subscribed` reply and its leave, against what it received.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct SeqTotals {
-    /// Deliveries in order.
-    pub in_order: u64,
-    /// Forward jumps in `seq`.
-    pub gaps: u64,
-    /// Messages skipped by the jumps.
+pub struct Delivery {
+    /// Deliveries due: Σ over windows of the acknowledged `seq`s inside the window.
+    pub expected: u64,
+    /// Due deliveries that arrived (each counted once).
+    pub received: u64,
+    /// expected − received.
     pub missing: u64,
-    /// Messages older than one already seen.
+    /// Second (and later) copies of a message at one subscriber.
+    pub duplicated: u64,
+    /// Messages older than one the subscriber had already received in that room.
     pub reordered: u64,
-    /// Messages seen twice.
-    pub duplicates: u64,
-    /// Messages published before the subscription took effect (not an error).
-    pub early: u64,
-    /// Messages for rooms the subscriber was not in.
-    pub foreign: u64,
-    /// Subscribers that saw any gap, reorder or duplicate.
-    pub subscribers_with_anomalies: u64,
+    /// Messages outside every window: published before the subscription took effect, for
+    /// a room already left, or never acknowledged to the publishers (not a failure).
+    pub unexpected: u64,
+    /// Messages acknowledged after the subscriber started leaving that still arrived
+    /// (allowed either way).
+    pub optional: u64,
+    /// Subscription windows checked (subscriber × room).
+    pub windows: u64,
+    /// Subscribers checked (connections).
+    pub subscribers: u64,
+    /// Subscribers with anything missing, duplicated or reordered.
+    pub subscribers_affected: u64,
 }
 
-impl SeqTotals {
-    /// Adds one subscriber's check.
-    pub fn add(&mut self, c: &SeqCheck) {
-        self.in_order += c.in_order;
-        self.gaps += c.gaps;
-        self.missing += c.missing;
-        self.reordered += c.reordered;
-        self.duplicates += c.duplicates;
-        self.early += c.early;
-        self.foreign += c.foreign;
-        if !c.clean() {
-            self.subscribers_with_anomalies += 1;
-        }
+impl Delivery {
+    /// True when nothing was missing, duplicated or reordered.
+    pub fn clean(&self) -> bool {
+        self.missing == 0 && self.duplicated == 0 && self.reordered == 0
+    }
+
+    /// The problem line of an unclean run.
+    pub fn problem(&self) -> Option<String> {
+        (!self.clean()).then(|| {
+            format!(
+                "deliveries: {} missing, {} duplicated, {} reordered (of {} expected) at {} of {} subscribers",
+                self.missing,
+                self.duplicated,
+                self.reordered,
+                self.expected,
+                self.subscribers_affected,
+                self.subscribers
+            )
+        })
+    }
+
+    /// The one-line text form.
+    pub fn line(&self) -> String {
+        format!(
+            "{} / {} expected; missing {}, duplicated {}, reordered {}, unexpected {}, optional {}; {} of {} subscribers affected",
+            self.received,
+            self.expected,
+            self.missing,
+            self.duplicated,
+            self.reordered,
+            self.unexpected,
+            self.optional,
+            self.subscribers_affected,
+            self.subscribers
+        )
     }
 }
 
@@ -314,25 +498,122 @@ pub fn slope(points: &[(f64, f64)]) -> Option<f64> {
 mod tests {
     use super::*;
 
+    /// A ledger with `seqs` acknowledged in room `r`.
+    fn acked(seqs: impl IntoIterator<Item = u64>) -> Ledger {
+        let l = Ledger::default();
+        for s in seqs {
+            l.acked("r", s);
+        }
+        l
+    }
+
     #[test]
-    fn seq_check_counts() {
-        let mut c = SeqCheck::default();
-        c.subscribing("r");
-        c.message("r", 6); // before the reply, after its seq
-        c.message("r", 5); // before the reply, at its seq: early
-        c.subscribed("r", 5);
-        assert_eq!((c.in_order, c.early), (1, 1));
-        c.message("r", 7);
-        c.message("r", 10); // gap of 2
-        c.message("r", 10); // duplicate
-        c.message("r", 8); // reordered
-        c.message("x", 1); // foreign
-        assert_eq!((c.in_order, c.gaps, c.missing), (2, 1, 2));
-        assert_eq!((c.duplicates, c.reordered, c.foreign), (1, 1, 1));
-        assert!(!c.clean());
-        let mut t = SeqTotals::default();
-        t.add(&c);
-        assert_eq!(t.subscribers_with_anomalies, 1);
+    fn a_subscriber_that_receives_everything_is_clean() {
+        let l = acked(1..=10);
+        let mut w = Windows::default();
+        w.subscribing("r");
+        w.subscribed("r", 2);
+        for s in 3..=10 {
+            w.message("r", s);
+        }
+        let d = l.tally(&[w.finish(&l)]);
+        assert_eq!((d.expected, d.received, d.missing), (8, 8, 0));
+        assert_eq!((d.duplicated, d.reordered, d.unexpected, d.optional), (0, 0, 0, 0));
+        assert!(d.clean() && d.problem().is_none());
+    }
+
+    #[test]
+    fn a_subscriber_that_silently_stops_receiving_half_way_is_missing_the_rest() {
+        // the bug of the 60-minute soak: the socket stays open, no gap is ever seen
+        let l = acked(1..=20);
+        let (mut good, mut bad) = (Windows::default(), Windows::default());
+        for w in [&mut good, &mut bad] {
+            w.subscribing("r");
+            w.subscribed("r", 0);
+        }
+        for s in 1..=20 {
+            good.message("r", s);
+            if s <= 10 {
+                bad.message("r", s);
+            }
+        }
+        let d = l.tally(&[good.finish(&l), bad.finish(&l)]);
+        assert_eq!((d.expected, d.received, d.missing), (40, 30, 10));
+        assert_eq!((d.subscribers, d.subscribers_affected), (2, 1));
+        let p = d.problem().expect("a problem");
+        assert!(p.contains("10 missing"), "{p}");
+    }
+
+    #[test]
+    fn the_window_closes_at_the_leave_and_later_publishes_are_optional() {
+        let l = acked(1..=6);
+        let mut w = Windows::default();
+        w.subscribing("r");
+        w.message("r", 3); // before the reply, after its seq: due
+        w.message("r", 2); // before the reply, at its seq: outside the window
+        w.subscribed("r", 2);
+        w.message("r", 4);
+        w.leaving("r", &l); // 6 is acknowledged: 5 and 6 are still due
+        l.acked("r", 7);
+        l.acked("r", 8);
+        w.message("r", 5);
+        w.message("r", 6);
+        w.message("r", 7); // acknowledged after the leave: optional
+        w.left("r", &l);
+        w.message("r", 8); // after the server confirmed the leave: outside any window
+        let d = l.tally(&[w.finish(&l)]);
+        assert_eq!((d.expected, d.received, d.missing), (4, 4, 0));
+        assert_eq!((d.optional, d.unexpected), (1, 2));
+        assert!(d.clean());
+    }
+
+    #[test]
+    fn a_publish_acknowledged_late_but_below_the_high_mark_is_still_due() {
+        // two publishers: seq 5 acked before the leave, seq 4 (assigned earlier) after it
+        let l = acked([1, 2, 3, 5]);
+        let mut w = Windows::default();
+        w.subscribing("r");
+        w.subscribed("r", 0);
+        for s in [1, 2, 3, 5] {
+            w.message("r", s);
+        }
+        w.leaving_all(&l);
+        l.acked("r", 4);
+        let d = l.tally(&[w.finish(&l)]);
+        assert_eq!((d.expected, d.received, d.missing, d.reordered), (5, 4, 1, 0));
+    }
+
+    #[test]
+    fn duplicates_reorders_and_strays_are_counted() {
+        let l = acked(1..=5);
+        let mut w = Windows::default();
+        w.subscribing("r");
+        w.subscribed("r", 0);
+        for s in [1, 3, 2, 3, 4, 5, 9] {
+            w.message("r", s); // 2 reordered, 3 twice, 9 never acknowledged
+        }
+        w.message("x", 1); // a room never joined
+        let d = l.tally(&[w.finish(&l)]);
+        assert_eq!((d.expected, d.received, d.missing), (5, 5, 0));
+        assert_eq!((d.duplicated, d.reordered), (1, 1));
+        // 9 is above the window's high mark (5): optional; x:1 is a stray
+        assert_eq!((d.optional, d.unexpected), (1, 1));
+        assert_eq!(d.subscribers_affected, 1);
+        assert!(d.problem().is_some());
+    }
+
+    #[test]
+    fn a_seq_inside_the_window_that_nobody_acknowledged_is_unexpected() {
+        let l = acked([1, 3]);
+        let mut w = Windows::default();
+        w.subscribing("r");
+        w.subscribed("r", 0);
+        for s in [1, 2, 3] {
+            w.message("r", s);
+        }
+        let d = l.tally(&[w.finish(&l)]);
+        assert_eq!((d.expected, d.received, d.unexpected), (2, 2, 1));
+        assert!(d.clean());
     }
 
     #[test]
