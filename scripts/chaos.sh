@@ -76,9 +76,11 @@ wait "$BENCH" || bench_code=$?
 sleep 5
 read -r rss2 fds2 tcp2 < <(sample)
 
-python3 - "$OUT" "$bench_code" "$rss0 $fds0 $tcp0" "$rss1 $fds1 $tcp1" "$rss2 $fds2 $tcp2" <<'EOF'
-import json, sys
-out, code, before, during, after = sys.argv[1], int(sys.argv[2]), *[list(map(int, a.split())) for a in sys.argv[3:]]
+python3 - "$OUT" "$bench_code" "$rss0 $fds0 $tcp0" "$rss1 $fds1 $tcp1" "$rss2 $fds2 $tcp2" "$port" <<'EOF'
+import json, sys, urllib.request
+out, code, before, during, after, port = sys.argv[1], int(sys.argv[2]), *[list(map(int, a.split())) for a in sys.argv[3:6]], sys.argv[6]
+text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+metrics = {l.split()[0]: int(float(l.split()[1])) for l in text.splitlines() if l.startswith("wsctl_") and "{" not in l}
 bench = json.load(open(f"{out}/bench.json"))
 chaos = json.load(open(f"{out}/chaos.json"))
 d = bench["delivery"]
@@ -88,6 +90,7 @@ summary = {
                       "duplicated": d["duplicated"], "reordered": d["reordered"], "problems": bench.get("problems", [])},
     "gateway": {"before": dict(zip(names, before)), "duringMax": dict(zip(names, during)), "after": dict(zip(names, after))},
     "chaos": chaos,
+    "gatewayMetrics": metrics,
 }
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)
 print(json.dumps(summary, indent=2))
