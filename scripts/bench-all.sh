@@ -176,6 +176,8 @@ MIXED_CHURN=${MIXED_CHURN:-50}
 MIXED_PUBRATE=${MIXED_PUBRATE:-200}
 MIXED_LIFE=${MIXED_LIFE:-}
 SETTLE_MS=${SETTLE_MS:-500}
+# the bench's hard bound: 300 s, or the soak plus its drain
+MAX_S=$((MIXED_S + 100 > 300 ? MIXED_S + 100 : 300))
 PEERS_SRC=${PEERS_SRC:-/work/shared/peers}
 PORT=${BASE_PORT:-19700}
 RUN_ID=$(date -u +%Y%m%dT%H%M%SZ)
@@ -344,7 +346,7 @@ run_one() {
   start_server "$target" "$logb" || { record "$target" "$tool" "$scenario" "$n" 99 /dev/null "$logb.err" "(server did not start)"; stop_servers; return 0; }
   local cmd=()
   if [ "$tool" = wsctl ]; then
-    cmd=("$WSCTL" --output json bench --url "$URL" --quiet --max-seconds 300 --server-pid "$SERVER_PID" --warmup "$WARMUP")
+    cmd=("$WSCTL" --output json bench --url "$URL" --quiet --max-seconds "$MAX_S" --server-pid "$SERVER_PID" --warmup "$WARMUP")
     [ -n "$KEY" ] && cmd+=(--key "$KEY")
     case $scenario in
       connect) cmd+=(connect -n "$n" --rate "$CONNECT_RATE" --hold-ms "$HOLD_MS") ;;
@@ -372,7 +374,7 @@ run_one() {
   fi
   log "$target / $tool / $scenario / $n (server pid $SERVER_PID)"
   local rc=0
-  timeout 420 "${cmd[@]}" >"$logb.json" 2>"$logb.client.err" || rc=$?
+  timeout $((MAX_S + 120)) "${cmd[@]}" >"$logb.json" 2>"$logb.client.err" || rc=$?
   stop_servers
   # the key is per run and local, but keep it out of the record anyway
   local shown=("${cmd[@]}")

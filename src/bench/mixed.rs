@@ -790,3 +790,24 @@ impl Summary for MixedReport {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_from_a_range_stay_in_it_and_spread_over_it() {
+        let (lo, hi) = (Duration::from_secs(5), Duration::from_secs(300));
+        let l = Lifetime::Range(lo, hi);
+        let mut rng = Rng::new(7);
+        let draws: Vec<Duration> = (0..10_000).map(|g| l.draw(&mut rng, g).expect("a lifetime")).collect();
+        assert!(draws.iter().all(|d| *d >= lo && *d <= hi));
+        // both ends of the range are reached, and the mean is the middle
+        assert!(draws.iter().any(|d| *d < Duration::from_secs(15)));
+        assert!(draws.iter().any(|d| *d > Duration::from_secs(290)));
+        let mean = draws.iter().map(Duration::as_secs_f64).sum::<f64>() / draws.len() as f64;
+        assert!((mean - 152.5).abs() < 5.0, "{mean}");
+        assert_eq!(l.mean_s(), Some(152.5));
+        assert_eq!(Lifetime::Whole.draw(&mut rng, 0), None);
+    }
+}

@@ -3,7 +3,12 @@
 //! - `connect`: open N connections at R/s and hold them (latency, failures, server RSS);
 //! - `route`: request/reply round trips (`ping`, `subscribe`) at a target rate;
 //! - `fanout`: S subscribers in one room, P publishes (publish → last delivery, loss);
-//! - `mixed`: churn, many rooms and publishes for a duration: a soak with `seq` checks.
+//! - `mixed`: churn, many rooms and publishes for a duration: a soak.
+//!
+//! Every scenario that subscribes accounts for each subscriber's deliveries
+//! ([`stats::Ledger`]): what the server acknowledged into its rooms between its
+//! `subscribed` reply and its leave must arrive once and in order; anything missing,
+//! duplicated or reordered fails the run.
 //!
 //! The bench runs on its own Tokio runtime (one worker thread by default, leaving the
 //! rest of the machine to a server on the same host), raises its open-file limit,
@@ -94,10 +99,10 @@ enum Scenario {
     /// Request/reply round trips (ping, subscribe) on M held connections at a target rate.
     Route(route::RouteArgs),
     /// S subscribers in one room, P messages published over a separate connection:
-    /// publish→last delivery, deliveries/s, missing/reordered/duplicate seq.
+    /// publish→last delivery, deliveries/s, per-subscriber delivery accounting.
     Fanout(fanout::FanoutArgs),
-    /// A soak: connection churn, subscriptions over many rooms, publishes, for a duration;
-    /// per-subscriber seq gaps and reorders, server RSS over time.
+    /// A soak: connection churn (lifetimes from a range), subscriptions over many rooms,
+    /// publishes, for a duration; per-subscriber delivery accounting, server RSS over time.
     Mixed(mixed::MixedArgs),
 }
 
@@ -147,8 +152,8 @@ impl Ctx {
     }
 }
 
-/// Runs `wsctl bench`; exits non-zero when the run found problems (failures, loss,
-/// reordering).
+/// Runs `wsctl bench`; exits non-zero when the run found problems (failures, missing,
+/// duplicated or reordered deliveries).
 pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
     let c = a.common;
     let url =
