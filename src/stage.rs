@@ -155,6 +155,8 @@ pub struct RedisSettings {
     pub auth_token: bool,
     /// Days of daily snapshots kept (0 disables).
     pub snapshot_retention_days: u32,
+    /// Percent of `maxmemory` (1..=100) at which the data stack's memory alarm fires.
+    pub memory_alarm_percent: u32,
     /// `redis://` or `rediss://` URL of an existing Redis (only with `mode: existing`).
     pub url: Option<String>,
 }
@@ -172,6 +174,7 @@ impl Default for RedisSettings {
             tls: true,
             auth_token: false,
             snapshot_retention_days: 0,
+            memory_alarm_percent: 80,
             url: None,
         }
     }
@@ -443,6 +446,16 @@ impl Stage {
                 format!("{} must be within 0..=35", r.snapshot_retention_days),
             );
         }
+        if !(1..=100).contains(&r.memory_alarm_percent) {
+            return bad(
+                "redis.memory_alarm_percent",
+                format!(
+                    "{} must be within 1..=100 (percent of the node's maxmemory at which the memory alarm fires; \
+                     remove the key for the default, 80)",
+                    r.memory_alarm_percent
+                ),
+            );
+        }
         match (r.mode, &r.url) {
             (RedisMode::Existing, None) => {
                 return bad(
@@ -575,6 +588,17 @@ mod tests {
         assert!(err.contains("account"), "{err}");
         let err = parse("redis:\n  mode: existing\n").unwrap_err().to_string();
         assert!(err.contains("redis.url"), "{err}");
+    }
+
+    #[test]
+    fn memory_alarm_percent_is_a_percentage() {
+        for bad in ["0", "101"] {
+            let err = parse(&format!("redis:\n  memory_alarm_percent: {bad}\n")).unwrap_err().to_string();
+            assert!(err.contains("stages/t.yaml"), "{err}");
+            assert!(err.contains("redis.memory_alarm_percent") && err.contains("1..=100"), "{err}");
+        }
+        assert_eq!(parse("redis:\n  memory_alarm_percent: 100\n").unwrap().redis.memory_alarm_percent, 100);
+        assert_eq!(parse("limits: {}\n").unwrap().redis.memory_alarm_percent, 80);
     }
 
     #[test]

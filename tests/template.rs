@@ -278,6 +278,136 @@ fn data_template_has_the_contracted_tables_and_retention() {
     }
 }
 
+/// A stack rendered with `--output json`: the template and the parameter values.
+fn render_json(stages_dir: &Path, stage: &str, stack: &str) -> (Value, serde_json::Value) {
+    let out = wsctl(stages_dir, &["template", "--stage", stage, "--stack", stack, "--output", "json"]);
+    assert!(out.status.success(), "template {stage}/{stack}: {}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    (parse(doc["template"].as_str().expect("template")), doc["parameters"].clone())
+}
+
+/// Resolves `!Ref` to a parameter and `!If` on a condition of the form
+/// `!Equals [!Ref P, "true"]` with the rendered parameter values; anything else as is.
+fn resolve(t: &Value, params: &serde_json::Value, v: &Value) -> Value {
+    let Value::Tagged(tagged) = v else { return v.clone() };
+    let param = |name: &str| params[name].as_str().map(Value::from);
+    match tagged.tag.to_string().as_str() {
+        "!Ref" => tagged.value.as_str().and_then(param).unwrap_or_else(|| v.clone()),
+        "!If" => {
+            let args = tagged.value.as_sequence().expect("!If [cond, a, b]");
+            let cond = &t["Conditions"][args[0].as_str().unwrap()];
+            let Value::Tagged(eq) = cond else { panic!("condition {:?} is not !Equals", args[0]) };
+            let [lhs, rhs] = eq.value.as_sequence().unwrap().as_slice() else { panic!("!Equals takes two") };
+            let holds = resolve(t, params, lhs) == resolve(t, params, rhs);
+            resolve(t, params, &args[if holds { 1 } else { 2 }])
+        }
+        _ => v.clone(),
+    }
+}
+
+/// What a stage file says about Redis, read independently of wsctl's own parsing.
+struct RedisExpectation {
+    cluster: bool,
+    shards: u64,
+    family: &'static str,
+    alarm_percent: u64,
+}
+
+fn redis_expectation(stage_file: &Path) -> RedisExpectation {
+    let stage: Value = serde_yaml::from_str(&std::fs::read_to_string(stage_file).unwrap()).unwrap();
+    let r = &stage["redis"];
+    let shards = r["shards"].as_u64().unwrap_or(1);
+    let engine = r["engine"].as_str().unwrap_or("valkey");
+    let version = r["engine_version"].as_str().unwrap_or("7.2");
+    // ElastiCache's documented families for the versions our stage files use.
+    let family = match (engine, version.split('.').next().unwrap()) {
+        ("valkey", "7") => "valkey7",
+        ("valkey", "8") => "valkey8",
+        ("redis", "7") => "redis7",
+        ("redis", "6") => "redis6.x",
+        other => panic!("{}: no expected family for {other:?}; extend this table", stage_file.display()),
+    };
+    RedisExpectation {
+        cluster: r["cluster_mode"].as_bool().unwrap_or(false) || shards > 1,
+        shards,
+        family,
+        alarm_percent: r["memory_alarm_percent"].as_u64().unwrap_or(80),
+    }
+}
+
+/// The Redis parameter group (noeviction, cluster-enabled, family), its use by the
+/// replication group, and the memory alarms, for one rendered stage.
+fn assert_redis_memory_guards(stages_dir: &Path, stage: &str) {
+    let want = redis_expectation(&stages_dir.join(format!("{stage}.yaml")));
+    let (t, params) = render_json(stages_dir, stage, "data");
+    let r = |v: &Value| resolve(&t, &params, v);
+
+    let group = resource(&t, "RedisParameterGroup");
+    assert_eq!(group["Type"].as_str(), Some("AWS::ElastiCache::ParameterGroup"));
+    assert_eq!(group["Condition"].as_str(), Some("CreateRedis"), "{stage}");
+    let p = &group["Properties"];
+    assert_eq!(p["Properties"]["maxmemory-policy"].as_str(), Some("noeviction"), "{stage}");
+    let cluster_enabled = if want.cluster { "yes" } else { "no" };
+    assert_eq!(r(&p["Properties"]["cluster-enabled"]).as_str(), Some(cluster_enabled), "{stage}");
+    let family = r(&p["CacheParameterGroupFamily"]);
+    assert_eq!(family.as_str(), Some(want.family), "{stage}");
+    let allowed = t["Parameters"]["RedisParameterGroupFamily"]["AllowedValues"].as_sequence().unwrap();
+    assert!(allowed.contains(&family), "{stage}: CloudFormation would refuse {family:?}");
+
+    let rg = &resource(&t, "RedisReplicationGroup")["Properties"];
+    let Value::Tagged(name) = &rg["CacheParameterGroupName"] else { panic!("{stage}: {rg:?}") };
+    assert_eq!((name.tag.to_string(), name.value.as_str()), ("!Ref".into(), Some("RedisParameterGroup")), "{stage}");
+
+    let mut alarms: Vec<(String, Value)> = resources(&t)
+        .into_iter()
+        .filter(|(_, b)| b["Properties"]["MetricName"].as_str() == Some("DatabaseMemoryUsagePercentage"))
+        .collect();
+    alarms.sort_by(|a, b| a.0.cmp(&b.0));
+    let expected_ids: Vec<String> = if want.cluster {
+        (1..=want.shards).map(|n| format!("${{RedisReplicationGroup}}-{n:04}-001")).collect()
+    } else {
+        vec!["${RedisReplicationGroup}-001".into()]
+    };
+    let mut ids = Vec::new();
+    for (id, alarm) in &alarms {
+        assert_eq!(alarm["Type"].as_str(), Some("AWS::CloudWatch::Alarm"), "{stage} {id}");
+        assert_eq!(alarm["Condition"].as_str(), Some("CreateRedis"), "{stage} {id}");
+        let p = &alarm["Properties"];
+        assert_eq!(p["Namespace"].as_str(), Some("AWS/ElastiCache"), "{stage} {id}");
+        assert_eq!(p["Dimensions"].as_sequence().map(Vec::len), Some(1), "{stage} {id}");
+        assert_eq!(p["Dimensions"][0]["Name"].as_str(), Some("CacheClusterId"), "{stage} {id}");
+        let threshold = r(&p["Threshold"]);
+        assert_eq!(threshold.as_str(), Some(want.alarm_percent.to_string().as_str()), "{stage} {id}");
+        assert_eq!(p["ComparisonOperator"].as_str(), Some("GreaterThanOrEqualToThreshold"), "{stage} {id}");
+        assert_eq!(p["TreatMissingData"].as_str(), Some("missing"), "{stage} {id}");
+        let Value::Tagged(sub) = r(&p["Dimensions"][0]["Value"]) else { panic!("{stage} {id}: not !Sub") };
+        assert_eq!(sub.tag.to_string(), "!Sub", "{stage} {id}");
+        ids.push(sub.value.as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids, expected_ids, "{stage}: one alarm on the first node of each shard");
+}
+
+#[test]
+fn redis_refuses_writes_when_full_and_alarms_before() {
+    for stage in stages() {
+        assert_redis_memory_guards(&repo().join("stages"), &stage);
+    }
+    // The threshold, cluster mode and shard count follow the stage file.
+    let dir = TempDir::new("wsctl-redis-memory").unwrap();
+    let dev = std::fs::read_to_string(repo().join("stages/dev.yaml")).unwrap();
+    assert!(dev.contains("shards: 1\n"), "dev.yaml changed shape; adjust this test");
+    let variants = [
+        ("low", dev.replace("shards: 1\n", "shards: 1\n  memory_alarm_percent: 65\n")),
+        ("sharded", dev.replace("shards: 1\n", "shards: 3\n")),
+        ("one-shard-cluster", dev.replace("shards: 1\n", "shards: 1\n  cluster_mode: true\n")),
+        ("redis6", dev.replace("engine: valkey", "engine: redis").replace("\"7.2\"", "\"6.2\"")),
+    ];
+    for (name, yaml) in variants {
+        std::fs::write(dir.join(format!("{name}.yaml")), yaml).unwrap();
+        assert_redis_memory_guards(dir.path(), name);
+    }
+}
+
 /// Writes a manifest with one zip per function whose bytes come from `body`.
 fn manifest(dir: &Path, body: impl Fn(&str) -> String) -> PathBuf {
     use sha2::{Digest, Sha256};
@@ -343,6 +473,11 @@ fn stage_errors_name_the_file_the_key_and_the_fix() {
         ("arch", "lambda:\n  architecture: sparc\n", vec!["arch.yaml", "architecture", "arm64"]),
         ("redis", "redis:\n  mode: existing\n", vec!["redis.yaml", "redis.url", "rediss://"]),
         ("limits", "limits:\n  max_frame_bytes: 0\n", vec!["limits.yaml", "limits.max_frame_bytes"]),
+        (
+            "alarm",
+            "redis:\n  memory_alarm_percent: 0\n",
+            vec!["alarm.yaml", "redis.memory_alarm_percent", "1..=100", "default, 80"],
+        ),
     ];
     for (name, yaml, needles) in cases {
         std::fs::write(dir.join(format!("{name}.yaml")), yaml).unwrap();

@@ -3,11 +3,11 @@
 //!
 //! Stage values enter as CloudFormation parameters (and conditions on them). The few
 //! things a parameter cannot express are structured edits of the YAML tree: per-stage
-//! `DeletionPolicy`, hash-named Lambda versions and API deployment, and the canary
-//! resources.
+//! `DeletionPolicy`, hash-named Lambda versions and API deployment, the canary
+//! resources, and a Redis memory alarm per further shard.
 
 use super::canary;
-use super::cfn_yaml::{hex, CfnYamlError, Template};
+use super::cfn_yaml::{cfn_sub, hex, CfnYamlError, Template};
 use super::functions::FUNCTIONS;
 use super::manifest::Manifest;
 use crate::stage::{NetworkMode, RedisMode, RolloutStrategy, Stage};
@@ -146,6 +146,9 @@ pub fn render_data(stage: &Stage) -> Result<Rendered, RenderError> {
 
     let n = &stage.network;
     let r = &stage.redis;
+    if r.cluster_enabled() {
+        add_shard_memory_alarms(&mut template, r.shards)?;
+    }
     let create_vpc = n.mode == NetworkMode::Create;
     let cidrs = if create_vpc {
         carve_subnets(&n.cidr)
@@ -171,7 +174,19 @@ pub fn render_data(stage: &Stage) -> Result<Rendered, RenderError> {
     set("RedisEngineVersion", r.engine_version.clone());
     set("RedisNodeType", r.node_type.clone());
     set("RedisClusterMode", flag(r.cluster_enabled()));
-    set("RedisClusterParameterGroup", cluster_parameter_group(&r.engine, &r.engine_version));
+    match parameter_group_family(&r.engine, &r.engine_version) {
+        Some(family) => set("RedisParameterGroupFamily", family),
+        // Only a created replication group uses the family; an existing Redis keeps the default.
+        None if r.mode == RedisMode::Existing => {}
+        None => {
+            return Err(RenderError::Stage(format!(
+                "stage '{}': redis.engine_version '{}' has no ElastiCache parameter group family wsctl knows for \
+                 engine {}; use valkey 7.x or 8.x, or redis 4.0, 5.0, 6.x or 7.x",
+                stage.name, r.engine_version, r.engine
+            )))
+        }
+    }
+    set("RedisMemoryAlarmPercent", r.memory_alarm_percent.to_string());
     set("RedisShards", r.shards.to_string());
     set("RedisReplicasPerShard", r.replicas_per_shard.to_string());
     set("RedisNodeCount", (r.replicas_per_shard + 1).to_string());
@@ -296,14 +311,35 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
     })
 }
 
-/// The default ElastiCache parameter group with cluster mode on for an engine version.
-pub fn cluster_parameter_group(engine: &str, version: &str) -> String {
-    let major = version.split('.').next().unwrap_or(version);
-    if engine == "redis" && major == "6" {
-        "default.redis6.x.cluster.on".into()
-    } else {
-        format!("default.{engine}{major}.cluster.on")
+/// The ElastiCache parameter group family of an engine version (`valkey7`, `redis7`,
+/// `redis6.x`, `redis5.0`), or `None` for a version wsctl does not know a family for.
+pub fn parameter_group_family(engine: &str, version: &str) -> Option<String> {
+    let mut parts = version.split('.');
+    let major = parts.next()?;
+    let minor = parts.next();
+    match (engine, major) {
+        ("valkey", "7" | "8") => Some(format!("valkey{major}")),
+        ("redis", "7") => Some("redis7".into()),
+        ("redis", "6") => Some("redis6.x".into()),
+        ("redis", "4" | "5") if minor == Some("0") => Some(format!("redis{major}.0")),
+        _ => None,
     }
+}
+
+/// Cluster mode: copies the template's `RedisMemoryAlarm` (shard 1's first node) for the
+/// first node of every further shard the group is created with (`<group>-000N-001`).
+fn add_shard_memory_alarms(template: &mut Template, shards: u32) -> Result<(), RenderError> {
+    let first = template
+        .resource("RedisMemoryAlarm")
+        .cloned()
+        .ok_or_else(|| CfnYamlError::MissingResource("RedisMemoryAlarm".into()))?;
+    for shard in 2..=shards {
+        let mut alarm = first.clone();
+        let dimension = cfn_sub(&format!("${{RedisReplicationGroup}}-{shard:04}-001"));
+        alarm["Properties"]["Dimensions"][0]["Value"] = dimension;
+        template.insert_resource(&format!("RedisMemoryAlarmShard{shard:04}"), alarm);
+    }
+    Ok(())
 }
 
 /// Splits an IPv4 CIDR into four equal subnets (two public, two private).
@@ -334,9 +370,45 @@ mod tests {
     }
 
     #[test]
-    fn parameter_groups_follow_the_engine_family() {
-        assert_eq!(cluster_parameter_group("valkey", "7.2"), "default.valkey7.cluster.on");
-        assert_eq!(cluster_parameter_group("redis", "6.2"), "default.redis6.x.cluster.on");
-        assert_eq!(cluster_parameter_group("redis", "7.1"), "default.redis7.cluster.on");
+    fn parameter_group_families_follow_engine_and_version() {
+        let family = |engine, version| parameter_group_family(engine, version);
+        assert_eq!(family("valkey", "7.2").as_deref(), Some("valkey7"));
+        assert_eq!(family("valkey", "8.0").as_deref(), Some("valkey8"));
+        assert_eq!(family("redis", "7.1").as_deref(), Some("redis7"));
+        assert_eq!(family("redis", "6.2").as_deref(), Some("redis6.x"));
+        assert_eq!(family("redis", "6.0").as_deref(), Some("redis6.x"));
+        assert_eq!(family("redis", "5.0.6").as_deref(), Some("redis5.0"));
+        assert_eq!(family("redis", "4.0.10").as_deref(), Some("redis4.0"));
+        assert_eq!(family("redis", "3.2.10"), None);
+        assert_eq!(family("valkey", "6.2"), None);
+        assert_eq!(family("valkey", "9"), None);
+        assert_eq!(family("redis", ""), None);
+    }
+
+    #[test]
+    fn a_created_redis_needs_a_known_family() {
+        let stage = |redis: &str| Stage::parse(std::path::Path::new("stages/t.yaml"), "t", redis).unwrap();
+        let err = render_data(&stage("redis:\n  engine: redis\n  engine_version: \"3.2\"\n")).unwrap_err().to_string();
+        assert!(err.contains("redis.engine_version '3.2'") && err.contains("redis 4.0, 5.0, 6.x or 7.x"), "{err}");
+        let existing = "redis:\n  mode: existing\n  url: redis://r:6379\n  engine: redis\n  engine_version: \"3.2\"\n";
+        let rendered = render_data(&stage(existing)).unwrap();
+        assert!(!rendered.parameters.contains_key("RedisParameterGroupFamily"), "the template's default stays");
+    }
+
+    #[test]
+    fn every_family_is_allowed_by_the_data_template() {
+        let t: Value = serde_yaml::from_str(DATA_TEMPLATE).unwrap();
+        let allowed = t["Parameters"]["RedisParameterGroupFamily"]["AllowedValues"].as_sequence().unwrap();
+        for (engine, version) in [
+            ("valkey", "7.2"),
+            ("valkey", "8.0"),
+            ("redis", "7.1"),
+            ("redis", "6.2"),
+            ("redis", "5.0.6"),
+            ("redis", "4.0.10"),
+        ] {
+            let family = parameter_group_family(engine, version).unwrap();
+            assert!(allowed.contains(&Value::from(family.as_str())), "{family} not in {allowed:?}");
+        }
     }
 }
