@@ -131,6 +131,7 @@ class Chaos:
         """Publishes 8 KB messages into the stalled subscribers' room at 50/s (within the
         per-connection rate limit), reading its replies, so their queues fill up."""
         pad = "x" * 8192
+        msg = frame(json.dumps({"action": "publish", "room": STALLED_ROOM, "data": {"pad": pad}}).encode())
         while self.alive():
             try:
                 reader, writer, status = await self.upgrade(self.key)
@@ -141,8 +142,7 @@ class Chaos:
                     continue
                 drain = asyncio.create_task(self.until_closed(reader, 3600))
                 while self.alive() and not drain.done():
-                    msg = {"action": "publish", "room": STALLED_ROOM, "data": {"pad": pad}}
-                    writer.write(frame(json.dumps(msg).encode()))
+                    writer.write(msg)
                     await writer.drain()
                     self.count("publishes")
                     await asyncio.sleep(0.02)
@@ -185,6 +185,8 @@ class Chaos:
             await asyncio.sleep(0.05)
 
     async def bad_frames(self, kind, payload, opcode):
+        # Masked once: masking 200 KB in Python per send would starve the event loop.
+        data = frame(payload, opcode)
         while self.alive():
             try:
                 reader, writer, status = await self.upgrade(self.key)
@@ -193,10 +195,10 @@ class Chaos:
                     writer.close()
                     await asyncio.sleep(1)
                     continue
-                writer.write(frame(payload, opcode))
+                writer.write(data)
                 await writer.drain()
-                data = await asyncio.wait_for(reader.read(256), 10)
-                code = struct.unpack("!H", data[2:4])[0] if len(data) >= 4 and data[0] & 0x0F == 0x8 else None
+                reply = await asyncio.wait_for(reader.read(256), 10)
+                code = struct.unpack("!H", reply[2:4])[0] if len(reply) >= 4 and reply[0] & 0x0F == 0x8 else None
                 self.count(f"{kind}_close_{code}")
                 writer.close()
             except (ConnectionError, OSError, asyncio.TimeoutError):

@@ -247,6 +247,7 @@ async fn a_subscriber_that_never_reads_is_evicted_as_a_slow_consumer() {
   outbound_queue_bytes: 65536
   outbound_queue_messages: 100
   write_timeout_secs: 2
+  send_buffer_bytes: 65536
   requests_per_second: 1000
   request_burst: 1000
 ";
@@ -259,10 +260,16 @@ async fn a_subscriber_that_never_reads_is_evicted_as_a_slow_consumer() {
     subscribe(&mut stalled, room).await;
     let mut publisher = client(&gw, &gw.key, "publisher", start).await;
     let blob = "x".repeat(20_000);
-    // 600 × 20 KB = 12 MB: more than loopback's socket buffers can hold.
-    for n in 0..600 {
+    // 100 × 20 KB = 2 MB: more than the fixed send buffer, the client's receive buffer and
+    // the queue hold together (an autotuned send buffer of up to 4 MiB would absorb it all).
+    for n in 0..100 {
         publisher.send(json!({"action": "publish", "room": room, "data": {"n": n, "pad": blob}, "id": n})).await;
     }
+    // Every socket the gateway accepted has the fixed kernel send buffer (Linux reports
+    // twice the value set), not an autotuned one of up to 4 MiB.
+    let buffers = kernel_send_buffers(gw.addr.port());
+    assert!(!buffers.is_empty(), "ss listed no socket of the gateway");
+    assert!(buffers.iter().all(|b| *b == 2 * 65536), "send buffers: {buffers:?}");
     let deadline = Instant::now() + Duration::from_secs(20);
     while listed_agents(&gw).contains(&"stalled".to_owned()) {
         assert!(Instant::now() < deadline, "the stalled subscriber was never evicted");
@@ -273,4 +280,18 @@ async fn a_subscriber_that_never_reads_is_evicted_as_a_slow_consumer() {
     assert_eq!(listed_agents(&gw), ["publisher"], "only the stalled client was evicted");
     assert_eq!(publisher.closed(), None);
     drop(stalled);
+}
+
+/// The kernel send buffer (`ss -m`'s `tb`) of every established socket on local `port`.
+fn kernel_send_buffers(port: u16) -> Vec<u64> {
+    let filter = format!("( sport = :{port} )");
+    let out = std::process::Command::new("ss")
+        .args(["-tmnH", "state", "established", &filter])
+        .output()
+        .expect("run ss (Debian package iproute2)");
+    String::from_utf8_lossy(&out.stdout)
+        .split("skmem:(")
+        .skip(1)
+        .filter_map(|m| m.split(',').find_map(|f| f.strip_prefix("tb")).and_then(|v| v.parse().ok()))
+        .collect()
 }

@@ -31,6 +31,10 @@ pub struct Limits {
     /// Seconds a write to a client may stay blocked (the client reads nothing) before the
     /// connection is closed as a slow consumer (4008).
     pub write_timeout_secs: u64,
+    /// Kernel send buffer per connection, in bytes (`SO_SNDBUF`; Linux doubles it for its
+    /// bookkeeping). Fixed instead of autotuned (up to 4 MiB), so a client that stops
+    /// reading holds at most this much kernel memory before its outbound queue fills.
+    pub send_buffer_bytes: usize,
     /// Seconds without traffic in either direction before the gateway closes a connection.
     pub idle_timeout_secs: u64,
     /// Seconds after which every connection is closed (API Gateway: 2 h).
@@ -83,6 +87,7 @@ impl Default for Limits {
             outbound_queue_messages: 1000,
             outbound_queue_bytes: 1024 * 1024,
             write_timeout_secs: 10,
+            send_buffer_bytes: 256 * 1024,
             idle_timeout_secs: 600,
             max_lifetime_secs: 7200,
             max_connections: 100_000,
@@ -118,8 +123,9 @@ impl Limits {
 
     /// Checks that the values are usable; returns the name of the first bad field and why.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let positive: [(&'static str, u64); 18] = [
+        let positive: [(&'static str, u64); 19] = [
             ("max_message_bytes", self.max_message_bytes as u64),
+            ("send_buffer_bytes", self.send_buffer_bytes as u64),
             ("handshake_timeout_secs", self.handshake_timeout_secs),
             ("max_pending_handshakes", self.max_pending_handshakes as u64),
             ("refused_connects_per_second_per_source", self.refused_connects_per_second_per_source.into()),

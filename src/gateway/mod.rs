@@ -248,6 +248,7 @@ pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
     let accept = serve::AcceptLimits {
         handshake_timeout: Duration::from_secs(limits.handshake_timeout_secs),
         max_pending: limits.max_pending_handshakes,
+        send_buffer: limits.send_buffer_bytes,
     };
     serve::serve(listener, app, accept, gw.services.metrics.clone(), wait_for_signal()).await;
     // Stopped accepting. Close every WebSocket; a second signal cuts the wait short.

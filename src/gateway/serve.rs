@@ -8,6 +8,9 @@
 //! - At most `max_pending_handshakes` connections may be open before their upgrade; beyond
 //!   that a new TCP connection is closed at once. An upgraded connection no longer counts
 //!   (it counts toward `max_connections` instead).
+//! - Every accepted socket gets a fixed kernel send buffer (`send_buffer_bytes`) instead
+//!   of an autotuned one, so a client that stops reading holds a bounded amount of kernel
+//!   memory before its outbound queue fills and it is closed as a slow consumer.
 //! - Shutdown stops accepting at once and never waits for a connection that has not
 //!   upgraded (axum's graceful shutdown waits for every in-flight request, so one
 //!   half-sent request held Ctrl-C hostage).
@@ -33,6 +36,8 @@ pub struct AcceptLimits {
     pub handshake_timeout: Duration,
     /// Connections that may be open before their upgrade at once.
     pub max_pending: usize,
+    /// Kernel send buffer of every accepted socket.
+    pub send_buffer: usize,
 }
 
 /// Serves `app` on `listener` until `shutdown` completes; returns at once then.
@@ -64,8 +69,12 @@ pub async fn serve(
             tracing::debug!(peer = %peer, "too many connections before their upgrade; closed");
             continue;
         };
-        // Frames are small and latency-sensitive: no Nagle delay.
+        // Frames are small and latency-sensitive: no Nagle delay. A fixed send buffer
+        // bounds the kernel memory a client that stops reading can hold.
         let _ = tcp.set_nodelay(true);
+        if let Err(e) = socket2::SockRef::from(&tcp).set_send_buffer_size(limits.send_buffer) {
+            tracing::debug!(peer = %peer, error = %e, "cannot set the send buffer size");
+        }
         let app = app.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
