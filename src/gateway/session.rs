@@ -84,10 +84,7 @@ async fn serve(
                     written = write => match written {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => return End::Peer,
-                        Err(_) => return End::Close(CloseRequest {
-                            code: CLOSE_SLOW_CONSUMER,
-                            reason: "slow consumer: nothing read within the write timeout".into(),
-                        }),
+                        Err(_) => return write_timed_out(),
                     },
                     req = handle.closed() => return End::Close(req),
                 }
@@ -126,14 +123,19 @@ async fn serve(
                 match tokio::time::timeout(write_deadline, write_replies(handle, socket, replies)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return End::Peer,
-                    Err(_) => return End::Close(CloseRequest {
-                        code: CLOSE_SLOW_CONSUMER,
-                        reason: "slow consumer: nothing read within the write timeout".into(),
-                    }),
+                    Err(_) => return write_timed_out(),
                 }
             }
         }
     }
+}
+
+/// A write that the client did not take within the write timeout: a slow consumer.
+fn write_timed_out() -> End {
+    End::Close(CloseRequest {
+        code: CLOSE_SLOW_CONSUMER,
+        reason: "slow consumer: nothing read within the write timeout".into(),
+    })
 }
 
 /// A read error, closed with the RFC 6455 code for its cause: 1009 for oversized frames
