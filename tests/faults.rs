@@ -74,12 +74,11 @@ async fn redis_outage_gives_retryable_errors_and_heals_without_restart() {
 async fn dynamodb_outage_refuses_connects_cleanly() {
     let redis = RedisServer::start().expect("redis");
     let mut moto = MotoServer::start().expect("moto");
-    let gw = {
-        // The gateway reads credentials from its environment: give it moto's dummy ones.
-        let stages = repo_stages();
-        let _env = AwsEnv::set(&moto);
-        DevGateway::start_with(&stages, &["--redis-url", &redis.url(), "--dynamodb-endpoint", &moto.endpoint()])
-    };
+    let gw = DevGateway::start_env(
+        &repo_stages(),
+        &["--redis-url", &redis.url(), "--dynamodb-endpoint", &moto.endpoint()],
+        moto_credentials(&moto),
+    );
     let mut a = gw.connect().await;
     assert_eq!(
         request(&mut a, json!({"action": "subscribe", "room": "tvl:protocol:aave"})).await["type"],
@@ -98,29 +97,11 @@ async fn dynamodb_outage_refuses_connects_cleanly() {
     assert_eq!(reply["type"], "subscribed");
 }
 
-/// Sets moto's dummy credentials in this process's environment (inherited by `wsctl dev`)
-/// for as long as it lives.
-struct AwsEnv(Vec<String>);
-
-impl AwsEnv {
-    fn set(moto: &MotoServer) -> AwsEnv {
-        let mut names = Vec::new();
-        for (k, v) in moto.aws_env() {
-            if k != "AWS_ENDPOINT_URL" {
-                std::env::set_var(&k, v);
-                names.push(k);
-            }
-        }
-        AwsEnv(names)
-    }
-}
-
-impl Drop for AwsEnv {
-    fn drop(&mut self) {
-        for k in &self.0 {
-            std::env::remove_var(k);
-        }
-    }
+/// moto's dummy credentials for the gateway's environment (the endpoint comes from
+/// `--dynamodb-endpoint`). Given to the child only: setting them in this process would
+/// race the other tests of this binary, which run on parallel threads.
+fn moto_credentials(moto: &MotoServer) -> Vec<(String, String)> {
+    moto.aws_env().into_iter().filter(|(k, _)| k != "AWS_ENDPOINT_URL").collect()
 }
 
 #[tokio::test]
@@ -287,8 +268,7 @@ async fn dynamodb_partition_heals_and_every_later_connect_succeeds() {
     let moto = MotoServer::start().expect("moto");
     let proxy = TcpProxy::start(moto.addr()).await;
     let endpoint = format!("http://{}", proxy.addr);
-    let env: Vec<(String, String)> = moto.aws_env().into_iter().filter(|(k, _)| k != "AWS_ENDPOINT_URL").collect();
-    let gw = DevGateway::start_env(&repo_stages(), &["--dynamodb-endpoint", &endpoint], env);
+    let gw = DevGateway::start_env(&repo_stages(), &["--dynamodb-endpoint", &endpoint], moto_credentials(&moto));
     let mut before = gw.connect().await;
     assert_eq!(request(&mut before, json!({"action": "ping"})).await["type"], "pong");
 

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
-use wsctl_testkit::{http_request, TempDir};
+use wsctl_testkit::TempDir;
 
 fn stages_with(limits: &str) -> TempDir {
     let dir = TempDir::new("stages").expect("temp dir");
@@ -36,14 +36,6 @@ async fn closed_by_server(tcp: &mut TcpStream, within: Duration) -> Option<Durat
             Ok(Ok(_)) => continue,
         }
     }
-}
-
-fn metric(gw: &DevGateway, name: &str) -> u64 {
-    let text = http_request(gw.addr, "GET", "/metrics", &[], b"", Duration::from_secs(5)).expect("metrics").text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
 /// The upgrade request of a WebSocket client, as raw bytes (without the final CRLF).
@@ -115,7 +107,7 @@ async fn pending_handshakes_are_capped() {
     for s in &mut stalled {
         assert!(closed_by_server(s, Duration::from_secs(5)).await.is_some());
     }
-    assert!(metric(&gw, "wsctl_handshakes_refused_total") >= 1);
+    assert!(gw.metric("wsctl_handshakes_refused_total") >= 1);
     let mut ws = gw.connect().await;
     send(&mut ws, json!({"action": "ping"})).await;
     assert_eq!(recv(&mut ws).await["type"], "pong");

@@ -28,7 +28,7 @@ use common::*;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use wsctl_testkit::{http_request, RedisServer, TempDir};
+use wsctl_testkit::{RedisServer, TempDir};
 
 const ROOM: &str = "price:coingecko:bitcoin";
 
@@ -58,15 +58,6 @@ fn listed_agents(gw: &DevGateway) -> Vec<String> {
         .collect();
     agents.sort();
     agents
-}
-
-fn live_gauge(gw: &DevGateway) -> i64 {
-    let resp = http_request(gw.addr, "GET", "/metrics", &[], b"", Duration::from_secs(5)).expect("metrics");
-    let text = resp.text();
-    text.lines()
-        .find_map(|l| l.strip_prefix("wsctl_live_connections "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no live gauge in {text}"))
 }
 
 /// `GetConnection` through the real management-API client: the connection's age in ms.
@@ -149,7 +140,7 @@ async fn every_timer_fires_only_where_it_applies(gw: &DevGateway) {
     assert_contiguous("steady", &steady.seqs(), first, last_acked);
     assert_contiguous("lifer", &lifer.seqs(), first, last_acked);
     assert_eq!(listed_agents(gw), ["lifer", "publisher", "steady"], "listed past every timer");
-    assert_eq!(live_gauge(gw), 3, "live gauge past every timer");
+    assert_eq!(gw.metric("wsctl_live_connections"), 3, "live gauge past every timer");
     let steady_id = gw.connection_id("steady");
     assert!(connection_age_ms(gw, &steady_id).await > 11_000, "GetConnection past 10 s");
     // The capped key's slot is still held by lifer: a second connection is refused.
@@ -227,7 +218,7 @@ async fn default_limits_hold_real_clients_for_30_seconds() {
     }
     assert!(start.elapsed() >= Duration::from_secs(30));
     assert_eq!(listed_agents(&gw), ["publisher", "sub-0", "sub-1", "sub-2"]);
-    assert_eq!(live_gauge(&gw), 4);
+    assert_eq!(gw.metric("wsctl_live_connections"), 4);
     assert!(connection_age_ms(&gw, &gw.connection_id("sub-0")).await > 28_000, "GetConnection at 30 s");
 
     // Ctrl-C: every connection is closed with 1001 (not dropped: 1006).
@@ -275,8 +266,7 @@ async fn a_subscriber_that_never_reads_is_evicted_as_a_slow_consumer() {
         assert!(Instant::now() < deadline, "the stalled subscriber was never evicted");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metrics = http_request(gw.addr, "GET", "/metrics", &[], b"", Duration::from_secs(5)).expect("metrics").text();
-    assert!(metrics.contains("wsctl_slow_consumers_total 1"), "{metrics}");
+    assert_eq!(gw.metric("wsctl_slow_consumers_total"), 1);
     assert_eq!(listed_agents(&gw), ["publisher"], "only the stalled client was evicted");
     assert_eq!(publisher.closed(), None);
     drop(stalled);

@@ -57,12 +57,16 @@ pub async fn upgrade(
     if !gw.refusals.allows(source) {
         return refuse(&gw, StatusCode::TOO_MANY_REQUESTS, "too many refused connects from this address; retry later");
     }
+    // A refusal by the authorizer costs this source's refusal budget, never the node's.
+    let denied = |d: Denied| {
+        gw.refusals.charge(source);
+        tracing::info!(peer = %peer, reason = ?d, "connect refused");
+        let status = StatusCode::from_u16(d.status()).unwrap_or(StatusCode::FORBIDDEN);
+        refuse(&gw, status, &d.to_string())
+    };
     let header_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
     let Some(key) = extract_key(query.get("apiKey").map(String::as_str), header_key) else {
-        // No key costs nothing but this source's refusal budget.
-        gw.refusals.charge(source);
-        tracing::info!(peer = %peer, reason = %Denied::MissingKey, "connect refused");
-        return refuse(&gw, StatusCode::UNAUTHORIZED, &Denied::MissingKey.to_string());
+        return denied(Denied::MissingKey);
     };
     let limits = &gw.services.limits;
     if gw.registry.len() >= limits.max_connections {
@@ -70,12 +74,7 @@ pub async fn upgrade(
     }
     let identity = match gw.services.authorize(Some(key)).await {
         Ok(identity) => identity,
-        Err(ConnectError::Denied(d)) => {
-            let status = if matches!(d, Denied::MissingKey) { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
-            gw.refusals.charge(source);
-            tracing::info!(peer = %peer, reason = ?d, "connect refused");
-            return refuse(&gw, status, &d.to_string());
-        }
+        Err(ConnectError::Denied(d)) => return denied(d),
         Err(ConnectError::Store(e)) => {
             tracing::error!(error = %e, "authorizer failed");
             return refuse(&gw, StatusCode::INTERNAL_SERVER_ERROR, "authorizer failed; retry later");

@@ -169,6 +169,17 @@ impl DevGateway {
         aws_sdk_apigatewaymanagement::Client::from_conf(conf)
     }
 
+    /// The value of the unlabelled Prometheus metric `name` (e.g. `wsctl_live_connections`)
+    /// on `/metrics`.
+    pub fn metric(&self, name: &str) -> i64 {
+        let resp = http_request(self.addr, "GET", "/metrics", &[], b"", Duration::from_secs(5)).expect("metrics");
+        let text = resp.text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    }
+
     /// Runs `wsctl` with this gateway's state directory; returns (status, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let out = wsctl()
