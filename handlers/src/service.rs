@@ -107,7 +107,8 @@ pub struct PublishReport {
     pub seq: u64,
     /// Subscribers at publish time.
     pub subscribers: usize,
-    /// Deliveries accepted.
+    /// Deliveries accepted (for subscribers on other gateway nodes sharing a Redis: handed
+    /// to their node, which delivers them).
     pub delivered: usize,
     /// Subscribers found gone and pruned.
     pub pruned: usize,
@@ -460,8 +461,8 @@ impl Services {
         Ok(PublishReport {
             room: room.as_str().to_owned(),
             seq: published.seq,
-            subscribers: published.members.len(),
-            delivered: fanout.delivered,
+            subscribers: published.members.len() + published.dispatched,
+            delivered: fanout.delivered + published.dispatched,
             pruned,
             failed: fanout.failed,
         })

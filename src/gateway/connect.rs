@@ -17,11 +17,19 @@ use wsctl_handlers::auth::{extract_key, Denied};
 use wsctl_handlers::service::{ConnectError, ConnectInfo as HandlerConnectInfo};
 use wsctl_handlers::store::{now_ms, ConnId};
 
-/// An API Gateway-style connection id: 12 random bytes, URL-safe base64.
+/// A random token: 12 random bytes, URL-safe base64 (16 characters).
 pub fn new_connection_id() -> String {
     let mut b = [0u8; 12];
     rand::rng().fill_bytes(&mut b);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// An API Gateway-style connection id (16 URL-safe characters) minted by node `node`:
+/// its tag, then 9 random bytes, so any node sharing the Redis can tell whose it is.
+pub fn connection_id_on(node: &str) -> String {
+    let mut b = [0u8; 9];
+    rand::rng().fill_bytes(&mut b);
+    format!("{node}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
 }
 
 fn refuse(gw: &Gateway, status: StatusCode, message: &str) -> Response {
@@ -86,7 +94,7 @@ pub async fn upgrade(
         return refuse(&gw, StatusCode::SERVICE_UNAVAILABLE, "too many new connections per second; retry later");
     }
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let id: ConnId = ConnId::from(new_connection_id());
+    let id: ConnId = ConnId::from(connection_id_on(&gw.node_tag));
     let info = HandlerConnectInfo {
         connection_id: id.to_string(),
         identity: identity.clone(),

@@ -20,7 +20,9 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use wsctl_handlers::admin::AdminRequest;
 use wsctl_handlers::auth::hashes_match;
+use wsctl_handlers::protocol::Frame;
 use wsctl_handlers::sender::SendOutcome;
+use wsctl_handlers::store::node_bus::NodeBus;
 
 /// An error shaped as the service model's exceptions (what every SDK turns into a typed error).
 fn aws_error(status: StatusCode, kind: &'static str, message: &str) -> Response {
@@ -73,10 +75,18 @@ pub async fn post_to_connection(
             &format!("payload exceeds {limit} bytes"),
         );
     }
-    let Some(handle) = gw.registry.get(id) else { return gone() };
     let Ok(text) = axum::extract::ws::Utf8Bytes::try_from(body) else {
         return aws_error(StatusCode::BAD_REQUEST, "BadRequestException", "payload must be UTF-8 text");
     };
+    if let Some(bus) = remote(&gw, id) {
+        // Another gateway node's connection: its node delivers it.
+        return match gw.services.sender.send(id, &Frame::from(text.as_str().to_owned())).await {
+            SendOutcome::Delivered => StatusCode::OK.into_response(),
+            SendOutcome::Gone => gone(),
+            SendOutcome::Failed(why) => unreachable_node(bus, id, &why),
+        };
+    }
+    let Some(handle) = gw.registry.get(id) else { return gone() };
     match handle.push(text) {
         SendOutcome::Delivered => StatusCode::OK.into_response(),
         SendOutcome::Gone => gone(),
@@ -97,11 +107,20 @@ pub async fn get_connection(
     Path(params): Path<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
-    let h = match target(&gw, &params, &headers) {
-        Ok(h) => h,
-        Err(refused) => return *refused,
+    if let Some(refused) = unsigned(&headers) {
+        return refused;
+    }
+    let info = match connection_param(&params).map(|id| (id, remote(&gw, id))) {
+        Some((id, Some(bus))) => match gw.services.sender.info(id).await {
+            Ok(Some(info)) => info,
+            Ok(None) => return gone(),
+            Err(e) => return unreachable_node(bus, id, &e.to_string()),
+        },
+        _ => match live(&gw, &params) {
+            Some(h) => h.live_info(),
+            None => return gone(),
+        },
     };
-    let info = h.live_info();
     axum::Json(serde_json::json!({
         "connectedAt": iso(info.connected_at_ms),
         "lastActiveAt": iso(info.last_active_at_ms),
@@ -116,20 +135,34 @@ pub async fn delete_connection(
     Path(params): Path<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
-    let h = match target(&gw, &params, &headers) {
-        Ok(h) => h,
-        Err(refused) => return *refused,
-    };
+    if let Some(refused) = unsigned(&headers) {
+        return refused;
+    }
+    if let Some((id, bus)) = connection_param(&params).and_then(|id| Some((id, remote(&gw, id)?))) {
+        return match gw.services.sender.disconnect(id).await {
+            Ok(true) => StatusCode::NO_CONTENT.into_response(),
+            Ok(false) => gone(),
+            Err(e) => unreachable_node(bus, id, &e.to_string()),
+        };
+    }
+    let Some(h) = live(&gw, &params) else { return gone() };
     h.request_close(super::registry::CLOSE_KICKED, "disconnected by DeleteConnection");
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// The connection a signed GET or DELETE is about, or the refusal to answer with.
-fn target(gw: &Gateway, params: &[(String, String)], headers: &HeaderMap) -> Result<Arc<ConnHandle>, Box<Response>> {
-    if let Some(refused) = unsigned(headers) {
-        return Err(Box::new(refused));
-    }
-    live(gw, params).ok_or_else(|| Box::new(gone()))
+/// The node bus, when `id` belongs to another gateway node sharing this Redis.
+fn remote<'a>(gw: &'a Gateway, id: &str) -> Option<&'a NodeBus> {
+    gw.node.as_deref().filter(|bus| !bus.is_local(id))
+}
+
+/// 500, as API Gateway's answer when it cannot reach a connection's node.
+fn unreachable_node(bus: &NodeBus, id: &str, why: &str) -> Response {
+    tracing::warn!(node = bus.tag(), connection_id = id, error = why, "another gateway node did not take the request");
+    aws_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalServerErrorException",
+        "the gateway node holding this connection did not answer; retry",
+    )
 }
 
 /// The connection named in the path, unless it is gone or already being closed (a closing

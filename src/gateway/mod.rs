@@ -5,6 +5,7 @@
 pub mod connect;
 mod fdlimit;
 mod http;
+mod node;
 mod refusals;
 pub mod registry;
 mod serve;
@@ -31,6 +32,7 @@ use wsctl_handlers::ratelimit::TokenBucket;
 use wsctl_handlers::service::Services;
 use wsctl_handlers::store::dynamo::{self, DynamoConnectionStore, DynamoKeyStore};
 use wsctl_handlers::store::memory::{MemoryConnectionStore, MemoryKeyStore, MemoryRoomStore};
+use wsctl_handlers::store::node_bus::{new_node_tag, NodeBus};
 use wsctl_handlers::store::redis::{RedisConfig, RedisRoomStore};
 use wsctl_handlers::store::{ConnectionStore, KeyStore, RoomStore};
 
@@ -83,6 +85,10 @@ pub struct Gateway {
     pub read_buffer: usize,
     /// The stage whose path (`/{stage}`) this gateway serves.
     pub stage: String,
+    /// This node's tag, the start of every connection id it mints.
+    pub node_tag: String,
+    /// The bus to the other gateway nodes on the same Redis (None on the embedded stores).
+    pub node: Option<Arc<NodeBus>>,
     connect_rate: Mutex<TokenBucket>,
     refusals: refusals::SourceRefusals,
 }
@@ -104,27 +110,28 @@ impl Gateway {
     }
 }
 
-/// Names of the stores in use, for the banner.
-struct Backends {
-    rooms: String,
+/// The stores in use, and their names for the banner.
+struct Stores {
+    rooms: Arc<dyn RoomStore>,
+    connections: Arc<dyn ConnectionStore>,
+    keys: Arc<dyn KeyStore>,
+    /// Present on Redis: other `wsctl dev` processes on it share the rooms.
+    node: Option<Arc<NodeBus>>,
+    rooms_name: String,
     records: String,
 }
 
-async fn build_stores(
-    args: &DevArgs,
-    global: &Global,
-    stage: &Stage,
-    state: &LocalState,
-) -> Result<(Arc<dyn RoomStore>, Arc<dyn ConnectionStore>, Arc<dyn KeyStore>, Backends)> {
+async fn build_stores(args: &DevArgs, global: &Global, stage: &Stage, state: &LocalState) -> Result<Stores> {
     let limits = &stage.limits;
-    let (rooms, rooms_name): (Arc<dyn RoomStore>, String) = match &args.redis_url {
+    let (rooms, node, rooms_name): (Arc<dyn RoomStore>, _, String) = match &args.redis_url {
         Some(url) => {
             let store = RedisRoomStore::new(RedisConfig {
                 url: url.clone(),
                 cluster: args.redis_cluster,
                 history: limits.room_history,
                 connection_ttl_secs: limits.record_ttl_secs(),
-            })?;
+            })?
+            .with_node_dispatch();
             let shown = wsctl_handlers::store::redis::redact_url(url);
             if shown != *url && std::env::var("WSCTL_REDIS_URL").ok().as_deref() != Some(url.as_str()) {
                 tracing::warn!(
@@ -133,9 +140,12 @@ async fn build_stores(
                 );
             }
             store.ping().await.with_context(|| format!("cannot reach Redis at {shown}; is redis-server running?"))?;
-            (Arc::new(store), format!("Redis {shown}"))
+            let store = Arc::new(store);
+            let node =
+                NodeBus::join(store.clone()).await.with_context(|| format!("cannot join the node bus on {shown}"))?;
+            (store, Some(node), format!("Redis {shown}"))
         }
-        None => (Arc::new(MemoryRoomStore::new(limits.room_history)), "in-memory".into()),
+        None => (Arc::new(MemoryRoomStore::new(limits.room_history)), None, "in-memory".into()),
     };
     let (connections, keys, records): (Arc<dyn ConnectionStore>, Arc<dyn KeyStore>, String) =
         match &args.dynamodb_endpoint {
@@ -159,7 +169,7 @@ async fn build_stores(
                 format!("in-memory (keys in {})", state.keys_file().display()),
             ),
         };
-    Ok((rooms, connections, keys, Backends { rooms: rooms_name, records }))
+    Ok(Stores { rooms, connections, keys, node, rooms_name, records })
 }
 
 /// Returns the dev key, creating it (scopes subscribe and publish) on first run or when
@@ -193,13 +203,15 @@ pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
     let limits = stage.limits.clone();
     fdlimit::raise_and_pregrow(limits.max_connections);
     let state = LocalState::open(&args.state_dir)?;
-    let (rooms, connections, keys, backends) = build_stores(&args, global, &stage, &state).await?;
+    let stores = build_stores(&args, global, &stage, &state).await?;
+    let node_tag = stores.node.as_ref().map_or_else(new_node_tag, |bus| bus.tag().to_owned());
     let metrics = Arc::new(wsctl_handlers::metrics::Metrics::default());
     let registry = Arc::new(Registry::new(metrics.clone()));
     // Each session keeps its connection's bucket (no store round trip per frame); the
     // per-key bucket lives in the room store, shared with other nodes on one Redis.
+    let sender = Arc::new(LocalSender::new(registry.clone(), stores.node.clone()));
     let mut services =
-        Services::new(rooms, connections, keys, Arc::new(LocalSender::new(registry.clone())), limits.clone())
+        Services::new(stores.rooms.clone(), stores.connections.clone(), stores.keys.clone(), sender, limits.clone())
             .with_connection_limit_by_caller();
     services.metrics = metrics;
     let services = Arc::new(services);
@@ -211,9 +223,17 @@ pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
         admin_token: state.admin_token()?,
         read_buffer: args.read_buffer.max(1024),
         stage: stage.name.clone(),
+        node_tag,
+        node: stores.node.clone(),
         connect_rate: Mutex::new(TokenBucket::new(limits.connects_per_second, limits.connects_per_second)),
         refusals: refusals::SourceRefusals::new(limits.refused_connects_per_second_per_source),
     });
+
+    if let Some(bus) = &gw.node {
+        let handler =
+            Arc::new(node::GatewayNode { registry: gw.registry.clone(), services: Arc::downgrade(&gw.services) });
+        bus.listen(handler).await.context("cannot subscribe to this node's channel on Redis")?;
+    }
 
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
@@ -227,7 +247,7 @@ pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
         pid: std::process::id(),
     };
     state.write_gateway(&info)?;
-    print_banner(global.output, &info, &dev_key, &backends, &args)?;
+    print_banner(global.output, &info, &dev_key, &stores, &gw.node_tag, &args)?;
 
     let app = Router::new()
         .route("/", get(connect::wrong_stage))
@@ -260,6 +280,9 @@ pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
         }
     }
     sweeper.abort();
+    if let Some(bus) = &gw.node {
+        bus.leave().await;
+    }
     state.remove_gateway();
     Ok(ExitCode::SUCCESS)
 }
@@ -311,7 +334,8 @@ fn print_banner(
     format: OutputFormat,
     info: &GatewayInfo,
     key: &str,
-    backends: &Backends,
+    stores: &Stores,
+    node_tag: &str,
     args: &DevArgs,
 ) -> Result<()> {
     match format {
@@ -322,15 +346,21 @@ fn print_banner(
                 "managementEndpoint": info.management_endpoint,
                 "metrics": format!("{}/metrics", info.http),
                 "pid": info.pid,
-                "rooms": backends.rooms,
-                "records": backends.records,
+                "rooms": stores.rooms_name,
+                "records": stores.records,
+                "node": node_tag,
             });
             println!("{line}");
         }
         OutputFormat::Text => {
             println!("wsctl dev: local gateway for stage '{}'", args.stage);
-            println!("  rooms        {}", backends.rooms);
-            println!("  records      {}", backends.records);
+            println!("  rooms        {}", stores.rooms_name);
+            println!("  records      {}", stores.records);
+            if stores.node.is_some() {
+                println!(
+                    "  node         {node_tag} (one of the gateways sharing this Redis; each reaches every subscriber)"
+                );
+            }
             println!("  WebSocket    {}?apiKey={key}", info.url);
             println!(
                 "  API key      {key}  (scopes subscribe,publish; saved in {})",

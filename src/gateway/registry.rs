@@ -6,13 +6,14 @@
 
 use async_trait::async_trait;
 use axum::extract::ws::Utf8Bytes;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{mpsc, Notify};
 use wsctl_handlers::metrics::Metrics;
 use wsctl_handlers::protocol::Frame;
 use wsctl_handlers::sender::{FanoutReport, LiveInfo, SendError, SendOutcome, Sender};
+use wsctl_handlers::store::node_bus::{node_of, NodeAnswer, NodeBus, NodeOp};
 use wsctl_handlers::store::{now_ms, ConnId};
 
 /// Close code for a consumer whose outbound queue overflowed.
@@ -233,15 +234,36 @@ impl Registry {
     }
 }
 
-/// [`Sender`] into the local gateway's connection queues.
+/// [`Sender`] into the local gateway's connection queues; with a node bus (several
+/// gateways on one Redis), connections of other nodes are reached through their node.
 pub struct LocalSender {
     registry: Arc<Registry>,
+    node: Option<Arc<NodeBus>>,
 }
 
 impl LocalSender {
-    /// A sender over `registry`.
-    pub fn new(registry: Arc<Registry>) -> Self {
-        LocalSender { registry }
+    /// A sender over `registry`, and over `node`'s peers when given.
+    pub fn new(registry: Arc<Registry>, node: Option<Arc<NodeBus>>) -> Self {
+        LocalSender { registry, node }
+    }
+
+    /// The bus, when `conn` belongs to another node.
+    fn remote(&self, conn: &str) -> Option<&NodeBus> {
+        self.node.as_deref().filter(|bus| !bus.is_local(conn))
+    }
+
+    /// Hands `frame` to another node for `ids` (all of that node). A node that did not
+    /// listen is gone (its connections with it) only once its claim has lapsed.
+    async fn forward(&self, bus: &NodeBus, node: &str, ids: &[&str], frame: &Frame) -> SendOutcome {
+        match bus.forward(node, ids, frame).await {
+            Ok(true) => SendOutcome::Delivered,
+            Ok(false) => match bus.is_live(node).await {
+                Ok(false) => SendOutcome::Gone,
+                Ok(true) => SendOutcome::Failed(format!("gateway node {node} is not listening")),
+                Err(e) => SendOutcome::Failed(e.to_string()),
+            },
+            Err(e) => SendOutcome::Failed(e.to_string()),
+        }
     }
 }
 
@@ -253,6 +275,9 @@ fn text(frame: &Frame) -> Utf8Bytes {
 #[async_trait]
 impl Sender for LocalSender {
     async fn send(&self, conn: &str, frame: &Frame) -> SendOutcome {
+        if let Some(bus) = self.remote(conn) {
+            return self.forward(bus, node_of(conn), &[conn], frame).await;
+        }
         match self.registry.get(conn) {
             Some(h) => h.push(text(frame)),
             None => SendOutcome::Gone,
@@ -262,21 +287,47 @@ impl Sender for LocalSender {
     async fn send_many(&self, conns: &[ConnId], frame: &Frame) -> FanoutReport {
         let msg = text(frame);
         let mut report = FanoutReport::default();
-        let Ok(map) = self.registry.conns.read() else {
-            report.failed = conns.len();
-            return report;
-        };
-        for id in conns {
-            match map.get(id).map(|h| h.push(msg.clone())) {
-                Some(SendOutcome::Delivered) => report.delivered += 1,
-                Some(SendOutcome::Failed(_)) => report.failed += 1,
-                Some(SendOutcome::Gone) | None => report.gone.push(id.clone()),
+        let mut remote: BTreeMap<&str, Vec<&ConnId>> = BTreeMap::new();
+        {
+            let Ok(map) = self.registry.conns.read() else {
+                report.failed = conns.len();
+                return report;
+            };
+            for id in conns {
+                if self.remote(id).is_some() {
+                    remote.entry(node_of(id)).or_default().push(id);
+                    continue;
+                }
+                match map.get(id).map(|h| h.push(msg.clone())) {
+                    Some(SendOutcome::Delivered) => report.delivered += 1,
+                    Some(SendOutcome::Failed(_)) => report.failed += 1,
+                    Some(SendOutcome::Gone) | None => report.gone.push(id.clone()),
+                }
+            }
+        }
+        if let Some(bus) = self.node.as_deref() {
+            for (node, ids) in remote {
+                let refs: Vec<&str> = ids.iter().map(|id| id.as_ref()).collect();
+                match self.forward(bus, node, &refs, frame).await {
+                    SendOutcome::Delivered => report.delivered += ids.len(),
+                    SendOutcome::Gone => report.gone.extend(ids.into_iter().cloned()),
+                    SendOutcome::Failed(why) => {
+                        tracing::warn!(node, connections = ids.len(), error = %why, "could not reach another gateway node");
+                        report.failed += ids.len();
+                    }
+                }
             }
         }
         report
     }
 
     async fn disconnect(&self, conn: &str) -> Result<bool, SendError> {
+        if let Some(bus) = self.remote(conn) {
+            return match bus.request(NodeOp::Kick, conn).await {
+                Ok(answer) => Ok(answer == NodeAnswer::Kicked),
+                Err(e) => Err(SendError(e.to_string())),
+            };
+        }
         match self.registry.get(conn) {
             Some(h) => {
                 h.request_close(CLOSE_KICKED, "disconnected by operator");
@@ -287,6 +338,13 @@ impl Sender for LocalSender {
     }
 
     async fn info(&self, conn: &str) -> Result<Option<LiveInfo>, SendError> {
+        if let Some(bus) = self.remote(conn) {
+            return match bus.request(NodeOp::Info, conn).await {
+                Ok(NodeAnswer::Info(info)) => Ok(Some(info)),
+                Ok(_) => Ok(None),
+                Err(e) => Err(SendError(e.to_string())),
+            };
+        }
         Ok(self.registry.get(conn).map(|h| h.live_info()))
     }
 }

@@ -261,7 +261,7 @@ impl RoomStore for MemoryRoomStore {
             }
             g.evict_to(bounds.max_history_bytes_total);
         }
-        Ok(Published { seq, frame, members })
+        Ok(Published { seq, frame, members, dispatched: 0 })
     }
 
     async fn members(&self, room: &RoomName) -> Result<Vec<ConnId>, StoreError> {

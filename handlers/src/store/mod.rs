@@ -5,6 +5,7 @@
 
 pub mod dynamo;
 pub mod memory;
+pub mod node_bus;
 pub mod redis;
 
 use crate::auth::KeyRecord;
@@ -97,8 +98,12 @@ pub struct Published {
     pub seq: u64,
     /// The encoded `message` frame.
     pub frame: Frame,
-    /// Subscribers of the room at publish time.
+    /// Subscribers of the room at publish time that the caller delivers to: all of them,
+    /// except those [`Published::dispatched`] to their gateway node.
     pub members: Vec<ConnId>,
+    /// Subscribers handed to their gateway node's channel, which delivers to them (Redis
+    /// with a node bus only; 0 otherwise).
+    pub dispatched: usize,
 }
 
 /// A room as listed by operators.

@@ -28,6 +28,7 @@
 
 use super::*;
 use crate::store::memory::subscription_from;
+use crate::store::node_bus::{NODE_CHANNEL_PREFIX, NODE_TAG_LEN};
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::ClusterConnection;
@@ -107,6 +108,8 @@ pub struct RedisRoomStore {
     claim_room: Script,
     claim_slot: Script,
     take_token: Script,
+    /// Publishes hand members to their gateway nodes' channels (see [`super::node_bus`]).
+    node_dispatch: bool,
 }
 
 fn err(e: RedisError) -> StoreError {
@@ -143,6 +146,7 @@ impl RedisRoomStore {
         })?;
         Ok(RedisRoomStore {
             config,
+            node_dispatch: false,
             conn: OnceCell::new(),
             alive: Arc::new(()),
             // KEYS: conn rooms, conn tombstone. ARGV: room, max rooms, ttl.
@@ -173,7 +177,13 @@ impl RedisRoomStore {
             ),
             // KEYS: seq, history, members, meta. ARGV: prefix, suffix, history len, now ms,
             // history bytes, may create ('0': a room never published to is left alone and
-            // the answer is {-1}). Returns {seq, frame, member...}.
+            // the answer is {-1}), node channel prefix ('' = no node bus), room, node tag
+            // length, cluster ('1': PUBLISH counts only this Redis node's listeners, so
+            // every group counts as dispatched). Returns {seq, frame, dispatched, member...}: with a node bus, members
+            // are grouped by their node tag and each group is PUBLISHed, with the frame, to
+            // its node's channel (so every node receives a room's messages in seq order);
+            // `dispatched` counts the members some node listened for, and the members
+            // returned are those whose node had no listener. Without a bus, every member.
             // The history's byte size is kept in meta's `history_bytes` (counted from the
             // history itself the first time, for rooms older than the field).
             publish: Script::new(
@@ -200,9 +210,30 @@ impl RedisRoomStore {
                     redis.call('HSET', KEYS[4], 'history_bytes', bytes)
                   end
                   redis.call('HSET', KEYS[4], 'last_publish_ms', ARGV[4])
-                  local out = {seq, frame}
                   local members = redis.call('SMEMBERS', KEYS[3])
-                  for i = 1, #members do out[#out + 1] = members[i] end
+                  local out = {seq, frame, 0}
+                  if ARGV[7] == '' then
+                    for i = 1, #members do out[#out + 1] = members[i] end
+                    return out
+                  end
+                  local groups, order = {}, {}
+                  for i = 1, #members do
+                    local node = string.sub(members[i], 1, tonumber(ARGV[9]))
+                    local g = groups[node]
+                    if not g then g = {}; groups[node] = g; order[#order + 1] = node end
+                    g[#g + 1] = members[i]
+                  end
+                  local head = 'd' .. ARGV[8] .. '\n'
+                  local tail = '\n' .. frame
+                  for _, node in ipairs(order) do
+                    local g = groups[node]
+                    local heard = redis.call('PUBLISH', ARGV[7] .. node, head .. table.concat(g, ' ') .. tail)
+                    if heard > 0 or ARGV[10] == '1' then
+                      out[3] = out[3] + #g
+                    else
+                      for j = 1, #g do out[#out + 1] = g[j] end
+                    end
+                  end
                   return out",
             ),
             // KEYS: the rooms a key created (a SET in the key's slot). ARGV: room, cap.
@@ -344,6 +375,30 @@ impl RedisRoomStore {
             Ok(r) => r.map_err(Attempt::Redis),
             Err(_) => Err(Attempt::Store(StoreError::unavailable(STORE, "operation timed out"))),
         }
+    }
+
+    /// For gateway nodes sharing this Redis: a publish no longer returns the members to
+    /// deliver but hands them to their nodes' channels (the node tag leads each
+    /// connection id), where each node's [`super::node_bus::NodeBus`] listens. Only
+    /// members whose node did not listen come back in [`Published::members`].
+    pub fn with_node_dispatch(mut self) -> Self {
+        self.node_dispatch = true;
+        self
+    }
+
+    /// The connection settings.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    /// Runs one command that may safely run twice (retried once on a broken connection).
+    pub(crate) async fn command<T: ::redis::FromRedisValue + Send>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+        self.with(|mut c| async move { cmd.query_async::<T>(&mut c).await }).await
+    }
+
+    /// Runs one command that must not run twice (such as PUBLISH).
+    pub(crate) async fn command_once<T: ::redis::FromRedisValue + Send>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+        self.with_once(|mut c| async move { cmd.query_async::<T>(&mut c).await }).await
     }
 
     /// Checks that Redis answers (used at start-up to fail fast with a clear message).
@@ -555,6 +610,7 @@ impl RoomStore for RedisRoomStore {
         let history = self.config.history;
         let room_bytes = bounds.room_history_bytes;
         let keys = &keys;
+        let node_channels = if self.node_dispatch { NODE_CHANNEL_PREFIX } else { "" };
         // Not idempotent (INCR): never retried, see the module comment.
         let run = |may_create: bool| {
             self.with_once(move |mut c| {
@@ -567,7 +623,11 @@ impl RoomStore for RedisRoomStore {
                     .arg(history)
                     .arg(now_ms)
                     .arg(room_bytes)
-                    .arg(if may_create { "1" } else { "0" });
+                    .arg(if may_create { "1" } else { "0" })
+                    .arg(node_channels)
+                    .arg(r)
+                    .arg(NODE_TAG_LEN)
+                    .arg(if self.config.cluster { "1" } else { "0" });
                 async move { inv.invoke_async::<Vec<Value>>(&mut c).await }
             })
         };
@@ -600,8 +660,10 @@ impl RoomStore for RedisRoomStore {
             .and_then(as_string)
             .map(Frame::from)
             .ok_or_else(|| StoreError::corrupt(STORE, "publish frame"))?;
+        let dispatched =
+            it.next().as_ref().and_then(as_u64).ok_or_else(|| StoreError::corrupt(STORE, "publish dispatch count"))?;
         let members = it.filter_map(as_string).map(ConnId::from).collect();
-        Ok(Published { seq, frame, members })
+        Ok(Published { seq, frame, members, dispatched: dispatched as usize })
     }
 
     async fn members(&self, room: &RoomName) -> Result<Vec<ConnId>, StoreError> {
