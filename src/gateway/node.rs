@@ -7,10 +7,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 use wsctl_handlers::protocol::Frame;
 use wsctl_handlers::room::RoomName;
-use wsctl_handlers::sender::SendOutcome;
 use wsctl_handlers::service::Services;
 use wsctl_handlers::store::node_bus::{NodeAnswer, NodeHandler, NodeOp};
-use wsctl_handlers::store::ConnId;
 
 /// Delivers the node channel's messages to this gateway's connections.
 pub struct GatewayNode {
@@ -24,16 +22,10 @@ impl NodeHandler for GatewayNode {
     fn deliver(&self, room: Option<&str>, ids: Vec<&str>, frame: Frame) {
         let Some(services) = self.services.upgrade() else { return };
         let text = axum::extract::ws::Utf8Bytes::from(frame.as_str());
-        let (mut delivered, mut failed, mut gone) = (0u64, 0u64, Vec::new());
-        for id in ids {
-            match self.registry.get(id).map(|h| h.push(text.clone())) {
-                Some(SendOutcome::Delivered) => delivered += 1,
-                Some(SendOutcome::Failed(_)) => failed += 1,
-                Some(SendOutcome::Gone) | None => gone.push(ConnId::from(id)),
-            }
-        }
-        services.metrics.deliveries.fetch_add(delivered, Relaxed);
-        services.metrics.delivery_failures.fetch_add(failed, Relaxed);
+        let mut gone = Vec::new();
+        let (delivered, failed) = self.registry.push_many(ids, &text, &mut gone);
+        services.metrics.deliveries.fetch_add(delivered as u64, Relaxed);
+        services.metrics.delivery_failures.fetch_add(failed as u64, Relaxed);
         if gone.is_empty() {
             return;
         }

@@ -228,6 +228,26 @@ impl Registry {
         self.conns.read().map(|m| m.len()).unwrap_or(0)
     }
 
+    /// Queues `msg` to each of `ids` under one read lock; ids not here (or closing) go to
+    /// `gone`. Returns (delivered, failed).
+    pub fn push_many<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+        msg: &Utf8Bytes,
+        gone: &mut Vec<ConnId>,
+    ) -> (usize, usize) {
+        let (mut delivered, mut failed) = (0, 0);
+        let Ok(map) = self.conns.read() else { return (0, ids.into_iter().count()) };
+        for id in ids {
+            match map.get(id).map(|h| h.push(msg.clone())) {
+                Some(SendOutcome::Delivered) => delivered += 1,
+                Some(SendOutcome::Failed(_)) => failed += 1,
+                Some(SendOutcome::Gone) | None => gone.push(ConnId::from(id)),
+            }
+        }
+        (delivered, failed)
+    }
+
     /// A snapshot of every handle (for sweeps and shutdown).
     pub fn all(&self) -> Vec<Arc<ConnHandle>> {
         self.conns.read().map(|m| m.values().cloned().collect()).unwrap_or_default()
@@ -288,23 +308,15 @@ impl Sender for LocalSender {
         let msg = text(frame);
         let mut report = FanoutReport::default();
         let mut remote: BTreeMap<&str, Vec<&ConnId>> = BTreeMap::new();
-        {
-            let Ok(map) = self.registry.conns.read() else {
-                report.failed = conns.len();
-                return report;
-            };
-            for id in conns {
-                if self.remote(id).is_some() {
-                    remote.entry(node_of(id)).or_default().push(id);
-                    continue;
-                }
-                match map.get(id).map(|h| h.push(msg.clone())) {
-                    Some(SendOutcome::Delivered) => report.delivered += 1,
-                    Some(SendOutcome::Failed(_)) => report.failed += 1,
-                    Some(SendOutcome::Gone) | None => report.gone.push(id.clone()),
-                }
+        let local = conns.iter().filter(|id| match self.remote(id) {
+            Some(_) => {
+                remote.entry(node_of(id)).or_default().push(id);
+                false
             }
-        }
+            None => true,
+        });
+        (report.delivered, report.failed) =
+            self.registry.push_many(local.map(|id| id.as_ref()), &msg, &mut report.gone);
         if let Some(bus) = self.node.as_deref() {
             for (node, ids) in remote {
                 let refs: Vec<&str> = ids.iter().map(|id| id.as_ref()).collect();
