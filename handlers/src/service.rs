@@ -9,7 +9,8 @@ use crate::protocol::{self, ErrorCode, Frame, MessageTemplate, Reply, Request};
 use crate::room::RoomName;
 use crate::sender::Sender;
 use crate::store::{
-    now_ms, ConnId, ConnectionRecord, ConnectionStore, KeyStore, PublishBounds, PublishError, RoomStore, SubscribeError,
+    now_ms, ConnId, ConnectionRecord, ConnectionStore, KeyStore, LimitStore, LiveStore, PublishBounds, PublishError,
+    RoomStore, SubscribeError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -18,8 +19,10 @@ use std::sync::Arc;
 
 /// Everything a handler needs: stores, sender, limits, counters.
 pub struct Services {
-    /// Rooms and live state.
+    /// Rooms, membership and history.
     pub rooms: Arc<dyn RoomStore>,
+    /// Connection caps and rate-limit buckets (the same backend as the rooms).
+    pub limit_state: Arc<dyn LimitStore>,
     /// Durable connection records.
     pub connections: Arc<dyn ConnectionStore>,
     /// API keys.
@@ -133,16 +136,17 @@ impl DisconnectReport {
 }
 
 impl Services {
-    /// Bundles the parts.
+    /// Bundles the parts; `live` holds both the rooms and the limits.
     pub fn new(
-        rooms: Arc<dyn RoomStore>,
+        live: Arc<dyn LiveStore>,
         connections: Arc<dyn ConnectionStore>,
         keys: Arc<dyn KeyStore>,
         sender: Arc<dyn Sender>,
         limits: Limits,
     ) -> Self {
         Services {
-            rooms,
+            rooms: live.clone(),
+            limit_state: live,
             connections,
             keys,
             sender,
@@ -194,7 +198,7 @@ impl Services {
         if capped {
             let expires = info.connected_at_ms.saturating_add(self.limits.max_lifetime_secs.saturating_mul(1000));
             let claimed = self
-                .rooms
+                .limit_state
                 .claim_slot(&identity.key_id, &info.connection_id, identity.max_connections, expires, now_ms())
                 .await?;
             if !claimed {
@@ -211,7 +215,7 @@ impl Services {
         };
         if let Err(e) = self.connections.put(&record).await {
             if capped {
-                let _ = self.rooms.release_slot(&identity.key_id, &info.connection_id).await;
+                let _ = self.limit_state.release_slot(&identity.key_id, &info.connection_id).await;
             }
             return Err(e.into());
         }
@@ -237,7 +241,7 @@ impl Services {
         let rooms = self.rooms.remove_connection(connection_id).await;
         let record = self.connections.delete(connection_id).await;
         let slot = match &record {
-            Ok(Some(rec)) => self.rooms.release_slot(&rec.key_id, connection_id).await,
+            Ok(Some(rec)) => self.limit_state.release_slot(&rec.key_id, connection_id).await,
             _ => Ok(()),
         };
         let report = DisconnectReport { rooms: rooms?, had_record: record?.is_some() };
@@ -311,11 +315,12 @@ impl Services {
         if now < self.limit_store_down_until.load(Relaxed) {
             return true;
         }
-        let why = match tokio::time::timeout(LIMIT_STORE_TIMEOUT, self.rooms.take_token(bucket, rate, burst)).await {
-            Ok(Ok(taken)) => return taken,
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {} ms", LIMIT_STORE_TIMEOUT.as_millis()),
-        };
+        let why =
+            match tokio::time::timeout(LIMIT_STORE_TIMEOUT, self.limit_state.take_token(bucket, rate, burst)).await {
+                Ok(Ok(taken)) => return taken,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {} ms", LIMIT_STORE_TIMEOUT.as_millis()),
+            };
         self.limit_store_down_until.store(now + LIMIT_STORE_BACKOFF_MS, Relaxed);
         tracing::warn!(error = %why, "rate-limit state unavailable; admitting requests unchecked for 5 s");
         true

@@ -21,7 +21,7 @@ use wsctl_handlers::sender::{LiveInfo, SendError, SendOutcome, Sender};
 use wsctl_handlers::service::{Caller, ConnectInfo, Services};
 use wsctl_handlers::store::memory::{MemoryConnectionStore, MemoryKeyStore, MemoryRoomStore};
 use wsctl_handlers::store::redis::{RedisConfig, RedisRoomStore};
-use wsctl_handlers::store::RoomStore;
+use wsctl_handlers::store::LiveStore;
 use wsctl_testkit::RedisServer;
 
 /// A real [`Sender`] over a Vec: it records every delivery, knows which connections are
@@ -81,7 +81,7 @@ fn unique() -> String {
 }
 
 impl Run {
-    async fn new(rooms: Arc<dyn RoomStore>) -> Run {
+    async fn new(rooms: Arc<dyn LiveStore>) -> Run {
         let sender = Arc::new(VecSender::default());
         let services = Arc::new(Services::new(
             rooms,

@@ -19,7 +19,7 @@ use wsctl_handlers::service::Services;
 use wsctl_handlers::store::dynamo::{self, DynamoConnectionStore, DynamoKeyStore};
 use wsctl_handlers::store::memory::{MemoryConnectionStore, MemoryKeyStore, MemoryRoomStore};
 use wsctl_handlers::store::redis::{RedisConfig, RedisRoomStore};
-use wsctl_handlers::store::RoomStore;
+use wsctl_handlers::store::LiveStore;
 use wsctl_testkit::{apigw_fixture, MotoServer, RedisServer};
 
 /// A real [`Sender`] that keeps what it was asked to deliver, per connection; connections
@@ -58,7 +58,7 @@ struct Backend {
     name: &'static str,
     services: Arc<Services>,
     sender: Arc<RecordingSender>,
-    rooms: Arc<dyn RoomStore>,
+    rooms: Arc<dyn LiveStore>,
     /// Redis server to inspect raw state, when the backend is Redis.
     redis: Option<&'static RedisServer>,
 }
@@ -71,7 +71,7 @@ fn unique(prefix: &str) -> String {
 
 fn memory_backend() -> Backend {
     let sender = Arc::new(RecordingSender::default());
-    let rooms: Arc<dyn RoomStore> = Arc::new(MemoryRoomStore::new(100));
+    let rooms: Arc<dyn LiveStore> = Arc::new(MemoryRoomStore::new(100));
     let services = Services::new(
         rooms.clone(),
         Arc::new(MemoryConnectionStore::new()),
@@ -95,7 +95,7 @@ async fn aws_backend() -> Backend {
     let (conns, keys) = (unique("conns-"), unique("keys-"));
     dynamo::ensure_tables(&client, &conns, &keys).await.expect("create tables in moto");
     let sender = Arc::new(RecordingSender::default());
-    let rooms: Arc<dyn RoomStore> = Arc::new(
+    let rooms: Arc<dyn LiveStore> = Arc::new(
         RedisRoomStore::new(RedisConfig { url: redis.url(), cluster: false, history: 100, connection_ttl_secs: 8100 })
             .unwrap(),
     );

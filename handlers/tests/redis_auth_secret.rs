@@ -49,18 +49,18 @@ async fn the_token_comes_from_secrets_manager_and_unlocks_redis() {
 
     // The token is fetched at cold start and Redis accepts it.
     let svc = env(&redis, Some(&arn)).services_from(&sdk, true).await.expect("services");
-    assert!(svc.rooms.take_token("c:auth-check", 10, 10).await.expect("an authenticated Redis call"));
+    assert!(svc.limit_state.take_token("c:auth-check", 10, 10).await.expect("an authenticated Redis call"));
 
     // Without the token Redis refuses, and the error does not carry the token.
     let svc = env(&redis, None).services_from(&sdk, true).await.expect("services");
-    let err = svc.rooms.take_token("c:auth-check", 10, 10).await.expect_err("Redis demands AUTH").to_string();
+    let err = svc.limit_state.take_token("c:auth-check", 10, 10).await.expect_err("Redis demands AUTH").to_string();
     assert!(err.contains("NOAUTH") || err.to_lowercase().contains("auth"), "{err}");
     assert!(!err.contains(TOKEN), "{err}");
 
     // A wrong token in the secret is refused the same way, and not echoed.
     let wrong = secret(&sdk, "wsctl/test/redis-auth-wrong", "not-the-token-0123456789").await;
     let svc = env(&redis, Some(&wrong)).services_from(&sdk, true).await.expect("services");
-    let err = svc.rooms.take_token("c:auth-check", 10, 10).await.expect_err("a wrong token").to_string();
+    let err = svc.limit_state.take_token("c:auth-check", 10, 10).await.expect_err("a wrong token").to_string();
     assert!(!err.contains("not-the-token-0123456789"), "{err}");
 }
 

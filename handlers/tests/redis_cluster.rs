@@ -13,7 +13,7 @@ use wsctl_handlers::limits::Limits;
 use wsctl_handlers::protocol::MessageTemplate;
 use wsctl_handlers::room::RoomName;
 use wsctl_handlers::store::redis::{RedisConfig, RedisRoomStore};
-use wsctl_handlers::store::{now_ms, PublishBounds, PublishError, RoomStore, SubscribeError};
+use wsctl_handlers::store::{now_ms, LimitStore, PublishBounds, PublishError, RoomStore, SubscribeError};
 use wsctl_testkit::{RedisCluster, RespValue};
 
 const HISTORY: usize = 5;

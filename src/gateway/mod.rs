@@ -34,7 +34,7 @@ use wsctl_handlers::store::dynamo::{self, DynamoConnectionStore, DynamoKeyStore}
 use wsctl_handlers::store::memory::{MemoryConnectionStore, MemoryKeyStore, MemoryRoomStore};
 use wsctl_handlers::store::node_bus::{new_node_tag, NodeBus};
 use wsctl_handlers::store::redis::{RedisConfig, RedisRoomStore};
-use wsctl_handlers::store::{ConnectionStore, KeyStore, RoomStore};
+use wsctl_handlers::store::{ConnectionStore, KeyStore, LiveStore};
 
 /// `wsctl dev`
 #[derive(Debug, Args)]
@@ -112,7 +112,7 @@ impl Gateway {
 
 /// The stores in use, and their names for the banner.
 struct Stores {
-    rooms: Arc<dyn RoomStore>,
+    rooms: Arc<dyn LiveStore>,
     connections: Arc<dyn ConnectionStore>,
     keys: Arc<dyn KeyStore>,
     /// Present on Redis: other `wsctl dev` processes on it share the rooms.
@@ -123,7 +123,7 @@ struct Stores {
 
 async fn build_stores(args: &DevArgs, global: &Global, stage: &Stage, state: &LocalState) -> Result<Stores> {
     let limits = &stage.limits;
-    let (rooms, node, rooms_name): (Arc<dyn RoomStore>, _, String) = match &args.redis_url {
+    let (rooms, node, rooms_name): (Arc<dyn LiveStore>, _, String) = match &args.redis_url {
         Some(url) => {
             let store = RedisRoomStore::new(RedisConfig {
                 url: url.clone(),

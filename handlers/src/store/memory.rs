@@ -292,7 +292,10 @@ impl RoomStore for MemoryRoomStore {
     async fn room_info(&self, room: &RoomName) -> Result<Option<RoomInfo>, StoreError> {
         Ok(self.lock()?.rooms.get(room.as_str()).map(|r| r.info(room.as_str())))
     }
+}
 
+#[async_trait]
+impl LimitStore for MemoryRoomStore {
     async fn claim_slot(
         &self,
         key_id: &str,

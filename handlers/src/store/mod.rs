@@ -1,5 +1,6 @@
 //! Storage behind traits, each with real implementations:
 //! - [`RoomStore`]: rooms, membership, per-room seq and history (in-memory or Redis);
+//! - [`LimitStore`]: API keys' connection caps and rate-limit buckets (the same backends);
 //! - [`ConnectionStore`]: durable connection records with a TTL (in-memory or DynamoDB);
 //! - [`KeyStore`]: API-key records, by hash (in-memory/file or DynamoDB).
 
@@ -167,6 +168,13 @@ pub trait RoomStore: Send + Sync {
     async fn list_rooms(&self, prefix: &str, cursor: Option<&str>, limit: usize) -> Result<Page<RoomInfo>, StoreError>;
     /// One room's counters, or None if it has neither members nor history.
     async fn room_info(&self, room: &RoomName) -> Result<Option<RoomInfo>, StoreError>;
+}
+
+/// Limits that hold across processes: API keys' connection caps and rate-limit buckets,
+/// kept beside the rooms (in memory, or in the same Redis) so every Lambda container and
+/// gateway node shares them.
+#[async_trait]
+pub trait LimitStore: Send + Sync {
     /// Atomically takes one of `cap` live-connection slots of key `key_id` for `conn`
     /// until `expires_at_ms` (its maximum lifetime). Slots past their expiry are freed
     /// first, so a lost `$disconnect` cannot hold a slot forever. Returns false when the
@@ -186,6 +194,11 @@ pub trait RoomStore: Send + Sync {
     /// across Lambda invocations and gateway nodes. False when the bucket is empty.
     async fn take_token(&self, bucket: &str, rate: u32, burst: u32) -> Result<bool, StoreError>;
 }
+
+/// The live-state store of a deployment: rooms and limits, one backend.
+pub trait LiveStore: RoomStore + LimitStore {}
+
+impl<T: RoomStore + LimitStore + ?Sized> LiveStore for T {}
 
 /// A durable connection record (the connections table).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

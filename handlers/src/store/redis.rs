@@ -738,7 +738,10 @@ impl RoomStore for RedisRoomStore {
         }
         Ok(Some(RoomInfo { room: r.to_owned(), subscribers, seq: seq.unwrap_or(0), last_publish_ms: last }))
     }
+}
 
+#[async_trait]
+impl LimitStore for RedisRoomStore {
     async fn claim_slot(
         &self,
         key_id: &str,
