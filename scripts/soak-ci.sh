@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CI soak: `wsctl bench mixed` against `wsctl dev` for SOAK_S seconds (60) with connection
-# lifetimes of 5-60 s, first on the embedded stores, then on a redis-server it starts. Each
+# lifetimes of 5-60 s, first on the embedded stores, then on a redis-server it starts, then
+# with two gateway processes on that Redis (subscribers on one, publishes through the other). Each
 # bench checks every subscriber's deliveries (expected vs received, duplicates, reorders)
 # and exits 1 on any problem; this script exits non-zero if either run does.
 #
@@ -73,10 +74,12 @@ start_dev() {
   return 1
 }
 
-# soak NAME: runs the bench against URL/KEY/DEV_PID; prints its text summary; returns its exit code
+# soak NAME [bench args…]: runs the bench against URL/KEY/DEV_PID; prints its text summary;
+# returns its exit code
 soak() {
   local name=$1 code=0
-  WSCTL_BENCH_KEY=$KEY timeout $((SOAK_S + 120)) "$WSCTL" --output json bench --url "$URL" --quiet \
+  shift
+  WSCTL_BENCH_KEY=$KEY timeout $((SOAK_S + 120)) "$WSCTL" --output json bench --url "$URL" --quiet "$@" \
     --max-seconds $((SOAK_S + 60)) --server-pid "$DEV_PID" --label "soak-ci $name" \
     mixed -n "$SOAK_CONNS" --duration-s "$SOAK_S" --rooms "$SOAK_ROOMS" --publish-rate "$SOAK_PUBRATE" \
     --lifetime-min-s "$SOAK_LIFE_MIN" --lifetime-max-s "$SOAK_LIFE_MAX" >"$OUTDIR/$name.json" || code=$?
@@ -111,6 +114,14 @@ PIDS+=("$!")
 for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
 start_dev redis --redis-url "redis://127.0.0.1:$rport"
 soak redis || status=1
+
+# Two gateway processes on that Redis: every subscriber on the first, every publish through
+# the second, so each delivery crosses processes (the first has its own key).
+FIRST_PID=$DEV_PID FIRST_URL=$URL FIRST_KEY=$KEY
+start_dev redis-second --redis-url "redis://127.0.0.1:$rport"
+SECOND_URL=$URL SECOND_KEY=$KEY
+DEV_PID=$FIRST_PID URL=$FIRST_URL KEY=$FIRST_KEY
+soak redis-two-processes --publish-url "$SECOND_URL" --publish-key "$SECOND_KEY" || status=1
 
 [ -n "${SOAK_OUT:-}" ] && echo "soak-ci: reports in $OUTDIR"
 exit "$status"

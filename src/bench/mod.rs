@@ -53,6 +53,10 @@ pub struct Common {
     /// API key with the publish scope, for the publisher connections.
     #[arg(long, global = true, hide_env_values = true)]
     publish_key: Option<String>,
+    /// WebSocket URL for the publisher connections (default: --url): another gateway
+    /// process on the same Redis, so every delivery crosses processes.
+    #[arg(long, global = true)]
+    publish_url: Option<String>,
     /// Send the key as the apiKey query parameter or the x-api-key header.
     #[arg(long, global = true, value_enum, default_value_t = KeyVia::Query)]
     key_via: KeyVia,
@@ -167,7 +171,8 @@ pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_millis(c.connect_timeout_ms.max(1));
     let target = Target::new(&url, c.key.as_deref(), c.key_via, conns, c.sources, c.read_buf, timeout)?;
     let pub_key = c.publish_key.as_deref().or(c.key.as_deref());
-    let pub_target = Target::new(&url, pub_key, c.key_via, conns, c.sources, c.read_buf, timeout)?;
+    let pub_url = c.publish_url.as_deref().unwrap_or(&url);
+    let pub_target = Target::new(pub_url, pub_key, c.key_via, conns, c.sources, c.read_buf, timeout)?;
     let started_ms = stats::now_us() / 1000;
     let meta = Meta {
         scenario: a.scenario.name(),
