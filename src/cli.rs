@@ -25,8 +25,9 @@ pub struct Global {
     /// Directory holding the stage files (NAME.yaml).
     #[arg(long, global = true, env = "WSCTL_STAGES_DIR", default_value = "stages")]
     pub stages_dir: PathBuf,
-    /// AWS region (overrides the stage file's region).
-    #[arg(long, global = true, env = "AWS_REGION")]
+    /// AWS region, for stages whose file names none; a stage file's `region:` always wins
+    /// (AWS_REGION and AWS_DEFAULT_REGION never override it) and --region may only repeat it.
+    #[arg(long, global = true)]
     pub region: Option<String>,
     /// AWS shared-config profile to use.
     #[arg(long, global = true, env = "AWS_PROFILE")]

@@ -38,6 +38,9 @@ pub struct DestroyReport {
     pub retained: Vec<String>,
     /// Overall success (false also when declined).
     pub ok: bool,
+    /// Where the run acted (stage, account, region, profile).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::aws::TargetLine>,
 }
 
 /// Options of one destroy run.
@@ -73,7 +76,8 @@ pub async fn destroy(
             present.push((*kind, info));
         }
     }
-    let mut report = DestroyReport { stage: stage.name.clone(), stacks: Vec::new(), retained: Vec::new(), ok: false };
+    let mut report =
+        DestroyReport { stage: stage.name.clone(), stacks: Vec::new(), retained: Vec::new(), ok: false, target: None };
     if present.is_empty() {
         ui.line(format!("stage '{}' has no stacks to delete", stage.name));
         for kind in kinds {
