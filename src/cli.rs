@@ -72,6 +72,8 @@ pub enum Command {
     Status(deploy::StatusArgs),
     /// Delete a stage's stacks.
     Destroy(deploy::DestroyArgs),
+    /// Print the least-privilege IAM policies (deployer, operator) of a stage.
+    IamPolicy(deploy::IamPolicyArgs),
     /// Load-test a gateway: connect, route, fanout and mixed scenarios.
     Bench(bench::BenchArgs),
 }
@@ -91,6 +93,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(a) => deploy::plan(&g, a).await,
         Command::Status(a) => deploy::status(&g, a).await,
         Command::Destroy(a) => deploy::destroy(&g, a).await,
+        Command::IamPolicy(a) => deploy::iam_policy(&g, a).await,
         Command::Bench(a) => bench::run(&g, a).await,
     }
 }

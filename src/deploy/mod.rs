@@ -18,6 +18,7 @@ mod elf;
 mod engine;
 mod events;
 mod functions;
+mod iam_policy;
 mod manifest;
 mod package;
 mod recovery;
@@ -55,6 +56,39 @@ pub struct TemplateArgs {
     /// Build manifest whose artifacts name the Lambda versions (default: none).
     #[arg(long)]
     pub manifest: Option<PathBuf>,
+}
+
+/// `wsctl iam-policy`
+#[derive(Debug, Args)]
+pub struct IamPolicyArgs {
+    /// Stage name (stages/NAME.yaml; needs `account:` and `region:`).
+    #[arg(long)]
+    pub stage: String,
+    /// Print only this policy document (ready for `aws iam put-role-policy`).
+    #[arg(long, value_enum)]
+    pub role: Option<PolicyRole>,
+}
+
+/// Which of a stage's policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyRole {
+    /// `deploy`, `plan`, `status`, `destroy` (and CloudFormation acting with its credentials).
+    Deployer,
+    /// `keys`, `connections`, `rooms`, `publish`.
+    Operator,
+}
+
+/// `wsctl iam-policy --stage S`: the least-privilege deployer and operator policies.
+pub async fn iam_policy(global: &Global, args: IamPolicyArgs) -> anyhow::Result<ExitCode> {
+    let stage = load_stage(global, &args.stage)?;
+    let all = iam_policy::policies(&stage)?;
+    let doc = match args.role {
+        Some(PolicyRole::Deployer) => all["deployer"].clone(),
+        Some(PolicyRole::Operator) => all["operator"].clone(),
+        None => all,
+    };
+    print_json(&doc)?;
+    exit(EXIT_OK)
 }
 
 /// `wsctl build`

@@ -208,7 +208,7 @@ impl Deployed {
                 let out = match cfn.describe_stacks().stack_name(&self.app_stack).send().await {
                     Ok(out) => out,
                     Err(e) => {
-                        let text = aws_sdk_cloudformation::error::DisplayErrorContext(&e).to_string();
+                        let text = crate::deploy::sdk_error(e).to_string();
                         if text.contains("does not exist") {
                             return Err(not_deployed());
                         }
@@ -303,10 +303,9 @@ impl LambdaFn {
         if !self.name.contains(':') {
             call = call.qualifier(LIVE_ALIAS);
         }
-        let out =
-            call.send().await.map_err(|e| anyhow!("{}", aws_sdk_lambda::error::DisplayErrorContext(&e))).with_context(
-                || format!("cannot invoke Lambda function {} (alias {LIVE_ALIAS}); is the stage deployed?", self.name),
-            )?;
+        let out = call.send().await.map_err(crate::deploy::sdk_error).with_context(|| {
+            format!("cannot invoke Lambda function {} (alias {LIVE_ALIAS}); is the stage deployed?", self.name)
+        })?;
         let body = out.payload().map(|b| b.as_ref()).unwrap_or_default();
         if let Some(kind) = out.function_error() {
             bail!(
