@@ -19,6 +19,8 @@ pub struct Clients {
     pub lambda: aws_sdk_lambda::Client,
     /// API Gateway v2 (routes).
     pub apigw: aws_sdk_apigatewayv2::Client,
+    /// CloudWatch Logs (API Gateway's execution-log group, at destroy).
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     /// The region in use.
     pub region: String,
     /// The shared-config profile in use, if any.
@@ -40,6 +42,7 @@ impl Clients {
             elasticache: aws_sdk_elasticache::Client::new(&config),
             lambda: aws_sdk_lambda::Client::new(&config),
             apigw: aws_sdk_apigatewayv2::Client::new(&config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
             region,
             profile: global.profile.clone(),
         })

@@ -91,7 +91,20 @@ fn deployer(s: &Scope) -> Value {
             &["elasticache:DescribeReplicationGroups"],
             vec![s.arn("elasticache", &format!("replicationgroup:{}-*", s.prefix))],
         ),
-        statement("ApiStatus", &["apigateway:GET"], vec![format!("arn:{p}:apigateway:{}::/apis/*", s.region)]),
+        statement(
+            "ApiStatus",
+            &["apigateway:GET"],
+            vec![
+                format!("arn:{p}:apigateway:{}::/apis", s.region),
+                format!("arn:{p}:apigateway:{}::/apis/*", s.region),
+            ],
+        ),
+        // destroy: API Gateway's execution-log group.
+        statement(
+            "DestroyExecutionLogs",
+            &["logs:DeleteLogGroup"],
+            vec![s.arn("logs", "log-group:API-Gateway-Execution-Logs_*")],
+        ),
         // --- what CloudFormation does with the deployer's credentials (no service role)
         statement(
             "CfnBootstrap",

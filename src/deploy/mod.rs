@@ -19,6 +19,7 @@ mod engine;
 mod events;
 mod functions;
 mod iam_policy;
+mod leftovers;
 mod manifest;
 mod package;
 mod recovery;
