@@ -25,8 +25,9 @@ pub struct Global {
     /// Directory holding the stage files (NAME.yaml).
     #[arg(long, global = true, env = "WSCTL_STAGES_DIR", default_value = "stages")]
     pub stages_dir: PathBuf,
-    /// AWS region (overrides the stage file's region).
-    #[arg(long, global = true, env = "AWS_REGION")]
+    /// AWS region, for stages whose file names none; a stage file's `region:` always wins
+    /// (AWS_REGION and AWS_DEFAULT_REGION never override it) and --region may only repeat it.
+    #[arg(long, global = true)]
     pub region: Option<String>,
     /// AWS shared-config profile to use.
     #[arg(long, global = true, env = "AWS_PROFILE")]
@@ -71,6 +72,8 @@ pub enum Command {
     Status(deploy::StatusArgs),
     /// Delete a stage's stacks.
     Destroy(deploy::DestroyArgs),
+    /// Print the least-privilege IAM policies (deployer, operator) of a stage.
+    IamPolicy(deploy::IamPolicyArgs),
     /// Load-test a gateway: connect, route, fanout and mixed scenarios.
     Bench(bench::BenchArgs),
 }
@@ -90,6 +93,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(a) => deploy::plan(&g, a).await,
         Command::Status(a) => deploy::status(&g, a).await,
         Command::Destroy(a) => deploy::destroy(&g, a).await,
+        Command::IamPolicy(a) => deploy::iam_policy(&g, a).await,
         Command::Bench(a) => bench::run(&g, a).await,
     }
 }

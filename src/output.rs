@@ -29,7 +29,9 @@ pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 /// when stderr is a terminal and `NO_COLOR` is unset (no escape codes in files and pipes).
 pub fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "warn,wsctl=info,wsctl_handlers=info",
+        // The SDK's credential-chain warnings ("failed to load credentials from …", one per
+        // provider tried) stay behind -v: a missing credential is reported once, as an error.
+        0 => "warn,wsctl=info,wsctl_handlers=info,aws_config=error,aws_runtime=error,aws_smithy_runtime=error",
         1 => "info",
         _ => "debug",
     };

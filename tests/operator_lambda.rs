@@ -172,6 +172,8 @@ async fn rooms_and_publish_go_through_the_admin_and_publish_functions() {
         [
             ("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint.as_str()),
             ("AWS_ENDPOINT_URL_CLOUDFORMATION", moto_endpoint.as_str()),
+            // `publish` checks the account (STS) before it writes.
+            ("AWS_ENDPOINT_URL_STS", moto_endpoint.as_str()),
             ("AWS_ENDPOINT_URL_LAMBDA", lambda_endpoint.as_str()),
             ("WSCTL_CONNECTIONS_TABLE", connections.as_str()),
             ("WSCTL_API_KEYS_TABLE", keys.as_str()),

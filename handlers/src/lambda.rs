@@ -3,7 +3,7 @@
 //! is one call into this module.
 
 use crate::admin::AdminRequest;
-use crate::auth::{Denied, Identity, Scopes};
+use crate::auth::{Identity, Scopes};
 use crate::limits::Limits;
 use crate::sender::{ManagementApiConfig, ManagementApiSender, SendOutcome};
 use crate::service::{Caller, ConnectError, ConnectInfo, Services};
@@ -216,7 +216,13 @@ fn response(status: i64, body: Option<String>) -> ApiGatewayProxyResponse {
 }
 
 /// The REQUEST authorizer on `$connect`: Allow with the key's context, Deny (403) for a
-/// bad or revoked key, "Unauthorized" (401) for a missing one.
+/// missing, bad or revoked key or one at its connection cap. Only an internal failure (the
+/// key store unreachable) is a function error.
+///
+/// A refusal is never a function error: canary stages roll a release back on the
+/// functions' `Errors` metric, so a refusal counted there would let anyone roll back a
+/// deploy with a few key-less connection attempts. (API Gateway answers 401 only when the
+/// authorizer *fails* with "Unauthorized"; a missing key therefore gets 403 on AWS.)
 pub async fn authorizer(
     svc: Arc<Services>,
     event: ApiGatewayCustomAuthorizerRequestTypeRequest,
@@ -252,8 +258,6 @@ pub async fn authorizer(
                 "maxConnections": identity.max_connections.to_string(),
             }),
         )),
-        // API Gateway answers 401 when the authorizer fails with exactly "Unauthorized".
-        Err(ConnectError::Denied(Denied::MissingKey)) => Err("Unauthorized".into()),
         Err(ConnectError::Denied(why)) => {
             tracing::info!(reason = %why, "connect denied");
             Ok(answer("denied".into(), IamPolicyEffect::Deny, serde_json::json!({})))
@@ -284,9 +288,11 @@ pub async fn connect(
             tracing::info!(connection_id = %info.connection_id, reason = %why, "connect refused");
             Ok(response(403, Some(why.to_string())))
         }
+        // A function error (API Gateway answers 500 all the same): the rollback alarms
+        // count exactly these, and never a refusal.
         Err(e) => {
             tracing::error!(connection_id = %info.connection_id, error = %e, "connect failed");
-            Ok(response(500, None))
+            Err(Box::new(e))
         }
     }
 }
@@ -300,15 +306,20 @@ pub async fn disconnect(
     match svc.disconnect(&id).await {
         Ok(_) => Ok(response(200, None)),
         Err(e) => {
-            // TTL and the 410 path clean up what this could not.
+            // TTL and the 410 path clean up what this could not; the failure is a function
+            // error, so the rollback alarms see it.
             tracing::error!(connection_id = %id, error = %e, "disconnect cleanup failed");
-            Ok(response(500, None))
+            Err(Box::new(e))
         }
     }
 }
 
-/// `$default`: one reply goes back as the route response; a reply followed by replayed
-/// messages is posted in order through the management API instead.
+/// `$default`: the last frame goes back as the route response; when there are more (a
+/// reply followed by replayed messages), the ones before it are posted in order through
+/// the management API first, so the client sees them in order.
+///
+/// The route response always carries a frame: a route response without a body would
+/// reach the client as an empty message.
 pub async fn message(
     svc: Arc<Services>,
     event: ApiGatewayWebsocketProxyRequest,
@@ -320,16 +331,15 @@ pub async fn message(
     };
     let caller = Caller { connection_id: &id, identity: &identity, request_id: ctx.request_id.as_deref() };
     let mut frames = svc.message(caller, event.body.as_deref().unwrap_or("")).await;
-    if frames.len() == 1 {
-        let body = frames.pop().map(|f| f.as_str().to_owned());
-        return Ok(response(200, body));
-    }
+    // `Services::message` answers every request with at least one frame (a reply or an
+    // error); `None` would only follow from a bug there.
+    let last = frames.pop().map(|f| f.as_str().to_owned());
     for frame in &frames {
         if let SendOutcome::Gone = svc.sender.send(&id, frame).await {
             break;
         }
     }
-    Ok(response(200, None))
+    Ok(response(200, last))
 }
 
 /// What producers send to the `publish` function.

@@ -155,11 +155,30 @@ async fn authorizer_cases(b: &Backend) {
         let deny = lambda::authorizer(b.services.clone(), ev(fixture, "wsk_not-a-real-key")).await.expect("deny");
         assert_eq!(serde_json::to_value(&deny).unwrap()["policyDocument"]["Statement"][0]["Effect"], "Deny");
     }
+    // Every refusal is an answer (Deny), never a function error: canary stages roll a
+    // release back on the functions' Errors metric (issue 11).
     let missing = lambda::authorizer(b.services.clone(), ev("authorizer_query.json", "")).await;
-    assert_eq!(missing.unwrap_err().to_string(), "Unauthorized", "{}", b.name);
+    let missing = missing.unwrap_or_else(|e| panic!("{}: a missing key is a function error: {e}", b.name));
+    assert_eq!(serde_json::to_value(&missing).unwrap()["policyDocument"]["Statement"][0]["Effect"], "Deny");
     b.services.admin(AdminRequest::RevokeKey { key_id, disconnect: false }).await;
     let revoked = lambda::authorizer(b.services.clone(), ev("authorizer_query.json", &raw)).await.expect("deny");
     assert_eq!(serde_json::to_value(&revoked).unwrap()["policyDocument"]["Statement"][0]["Effect"], "Deny");
+
+    // A key at its connection cap: Deny from the authorizer, 403 from $connect (a connect
+    // racing past the authorizer), neither a function error.
+    let req = AdminRequest::CreateKey { name: "capped".into(), scopes: "subscribe".into(), max_connections: 1 };
+    let AdminReply::KeyCreated { key: capped, record } = b.services.admin(req).await else { panic!("create key") };
+    let mut first = ws_event("connect.json", &unique("cap-"), &record.key_id);
+    first.request_context.authorizer.fields.insert("maxConnections".into(), "1".into());
+    let resp = lambda::connect(b.services.clone(), first.clone()).await.expect("first connect");
+    assert_eq!(resp.status_code, 200, "{}", b.name);
+    let at_cap = lambda::authorizer(b.services.clone(), ev("authorizer_query.json", &capped)).await;
+    let at_cap = at_cap.unwrap_or_else(|e| panic!("{}: a key at its cap is a function error: {e}", b.name));
+    assert_eq!(serde_json::to_value(&at_cap).unwrap()["policyDocument"]["Statement"][0]["Effect"], "Deny");
+    let mut second = first;
+    second.request_context.connection_id = Some(unique("cap-"));
+    let resp = lambda::connect(b.services.clone(), second).await.expect("a refused connect is not a function error");
+    assert_eq!(resp.status_code, 403, "{}", b.name);
 }
 
 async fn lifecycle(b: &Backend) {
@@ -269,6 +288,78 @@ async fn handlers_on_redis_and_dynamodb() {
     let b = aws_backend().await;
     authorizer_cases(&b).await;
     lifecycle(&b).await;
+}
+
+/// Services on moto DynamoDB tables that do not exist: every store call fails, as when
+/// DynamoDB is unreachable.
+async fn broken_backend() -> Arc<Services> {
+    let moto = MotoServer::shared();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(moto.endpoint())
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    let client = dynamo::client(&sdk);
+    Arc::new(Services::new(
+        Arc::new(MemoryRoomStore::new(100)),
+        Arc::new(DynamoConnectionStore::new(client.clone(), unique("missing-conns-"))),
+        Arc::new(DynamoKeyStore::new(client, unique("missing-keys-"))),
+        Arc::new(RecordingSender::default()),
+        Limits::default(),
+    ))
+}
+
+#[tokio::test]
+async fn internal_failures_are_function_errors_so_the_rollback_alarms_see_them() {
+    let svc = broken_backend().await;
+    let ev: ApiGatewayCustomAuthorizerRequestTypeRequest =
+        serde_json::from_str(&apigw_fixture("authorizer_query.json").replace("REPLACE_KEY", "wsk_some-key")).unwrap();
+    assert!(lambda::authorizer(svc.clone(), ev).await.is_err(), "the key store is down: a function error");
+    let conn = unique("c-");
+    let connect = lambda::connect(svc.clone(), ws_event("connect.json", &conn, "k")).await;
+    assert!(connect.is_err(), "the connections table is down: a function error, got {connect:?}");
+    let disconnect = lambda::disconnect(svc.clone(), ws_event("disconnect.json", &conn, "k")).await;
+    assert!(disconnect.is_err(), "the connections table is down: a function error, got {disconnect:?}");
+}
+
+#[tokio::test]
+async fn default_route_always_answers_with_a_frame_and_replays_in_order() {
+    // A reply followed by replayed messages: the ones before the last go through
+    // @connections, the last is the route response. A route response without a body
+    // would reach the client as an empty message.
+    let b = memory_backend();
+    let svc = &b.services;
+    let (conn, key_id) = (unique("r-"), unique("key-"));
+    let room = format!("replay:{}", unique("room"));
+    lambda::connect(svc.clone(), ws_event("connect.json", &conn, &key_id)).await.unwrap();
+    for n in 1..=3 {
+        let data = serde_json::value::RawValue::from_string(format!(r#"{{"n":{n}}}"#)).unwrap();
+        lambda::publish(svc.clone(), PublishEvent { room: room.clone(), data }).await.unwrap();
+    }
+    let mut sub = ws_event("message_subscribe.json", &conn, &key_id);
+    sub.body = Some(format!(r#"{{"action":"subscribe","room":"{room}","since":0,"id":"s1"}}"#));
+    let resp = lambda::message(svc.clone(), sub).await.unwrap();
+    let route_response = match &resp.body {
+        Some(Body::Text(t)) if !t.is_empty() => t.clone(),
+        other => panic!("the route response carries no frame ({other:?}): the client would get an empty message"),
+    };
+    let mut seen = b.sender.frames(&conn);
+    seen.push(serde_json::from_str(&route_response).unwrap());
+    assert_eq!(seen[0]["type"], "subscribed", "the reply comes first: {seen:?}");
+    assert_eq!(seen[0]["id"], "s1");
+    let replayed: Vec<u64> = seen[1..].iter().map(|f| f["seq"].as_u64().expect("a replayed message")).collect();
+    assert_eq!(replayed, [1, 2, 3], "{seen:?}");
+
+    // Every other kind of request answers with exactly one frame, as the route response.
+    for body in [r#"{"action":"ping","id":"p"}"#, "not json", r#"{"action":"nope"}"#] {
+        let mut ev = ws_event("message_subscribe.json", &conn, &key_id);
+        ev.body = Some(body.into());
+        let before = b.sender.frames(&conn).len();
+        let resp = lambda::message(svc.clone(), ev).await.unwrap();
+        assert!(matches!(&resp.body, Some(Body::Text(t)) if !t.is_empty()), "{body}: {:?}", resp.body);
+        assert_eq!(b.sender.frames(&conn).len(), before, "{body}: nothing through @connections");
+    }
 }
 
 #[tokio::test]

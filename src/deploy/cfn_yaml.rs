@@ -154,6 +154,83 @@ impl Template {
     }
 }
 
+/// What a piece of a template refers to: parameters and resources (`Ref`, `GetAtt`,
+/// `${Name}` and `${Name.Attr}` inside `Sub`) and conditions (`If`, `Condition`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct References {
+    /// Referenced parameter or resource names (pseudo parameters such as `AWS::Region` included).
+    pub names: std::collections::BTreeSet<String>,
+    /// Conditions chosen on.
+    pub conditions: std::collections::BTreeSet<String>,
+}
+
+/// Collects everything `value` refers to (see [`References`]).
+pub fn references(value: &Value) -> References {
+    let mut out = References::default();
+    collect_references(value, &mut out);
+    out
+}
+
+fn sub_names(text: &str, out: &mut References) {
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        let inner = &after[..end];
+        // `${!Literal}` is an escaped literal, not a reference.
+        if !inner.starts_with('!') {
+            out.names.insert(inner.split('.').next().unwrap_or(inner).to_owned());
+        }
+        rest = &after[end + 1..];
+    }
+}
+
+fn collect_references(value: &Value, out: &mut References) {
+    if let Some((f, arg)) = intrinsic(value) {
+        match (f.as_str(), arg) {
+            ("Ref", Value::String(s)) => {
+                out.names.insert(s.clone());
+                return;
+            }
+            ("GetAtt", Value::String(s)) => {
+                out.names.insert(s.split('.').next().unwrap_or(s).to_owned());
+                return;
+            }
+            ("GetAtt", Value::Sequence(seq)) => {
+                out.names.extend(seq.first().and_then(Value::as_str).map(str::to_owned));
+                return;
+            }
+            ("Sub", Value::String(s)) => {
+                sub_names(s, out);
+                return;
+            }
+            ("Sub", Value::Sequence(seq)) => {
+                if let Some(s) = seq.first().and_then(Value::as_str) {
+                    sub_names(s, out);
+                }
+                seq.iter().skip(1).for_each(|v| collect_references(v, out));
+                return;
+            }
+            ("Condition", Value::String(s)) => {
+                out.conditions.insert(s.clone());
+                return;
+            }
+            ("If", Value::Sequence(seq)) => {
+                out.conditions.extend(seq.first().and_then(Value::as_str).map(str::to_owned));
+                seq.iter().skip(1).for_each(|v| collect_references(v, out));
+                return;
+            }
+            _ => {}
+        }
+    }
+    match value {
+        Value::Tagged(t) => collect_references(&t.value, out),
+        Value::Mapping(m) => m.values().for_each(|v| collect_references(v, out)),
+        Value::Sequence(seq) => seq.iter().for_each(|v| collect_references(v, out)),
+        _ => {}
+    }
+}
+
 fn rewrite_references(value: &mut Value, old: &str, new: &str) {
     match value {
         Value::Tagged(tagged) => {
@@ -364,6 +441,28 @@ Conditions:
         assert!(!c["IsB"]);
         assert!(!c["Both"]);
         assert!(c["NotB"]);
+    }
+
+    #[test]
+    fn references_name_parameters_resources_and_conditions() {
+        let t = Template::parse(
+            "t",
+            r#"
+Resources:
+  F:
+    Properties:
+      A: !Ref P1
+      B: !Sub "x-${P2}-${R.Arn}-${!Literal}-${AWS::Region}"
+      C: !If [Cond, !Ref P3, {"Fn::GetAtt": [R2, Arn]}]
+      D: {"Fn::Sub": ["${X}", {X: !Ref P4}]}
+      E: !GetAtt R3.Arn
+"#,
+        )
+        .unwrap();
+        let r = references(t.resource("F").unwrap());
+        let names: Vec<&str> = r.names.iter().map(String::as_str).collect();
+        assert_eq!(names, ["AWS::Region", "P1", "P2", "P3", "P4", "R", "R2", "R3", "X"]);
+        assert_eq!(r.conditions.iter().collect::<Vec<_>>(), ["Cond"]);
     }
 
     #[test]

@@ -19,31 +19,38 @@ pub struct Clients {
     pub lambda: aws_sdk_lambda::Client,
     /// API Gateway v2 (routes).
     pub apigw: aws_sdk_apigatewayv2::Client,
+    /// CloudWatch Logs (API Gateway's execution-log group, at destroy).
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     /// The region in use.
     pub region: String,
+    /// The shared-config profile in use, if any.
+    pub profile: Option<String>,
 }
 
 impl Clients {
-    /// Builds the clients for a stage's region.
-    pub async fn new(global: &Global, stage_region: &str) -> Clients {
-        let config = crate::aws::sdk_config(global, Some(stage_region)).await;
+    /// Builds the clients for a stage's region (`--region` may only repeat it).
+    pub async fn new(global: &Global, stage: &str, stage_region: &str) -> anyhow::Result<Clients> {
+        let config = crate::aws::sdk_config(global, stage, Some(stage_region)).await?;
         let region = config.region().map(|r| r.as_ref().to_owned()).unwrap_or_else(|| stage_region.to_owned());
         // moto and other local endpoints serve S3 on a path, not on bucket subdomains.
         let s3_config =
             aws_sdk_s3::config::Builder::from(&config).force_path_style(global.endpoint_url.is_some()).build();
-        Clients {
+        Ok(Clients {
             cfn: aws_sdk_cloudformation::Client::new(&config),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             sts: aws_sdk_sts::Client::new(&config),
             elasticache: aws_sdk_elasticache::Client::new(&config),
             lambda: aws_sdk_lambda::Client::new(&config),
             apigw: aws_sdk_apigatewayv2::Client::new(&config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
             region,
-        }
+            profile: global.profile.clone(),
+        })
     }
 
-    /// The caller's account; an error when it is not `expected`.
-    pub async fn guard_account(&self, expected: &str, stage: &str) -> anyhow::Result<String> {
+    /// The caller's account and where the command acts; an error when the account is not
+    /// `expected`. Prints the target line on stderr before anything is changed.
+    pub async fn guard_account(&self, expected: &str, stage: &str) -> anyhow::Result<crate::aws::TargetLine> {
         let me = self
             .sts
             .get_caller_identity()
@@ -59,6 +66,13 @@ impl Clients {
                 me.arn().unwrap_or("unknown identity")
             );
         }
-        Ok(account)
+        let target = crate::aws::TargetLine {
+            stage: stage.to_owned(),
+            account,
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+        };
+        target.announce();
+        Ok(target)
     }
 }

@@ -5,6 +5,7 @@
 use super::clients::Clients;
 use super::engine::Timing;
 use super::events::{self, Failure, Watch};
+use super::leftovers;
 use super::render::StackKind;
 use super::stacks::{self, sdk_error};
 use super::ui::Ui;
@@ -38,6 +39,12 @@ pub struct DestroyReport {
     pub retained: Vec<String>,
     /// Overall success (false also when declined).
     pub ok: bool,
+    /// Log groups outside the stacks that were deleted (API Gateway's execution logs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub log_groups_deleted: Vec<String>,
+    /// Where the run acted (stage, account, region, profile).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::aws::TargetLine>,
 }
 
 /// Options of one destroy run.
@@ -73,7 +80,14 @@ pub async fn destroy(
             present.push((*kind, info));
         }
     }
-    let mut report = DestroyReport { stage: stage.name.clone(), stacks: Vec::new(), retained: Vec::new(), ok: false };
+    let mut report = DestroyReport {
+        stage: stage.name.clone(),
+        stacks: Vec::new(),
+        retained: Vec::new(),
+        ok: false,
+        log_groups_deleted: Vec::new(),
+        target: None,
+    };
     if present.is_empty() {
         ui.line(format!("stage '{}' has no stacks to delete", stage.name));
         for kind in kinds {
@@ -102,7 +116,13 @@ pub async fn destroy(
         ui.line("nothing deleted (declined)");
         return Ok(report);
     }
-    for (_, info) in present {
+    let app_stack = StackKind::App.stack_name(stage);
+    // Read before the app stack (and with it the API) is gone.
+    let api_id = leftovers::api_id(clients, &app_stack).await.unwrap_or_else(|e| {
+        ui.note(format!("cannot find the API of {app_stack}, so its execution-log group is left: {e:#}"));
+        None
+    });
+    for (kind, info) in present {
         if info.termination_protection {
             if !opts.force {
                 bail!("stack {} has termination protection on; pass --force to lift it and delete", info.name);
@@ -174,6 +194,12 @@ pub async fn destroy(
         });
         if failed {
             return Ok(report);
+        }
+        if let (StackKind::App, Some(api)) = (kind, api_id.as_deref()) {
+            if let Some(group) = leftovers::delete_execution_logs(clients, api, &stage.api.stage_name).await? {
+                ui.line(format!("deleted API Gateway's execution-log group {group}"));
+                report.log_groups_deleted.push(group);
+            }
         }
     }
     report.ok = true;

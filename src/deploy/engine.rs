@@ -366,6 +366,9 @@ pub struct StageReport {
     /// How the run ended when it stopped between stacks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Where the run acted (stage, account, region, profile).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::aws::TargetLine>,
 }
 
 impl StageReport {
@@ -431,6 +434,7 @@ pub async fn run_stage(
         interrupted: false,
         pruned_versions: Vec::new(),
         message: None,
+        target: None,
     };
 
     // 1. Bootstrap: the artifact bucket.

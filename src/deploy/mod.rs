@@ -18,12 +18,15 @@ mod elf;
 mod engine;
 mod events;
 mod functions;
+mod iam_policy;
+mod leftovers;
 mod manifest;
 mod package;
 mod recovery;
 mod render;
 mod signals;
 mod stacks;
+pub use stacks::sdk_error;
 mod status;
 mod ui;
 mod versions;
@@ -54,6 +57,39 @@ pub struct TemplateArgs {
     /// Build manifest whose artifacts name the Lambda versions (default: none).
     #[arg(long)]
     pub manifest: Option<PathBuf>,
+}
+
+/// `wsctl iam-policy`
+#[derive(Debug, Args)]
+pub struct IamPolicyArgs {
+    /// Stage name (stages/NAME.yaml; needs `account:` and `region:`).
+    #[arg(long)]
+    pub stage: String,
+    /// Print only this policy document (ready for `aws iam put-role-policy`).
+    #[arg(long, value_enum)]
+    pub role: Option<PolicyRole>,
+}
+
+/// Which of a stage's policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyRole {
+    /// `deploy`, `plan`, `status`, `destroy` (and CloudFormation acting with its credentials).
+    Deployer,
+    /// `keys`, `connections`, `rooms`, `publish`.
+    Operator,
+}
+
+/// `wsctl iam-policy --stage S`: the least-privilege deployer and operator policies.
+pub async fn iam_policy(global: &Global, args: IamPolicyArgs) -> anyhow::Result<ExitCode> {
+    let stage = load_stage(global, &args.stage)?;
+    let all = iam_policy::policies(&stage)?;
+    let doc = match args.role {
+        Some(PolicyRole::Deployer) => all["deployer"].clone(),
+        Some(PolicyRole::Operator) => all["operator"].clone(),
+        None => all,
+    };
+    print_json(&doc)?;
+    exit(EXIT_OK)
 }
 
 /// `wsctl build`
@@ -229,13 +265,15 @@ async fn run(
     let expected = stage.require_account().map_err(anyhow::Error::msg)?.to_owned();
     let ui = Ui::detect(global.output);
     let (manifest_path, manifest) = manifest_for(&stage, manifest, &ui).await?;
-    let clients = clients::Clients::new(global, &region).await;
-    let account = clients.guard_account(&expected, &stage.name).await?;
+    let clients = clients::Clients::new(global, &stage.name, &region).await?;
+    let target = clients.guard_account(&expected, &stage.name).await?;
     // From here on a Ctrl-C or SIGTERM no longer kills the process: the engine leaves each
     // stack in a state the next deploy can continue from, and says which.
     let interrupt = signals::Interrupt::install();
     let mut ctx = Ctx { clients: &clients, ui, timing: Timing::from_env(timeout_minutes), bucket: None, interrupt };
-    engine::run_stage(&mut ctx, &stage, &account, &manifest_path, &manifest, mode).await
+    let mut report = engine::run_stage(&mut ctx, &stage, &target.account, &manifest_path, &manifest, mode).await?;
+    report.target = Some(target);
+    Ok(report)
 }
 
 /// `wsctl deploy --stage S`.
@@ -291,7 +329,7 @@ pub async fn plan(global: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
 pub async fn status(global: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let stage = load_stage(global, &args.stage)?;
     let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
-    let clients = clients::Clients::new(global, &region).await;
+    let clients = clients::Clients::new(global, &stage.name, &region).await?;
     let report = status::gather(&clients, &stage).await?;
     if Ui::detect(global.output).json() {
         print_json(&report)?;
@@ -307,9 +345,9 @@ pub async fn destroy(global: &Global, args: DestroyArgs) -> anyhow::Result<ExitC
     let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
     let expected = stage.require_account().map_err(anyhow::Error::msg)?.to_owned();
     let ui = Ui::detect(global.output);
-    let clients = clients::Clients::new(global, &region).await;
-    clients.guard_account(&expected, &stage.name).await?;
-    let report = destroy::destroy(
+    let clients = clients::Clients::new(global, &stage.name, &region).await?;
+    let target = clients.guard_account(&expected, &stage.name).await?;
+    let mut report = destroy::destroy(
         &clients,
         &ui,
         Timing::from_env(args.timeout_minutes),
@@ -317,6 +355,7 @@ pub async fn destroy(global: &Global, args: DestroyArgs) -> anyhow::Result<ExitC
         destroy::DestroyOptions { yes: args.yes, force: args.force, keep_data: args.keep_data },
     )
     .await?;
+    report.target = Some(target);
     if ui.json() {
         print_json(&report)?;
     }

@@ -3,11 +3,11 @@
 //!
 //! Stage values enter as CloudFormation parameters (and conditions on them). The few
 //! things a parameter cannot express are structured edits of the YAML tree: per-stage
-//! `DeletionPolicy`, hash-named Lambda versions and API deployment, the canary
+//! `DeletionPolicy`, Lambda versions named after their function's own hash, the API deployment, the canary
 //! resources, and a Redis memory alarm per further shard.
 
 use super::canary;
-use super::cfn_yaml::{cfn_sub, hex, CfnYamlError, Template};
+use super::cfn_yaml::{cfn_sub, hex, references, CfnYamlError, Template};
 use super::functions::FUNCTIONS;
 use super::manifest::Manifest;
 use crate::stage::{NetworkMode, RedisMode, RolloutStrategy, Stage};
@@ -263,23 +263,11 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
         }
     }
 
-    // Configuration every version depends on: all parameters except the code keys.
-    let config: Vec<(&String, &String)> = p.iter().filter(|(k, _)| !k.ends_with("CodeKey")).collect();
-    let config_json = serde_json::to_string(&config).map_err(RenderError::Limits)?;
     for f in FUNCTIONS {
-        let code = p.get(&format!("{}CodeKey", f.logical)).cloned().unwrap_or_default();
-        let function_body = template
-            .resource(&format!("{}Function", f.logical))
-            .map(serde_yaml::to_string)
-            .transpose()
-            .map_err(CfnYamlError::from)?
-            .unwrap_or_default();
-        let mut h = Sha256::new();
-        h.update(code.as_bytes());
-        h.update(config_json.as_bytes());
-        h.update(function_body.as_bytes());
-        let id = format!("{}Version{}", f.logical, &hex(&h.finalize())[..12]);
-        template.rename_resource(&format!("{}Version", f.logical), &id)?;
+        let hash = function_hash(&template, &format!("{}Function", f.logical), &p)?;
+        let function = template.resource_mut(&format!("{}Function", f.logical))?;
+        set_function_env(function, CONFIG_HASH_VARIABLE, &hash);
+        template.rename_resource(&format!("{}Version", f.logical), &format!("{}Version{hash}", f.logical))?;
     }
 
     if stage.rollout.strategy == RolloutStrategy::Canary {
@@ -309,6 +297,49 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
         parameters: p,
         tags: tags(stage),
     })
+}
+
+/// Environment variable of every function holding [`function_hash`]: a function whose
+/// Version is renamed always changes too, so Lambda has something new to publish.
+pub const CONFIG_HASH_VARIABLE: &str = "WSCTL_CONFIG_HASH";
+
+/// 12 hex digits of SHA-256 over one function's resource (its code key included) and the
+/// values of exactly the parameters and conditions it refers to.
+///
+/// The function's Version is named after this hash: it changes if and only if the
+/// function itself does. A hash over every parameter renamed all six Versions on a change
+/// that touched none of them (`api.throttle_rate`), and CloudFormation then fails the
+/// update: Lambda publishes nothing for an unchanged function ("A version for this Lambda
+/// function exists").
+pub fn function_hash(template: &Template, id: &str, params: &BTreeMap<String, String>) -> Result<String, RenderError> {
+    let body = template.resource(id).ok_or_else(|| CfnYamlError::MissingResource(id.to_owned()))?;
+    let refs = references(body);
+    let conditions = template.evaluate_conditions(params);
+    let mut h = Sha256::new();
+    h.update(serde_yaml::to_string(body).map_err(CfnYamlError::from)?.as_bytes());
+    for name in &refs.names {
+        if let Some(value) = params.get(name) {
+            h.update(format!("\0param {name}={value}").as_bytes());
+        }
+    }
+    for name in &refs.conditions {
+        let value = conditions.get(name).copied().unwrap_or(true);
+        h.update(format!("\0condition {name}={value}").as_bytes());
+    }
+    Ok(hex(&h.finalize())[..12].to_owned())
+}
+
+/// Sets one environment variable of a function resource.
+fn set_function_env(function: &mut serde_yaml::Mapping, name: &str, value: &str) {
+    let properties = function.entry(Value::from("Properties")).or_insert_with(|| Value::Mapping(Default::default()));
+    let Some(properties) = properties.as_mapping_mut() else { return };
+    let environment =
+        properties.entry(Value::from("Environment")).or_insert_with(|| Value::Mapping(Default::default()));
+    let Some(environment) = environment.as_mapping_mut() else { return };
+    let variables = environment.entry(Value::from("Variables")).or_insert_with(|| Value::Mapping(Default::default()));
+    if let Some(variables) = variables.as_mapping_mut() {
+        variables.insert(Value::from(name), Value::from(value));
+    }
 }
 
 /// The ElastiCache parameter group family of an engine version (`valkey7`, `redis7`,

@@ -16,8 +16,8 @@ pub fn sdk_error<E>(err: SdkError<E, HttpResponse>) -> anyhow::Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    if let Some(message) = err.message() {
-        return anyhow::anyhow!("{}: {message}", err.code().unwrap_or("error"));
+    if err.code().is_some() || err.message().is_some() {
+        return anyhow::anyhow!(crate::aws::explain(err.code(), err.message(), &err));
     }
     if let Some(raw) = err.raw_response() {
         if let Some(body) = raw.body().bytes().filter(|b| !b.is_empty()) {
@@ -25,7 +25,7 @@ where
             return anyhow::anyhow!("HTTP {}: {text}", raw.status().as_u16());
         }
     }
-    anyhow::anyhow!("{}", aws_sdk_cloudformation::error::DisplayErrorContext(&err))
+    anyhow::anyhow!(crate::aws::explain(None, None, &err))
 }
 
 /// A deployed stack's state.

@@ -1,5 +1,5 @@
 //! Old Lambda versions. Every deploy of new code or configuration publishes a version per
-//! function, and the app template retains the ones it replaces (`DeletionPolicy: Retain`,
+//! function, and the app template retains the ones it replaces (`DeletionPolicy: RetainExceptOnCreate`,
 //! for rollback). Left alone they pile up against the region's code-storage quota (75 GB),
 //! and a CI pipeline deploying a few times a day reaches it within months. After a
 //! successful deploy, each function keeps its newest `lambda.keep_versions` versions and

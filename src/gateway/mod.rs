@@ -152,7 +152,8 @@ async fn build_stores(args: &DevArgs, global: &Global, stage: &Stage, state: &Lo
             Some(endpoint) => {
                 let mut g = global.clone();
                 g.endpoint_url = Some(endpoint.clone());
-                let sdk = crate::aws::sdk_config(&g, Some(stage.region.as_deref().unwrap_or("us-east-1"))).await;
+                g.region = g.region.or_else(|| Some("us-east-1".into()));
+                let sdk = crate::aws::sdk_config(&g, &stage.name, stage.region.as_deref()).await?;
                 let client = dynamo::client(&sdk);
                 dynamo::ensure_tables(&client, &args.connections_table, &args.api_keys_table)
                     .await

@@ -7,7 +7,7 @@
 //! members directly.
 
 use super::table::{ago, stdout_is_tty, terminal_width, utc, Table};
-use super::target::{unexpected, Admin, Deployed, Target, TargetArgs};
+use super::target::{unexpected, with_target, Admin, Deployed, Target, TargetArgs};
 use super::watch::{self, Frame, WatchArgs};
 use crate::cli::Global;
 use crate::output::{print_json, OutputFormat};
@@ -590,6 +590,7 @@ struct Kicked {
 
 async fn kick(global: &Global, args: KickArgs) -> Result<ExitCode> {
     let target = Target::resolve(global, &args.target).await?;
+    let written_to = target.guard_write().await?;
     let stage = target.stage_name().to_owned();
     let mut warnings = Vec::new();
     let was_live = match &target {
@@ -606,7 +607,7 @@ async fn kick(global: &Global, args: KickArgs) -> Result<ExitCode> {
     tracing::info!(stage = %stage, connection_id = %args.id, reason = args.reason.as_deref().unwrap_or(""), was_live, "connection kicked");
     let report = Kicked { stage, connection_id: args.id, was_live, reason: args.reason, warnings };
     match global.output {
-        OutputFormat::Json => print_json(&report)?,
+        OutputFormat::Json => print_json(&with_target(&report, &written_to)?)?,
         OutputFormat::Text => {
             if report.was_live {
                 println!("kicked {} on stage {}; its $disconnect cleanup runs", report.connection_id, report.stage);

@@ -3,7 +3,7 @@
 //! directly; `--stage local` asks the gateway (which keeps key hashes in its state dir).
 
 use super::table::{terminal_width, utc, Table};
-use super::target::{unexpected, Deployed, Target, TargetArgs};
+use super::target::{unexpected, with_target, Deployed, Target, TargetArgs};
 use crate::cli::Global;
 use crate::output::{print_json, OutputFormat};
 use anyhow::{anyhow, bail, Context, Result};
@@ -92,6 +92,7 @@ async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
         bail!("--name must not be empty: label the key with who uses it");
     }
     let target = Target::resolve(global, &args.target).await?;
+    let written_to = target.guard_write().await?;
     let (key, record) = match &target {
         Target::Local(_) => {
             let request = AdminRequest::CreateKey {
@@ -117,7 +118,7 @@ async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
     tracing::debug!(stage = target.stage_name(), key_id = %record.key_id, "API key created");
     let created = Created { stage: target.stage_name().to_owned(), key, record };
     match global.output {
-        OutputFormat::Json => print_json(&created)?,
+        OutputFormat::Json => print_json(&with_target(&created, &written_to)?)?,
         OutputFormat::Text => {
             let r = &created.record;
             println!(
@@ -199,6 +200,7 @@ struct Revoked {
 
 async fn revoke(global: &Global, args: RevokeArgs) -> Result<ExitCode> {
     let target = Target::resolve(global, &args.target).await?;
+    let written_to = target.guard_write().await?;
     let stage = target.stage_name().to_owned();
     let (record, disconnected) = match &target {
         Target::Local(_) => {
@@ -217,7 +219,7 @@ async fn revoke(global: &Global, args: RevokeArgs) -> Result<ExitCode> {
     tracing::debug!(stage = %stage, key_id = %record.key_id, disconnected, "API key revoked");
     let report = Revoked { stage, record, disconnected };
     match global.output {
-        OutputFormat::Json => print_json(&report)?,
+        OutputFormat::Json => print_json(&with_target(&report, &written_to)?)?,
         OutputFormat::Text => {
             let at = report.record.revoked_at.map_or_else(|| "now".into(), utc);
             print!("revoked {} ({:?}) on stage {} at {at}", report.record.key_id, report.record.name, report.stage);

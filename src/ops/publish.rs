@@ -1,7 +1,7 @@
 //! `wsctl publish --stage S --room R DATA`: publishes through the local gateway or a
 //! deployed stage's `publish` function and reports delivered / pruned / failed.
 
-use super::target::{unexpected, Target, TargetArgs};
+use super::target::{unexpected, with_target, Target, TargetArgs};
 use crate::cli::Global;
 use crate::output::{print_json, OutputFormat};
 use anyhow::{bail, Context, Result};
@@ -39,6 +39,7 @@ pub fn read_data(arg: &str) -> Result<serde_json::Value> {
 pub async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
     let data = read_data(&args.data)?;
     let target = Target::resolve(global, &args.target).await?;
+    let written_to = target.guard_write().await?;
     let report: PublishReport = match &target {
         Target::Local(_) => {
             let request = AdminRequest::Publish { room: args.room.clone(), data };
@@ -57,7 +58,7 @@ pub async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
         }
     };
     match global.output {
-        OutputFormat::Json => print_json(&report)?,
+        OutputFormat::Json => print_json(&with_target(&report, &written_to)?)?,
         OutputFormat::Text => println!(
             "published to {} on stage {} as seq {}: {} subscriber(s), {} delivered, {} pruned as gone, {} failed",
             report.room,

@@ -87,18 +87,52 @@ impl Target {
                 stage.name
             )
         })?;
-        let sdk = crate::aws::sdk_config(global, Some(&region)).await;
+        // The stage file's region wins; --region may only repeat it.
+        let sdk = crate::aws::sdk_config(global, &stage.name, Some(&region)).await?;
         check_credentials(&sdk, &stage.name).await?;
-        // --region wins over the stage file's region; name the one actually used.
-        let region = sdk.region().map_or(region, |r| r.as_ref().to_owned());
         Ok(Target::Deployed(Box::new(Deployed {
             stage: stage.name.clone(),
+            account: stage.account.clone(),
+            profile: global.profile.clone(),
             region,
             app_stack: format!("{}-app", stage.stack_prefix()),
             sdk,
             overrides: args.overrides.clone(),
             outputs: OnceCell::new(),
         })))
+    }
+
+    /// Before a command changes a deployed stage: checks that the credentials belong to the
+    /// stage file's `account:` (when it names one) and prints where the change goes
+    /// (`stage prod → account …/eu-west-1 (profile X)`) on stderr. `None` for `local`.
+    pub async fn guard_write(&self) -> Result<Option<crate::aws::TargetLine>> {
+        let Target::Deployed(d) = self else { return Ok(None) };
+        let sts = aws_sdk_sts::Client::new(&d.sdk);
+        let me = sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(crate::deploy::sdk_error)
+            .context("asking STS which account these credentials belong to")?;
+        let account = me.account().unwrap_or_default().to_owned();
+        if let Some(expected) = d.account.as_deref() {
+            if account != expected {
+                bail!(
+                    "refusing to change stage '{}': the credentials belong to account {account} ({}), but                      stages/{}.yaml says `account: \"{expected}\"`; switch profile (--profile) or fix the stage file",
+                    d.stage,
+                    me.arn().unwrap_or("unknown identity"),
+                    d.stage
+                );
+            }
+        }
+        let target = crate::aws::TargetLine {
+            stage: d.stage.clone(),
+            account,
+            region: d.region.clone(),
+            profile: d.profile.clone(),
+        };
+        target.announce();
+        Ok(Some(target))
     }
 
     /// The stage's name.
@@ -116,6 +150,15 @@ impl Target {
             Target::Deployed(d) => Ok(Admin::Lambda(d.admin_function().await?)),
         }
     }
+}
+
+/// A command's JSON document with `"target"` (where a write went) added, when there is one.
+pub fn with_target<T: Serialize>(doc: &T, target: &Option<crate::aws::TargetLine>) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(doc)?;
+    if let (Some(t), Some(map)) = (target, v.as_object_mut()) {
+        map.insert("target".into(), serde_json::to_value(t)?);
+    }
+    Ok(v)
 }
 
 /// Fails early, with what to do, when no AWS credentials can be found.
@@ -136,6 +179,10 @@ async fn check_credentials(sdk: &SdkConfig, stage: &str) -> Result<()> {
 pub struct Deployed {
     /// Stage name.
     pub stage: String,
+    /// The stage file's `account:`, if it names one.
+    account: Option<String>,
+    /// `--profile`/`AWS_PROFILE`.
+    profile: Option<String>,
     region: String,
     app_stack: String,
     sdk: SdkConfig,
@@ -161,7 +208,7 @@ impl Deployed {
                 let out = match cfn.describe_stacks().stack_name(&self.app_stack).send().await {
                     Ok(out) => out,
                     Err(e) => {
-                        let text = aws_sdk_cloudformation::error::DisplayErrorContext(&e).to_string();
+                        let text = crate::deploy::sdk_error(e).to_string();
                         if text.contains("does not exist") {
                             return Err(not_deployed());
                         }
@@ -256,10 +303,9 @@ impl LambdaFn {
         if !self.name.contains(':') {
             call = call.qualifier(LIVE_ALIAS);
         }
-        let out =
-            call.send().await.map_err(|e| anyhow!("{}", aws_sdk_lambda::error::DisplayErrorContext(&e))).with_context(
-                || format!("cannot invoke Lambda function {} (alias {LIVE_ALIAS}); is the stage deployed?", self.name),
-            )?;
+        let out = call.send().await.map_err(crate::deploy::sdk_error).with_context(|| {
+            format!("cannot invoke Lambda function {} (alias {LIVE_ALIAS}); is the stage deployed?", self.name)
+        })?;
         let body = out.payload().map(|b| b.as_ref()).unwrap_or_default();
         if let Some(kind) = out.function_error() {
             bail!(

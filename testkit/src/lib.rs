@@ -44,6 +44,8 @@ pub use fixtures::{apigw_fixture, apigw_fixture_with_key, apigw_fixtures_dir, KE
 pub use http::{http_request, HttpResponse};
 pub use moto::MotoServer;
 pub use redis::{RedisServer, RespValue};
-pub use redis_cluster::{ClusterNodeView, RedisCluster, NODE_TIMEOUT_MS, SLOTS};
+pub use redis_cluster::{
+    AnnouncedEndpoint, ClusterNodeView, ClusterTls, ClusterTlsFiles, RedisCluster, NODE_TIMEOUT_MS, SLOTS,
+};
 pub use tempdir::TempDir;
 pub use wait::{free_port, wait_for, PollOutcome};

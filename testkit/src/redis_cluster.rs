@@ -92,6 +92,98 @@ fn info_field<'a>(text: &'a str, field: &str) -> Option<&'a str> {
 struct Node {
     service: Service,
     id: String,
+    /// The TLS client port, for a TLS cluster.
+    tls_port: Option<u16>,
+}
+
+/// Which address the nodes of a TLS cluster announce to clients
+/// (`cluster-preferred-endpoint-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnouncedEndpoint {
+    /// `127.0.0.1`, as ElastiCache may announce node IPs.
+    Ip,
+    /// The hostname the certificate names.
+    Hostname,
+}
+
+/// TLS for every node of a cluster: the certificate and key from [`ClusterTlsFiles::generate`],
+/// clients without certificates, the cluster bus and replication over TLS, and
+/// `cluster-announce-hostname` set to the certificate's name.
+#[derive(Debug, Clone)]
+pub struct ClusterTls {
+    /// Certificate files.
+    pub files: ClusterTlsFiles,
+    /// What the nodes announce in `CLUSTER SLOTS`/`CLUSTER SHARDS`.
+    pub announce: AnnouncedEndpoint,
+}
+
+/// A CA and a server certificate naming only a hostname (no IP address), made with the
+/// `openssl` command at test time.
+#[derive(Debug, Clone)]
+pub struct ClusterTlsFiles {
+    /// The CA certificate (PEM): what a client must trust.
+    pub ca: std::path::PathBuf,
+    /// The server certificate (PEM), `subjectAltName = DNS:<hostname>`.
+    pub cert: std::path::PathBuf,
+    /// Its key (PEM).
+    pub key: std::path::PathBuf,
+    /// The one name the certificate is valid for.
+    pub hostname: String,
+}
+
+impl ClusterTlsFiles {
+    /// Writes a fresh CA and a certificate for `hostname` into `dir` with `openssl`.
+    pub fn generate(dir: &std::path::Path, hostname: &str) -> Result<ClusterTlsFiles, TestkitError> {
+        let openssl = find_program("openssl", "WSCTL_OPENSSL", "apt-get install -y openssl")?;
+        let path = |f: &str| dir.join(f);
+        let san = format!("subjectAltName=DNS:{hostname}");
+        let steps: [Vec<OsString>; 3] = [
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=wsctl test CA"]
+                .iter()
+                .map(OsString::from)
+                .chain(["-keyout".into(), path("ca.key").into(), "-out".into(), path("ca.crt").into()])
+                .collect(),
+            ["req", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={hostname}"), "-addext", &san]
+                .iter()
+                .map(OsString::from)
+                .chain(["-keyout".into(), path("server.key").into(), "-out".into(), path("server.csr").into()])
+                .collect(),
+            ["x509", "-req", "-days", "2", "-copy_extensions", "copy", "-CAcreateserial"]
+                .iter()
+                .map(OsString::from)
+                .chain([
+                    "-in".into(),
+                    path("server.csr").into(),
+                    "-CA".into(),
+                    path("ca.crt").into(),
+                    "-CAkey".into(),
+                    path("ca.key").into(),
+                    "-out".into(),
+                    path("server.crt").into(),
+                ])
+                .collect(),
+        ];
+        for args in steps {
+            let out = Command::new(&openssl)
+                .args(&args)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| TestkitError::io("run openssl", e))?;
+            if !out.status.success() {
+                return Err(TestkitError::Exited {
+                    service: "openssl",
+                    status: out.status,
+                    log_tail: String::from_utf8_lossy(&out.stderr).into_owned(),
+                });
+            }
+        }
+        Ok(ClusterTlsFiles {
+            ca: path("ca.crt"),
+            cert: path("server.crt"),
+            key: path("server.key"),
+            hostname: hostname.to_owned(),
+        })
+    }
 }
 
 /// A node this harness killed, and what it served when it died.
@@ -141,6 +233,17 @@ impl RedisCluster {
     /// `1 + replicas` nodes, forms the cluster and waits until every node reports
     /// `cluster_state:ok` with all 16384 slots assigned and every replica in sync.
     pub fn start(masters: usize, replicas: usize) -> Result<RedisCluster, TestkitError> {
+        RedisCluster::start_with(masters, replicas, None)
+    }
+
+    /// [`RedisCluster::start`] with TLS: each node also serves TLS on a port of its own
+    /// (what [`RedisCluster::tls_url`] names); the plain port stays for the harness's own
+    /// commands. A client over TLS learns the other nodes' TLS ports.
+    pub fn start_tls(masters: usize, replicas: usize, tls: ClusterTls) -> Result<RedisCluster, TestkitError> {
+        RedisCluster::start_with(masters, replicas, Some(tls))
+    }
+
+    fn start_with(masters: usize, replicas: usize, tls: Option<ClusterTls>) -> Result<RedisCluster, TestkitError> {
         if masters < 3 {
             return Err(TestkitError::io(
                 "start a Redis cluster",
@@ -152,9 +255,18 @@ impl RedisCluster {
         let dir = TempDir::new("wsctl-testkit-redis-cluster").map_err(|e| TestkitError::io("create a temp dir", e))?;
         let mut nodes = Vec::new();
         for _ in 0..masters * (1 + replicas) {
-            let mut service = Service::new("redis-server", server.clone(), Box::new(node_args))?;
+            let tls_port = tls.as_ref().map(|_| free_port());
+            let node_tls = tls.clone().zip(tls_port);
+            let args = move |port: u16| {
+                let mut args = node_args(port);
+                if let Some((t, tls_port)) = &node_tls {
+                    args.extend(tls_args(t, *tls_port));
+                }
+                args
+            };
+            let mut service = Service::new("redis-server", server.clone(), Box::new(args))?;
             service.start(READY_TIMEOUT, &probe)?;
-            nodes.push(Node { service, id: String::new() });
+            nodes.push(Node { service, id: String::new(), tls_port });
         }
         let mut cluster = RedisCluster { nodes, killed: Vec::new(), masters, dir };
         cluster.create(&cli, replicas)?;
@@ -213,6 +325,19 @@ impl RedisCluster {
     pub fn url(&self) -> String {
         let port = self.live_ports().first().copied().unwrap_or(self.nodes[0].service.port);
         format!("redis://127.0.0.1:{port}")
+    }
+
+    /// The seed URL for a TLS cluster-mode client, `rediss://<certificate's hostname>:TLS_PORT`
+    /// of the first node still running; `None` for a cluster without TLS.
+    pub fn tls_url(&self, hostname: &str) -> Option<String> {
+        let live = self.live_ports();
+        let node = self.nodes.iter().find(|n| live.contains(&n.service.port)).unwrap_or(&self.nodes[0]);
+        Some(format!("rediss://{hostname}:{}", node.tls_port?))
+    }
+
+    /// The TLS port of every node, in start order (empty without TLS).
+    pub fn tls_ports(&self) -> Vec<u16> {
+        self.nodes.iter().filter_map(|n| n.tls_port).collect()
     }
 
     /// The client port of every node, in start order (killed ones included).
@@ -495,6 +620,40 @@ impl RedisCluster {
         }
         out
     }
+}
+
+/// A TLS node's extra arguments.
+fn tls_args(tls: &ClusterTls, tls_port: u16) -> Vec<OsString> {
+    let endpoint = match tls.announce {
+        AnnouncedEndpoint::Ip => "ip",
+        AnnouncedEndpoint::Hostname => "hostname",
+    };
+    let mut args: Vec<OsString> = ["--tls-port", &tls_port.to_string()].iter().map(OsString::from).collect();
+    for (flag, file) in [
+        ("--tls-cert-file", &tls.files.cert),
+        ("--tls-key-file", &tls.files.key),
+        ("--tls-ca-cert-file", &tls.files.ca),
+    ] {
+        args.push(flag.into());
+        args.push(file.into());
+    }
+    args.extend(
+        [
+            "--tls-auth-clients",
+            "no",
+            "--tls-cluster",
+            "yes",
+            "--tls-replication",
+            "yes",
+            "--cluster-announce-hostname",
+            &tls.files.hostname,
+            "--cluster-preferred-endpoint-type",
+            endpoint,
+        ]
+        .iter()
+        .map(OsString::from),
+    );
+    args
 }
 
 /// One node's command line: its client port, a bus port of its own (the default port+10000

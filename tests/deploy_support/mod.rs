@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod hold;
+pub mod record;
 
 use serde_json::Value;
 use std::io::Read;

@@ -110,6 +110,46 @@ pub struct RedisRoomStore {
     take_token: Script,
     /// Publishes hand members to their gateway nodes' channels (see [`super::node_bus`]).
     node_dispatch: bool,
+    /// PEM roots to trust instead of the built-in ones (a private CA; tests).
+    tls_root_cert: Option<Vec<u8>>,
+}
+
+/// `(ip, hostname, port)` of every node `CLUSTER SLOTS` announces by IP address together
+/// with a hostname (Redis 7 adds `hostname` to a node's metadata when it is configured
+/// but not the preferred endpoint).
+fn announced_hostnames(slots: &Value) -> Vec<(String, String, u16)> {
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let Value::Array(ranges) = slots else { return out };
+    for range in ranges {
+        let Value::Array(parts) = range else { continue };
+        for node in parts.iter().skip(2) {
+            let Value::Array(fields) = node else { continue };
+            let (Some(host), Some(Value::Int(port))) = (fields.first().and_then(text), fields.get(1)) else { continue };
+            if host.parse::<std::net::IpAddr>().is_err() {
+                continue;
+            }
+            let hostname = match fields.get(3) {
+                // RESP2: a flat [key, value, ...] array; RESP3: a map.
+                Some(Value::Array(meta)) => meta
+                    .chunks(2)
+                    .find(|kv| kv.first().and_then(text).as_deref() == Some("hostname"))
+                    .and_then(|kv| kv.get(1).and_then(text)),
+                Some(Value::Map(meta)) => {
+                    meta.iter().find(|(k, _)| text(k).as_deref() == Some("hostname")).and_then(|(_, v)| text(v))
+                }
+                _ => None,
+            };
+            if let (Some(hostname), Ok(port)) = (hostname, u16::try_from(*port)) {
+                out.push((host, hostname, port));
+            }
+        }
+    }
+    out
 }
 
 fn err(e: RedisError) -> StoreError {
@@ -149,6 +189,7 @@ impl RedisRoomStore {
             node_dispatch: false,
             conn: OnceCell::new(),
             alive: Arc::new(()),
+            tls_root_cert: None,
             // KEYS: conn rooms, conn tombstone. ARGV: room, max rooms, ttl.
             subscribe_conn_side: Script::new(
                 r"if redis.call('EXISTS', KEYS[2]) == 1 then return -2 end
@@ -275,17 +316,61 @@ impl RedisRoomStore {
         })
     }
 
+    /// Trusts the PEM certificate(s) in `pem` for `rediss://` instead of the built-in roots
+    /// (a private CA).
+    pub fn with_tls_root_cert(mut self, pem: Vec<u8>) -> Self {
+        self.tls_root_cert = Some(pem);
+        self
+    }
+
+    fn tls_certificates(&self) -> Option<::redis::TlsCertificates> {
+        let root_cert = self.tls_root_cert.clone()?;
+        Some(::redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) })
+    }
+
+    /// TLS cluster mode: where nodes announce their IP addresses, the address each is
+    /// reached at for the TLS handshake (its announced hostname), read from `CLUSTER SLOTS`
+    /// through the seed (whose URL names a host the certificate covers). A certificate
+    /// names hosts, not node IPs: without this map every node but the seed fails its
+    /// hostname check (ElastiCache may announce IPs; sockudo#126).
+    async fn tls_node_addresses(
+        &self,
+    ) -> Result<std::collections::HashMap<::redis::cluster::NodeAddress, ::redis::cluster::NodeAddress>, StoreError>
+    {
+        let client = match self.tls_certificates() {
+            Some(certs) => ::redis::Client::build_with_tls(self.config.url.as_str(), certs),
+            None => ::redis::Client::open(self.config.url.as_str()),
+        }
+        .map_err(err)?;
+        let mut seed = tokio::time::timeout(OP_TIMEOUT, client.get_multiplexed_async_connection())
+            .await
+            .map_err(|_| StoreError::unavailable(STORE, "timed out connecting"))?
+            .map_err(err)?;
+        let slots: Value = ::redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut seed).await.map_err(err)?;
+        Ok(announced_hostnames(&slots)
+            .into_iter()
+            .map(|(ip, host, port)| {
+                (::redis::cluster::NodeAddress::new(ip, port), ::redis::cluster::NodeAddress::new(host, port))
+            })
+            .collect())
+    }
+
     async fn conn(&self) -> Result<Conn, StoreError> {
         let c = self
             .conn
             .get_or_try_init(|| async {
                 let conn = if self.config.cluster {
-                    let client = ClusterClientBuilder::new(vec![self.config.url.as_str()])
+                    let mut builder = ClusterClientBuilder::new(vec![self.config.url.as_str()])
                         .connection_timeout(Duration::from_millis(1000))
                         .response_timeout(Duration::from_millis(2000))
-                        .retries(2)
-                        .build()
-                        .map_err(err)?;
+                        .retries(2);
+                    if let Some(certs) = self.tls_certificates() {
+                        builder = builder.certs(certs);
+                    }
+                    if self.config.url.starts_with("rediss://") {
+                        builder = builder.node_address_map(self.tls_node_addresses().await?);
+                    }
+                    let client = builder.build().map_err(err)?;
                     let c = tokio::time::timeout(OP_TIMEOUT, client.get_async_connection())
                         .await
                         .map_err(|_| StoreError::unavailable(STORE, "timed out connecting"))?

@@ -1,0 +1,347 @@
+//! `wsctl iam-policy --stage S`: the least-privilege IAM policies for a stage, printed
+//! instead of kept by hand in the docs.
+//!
+//! The **deployer** policy covers what `wsctl deploy|plan|status|destroy` call themselves
+//! (checked by `tests/deploy_iam.rs`, which records every AWS call of a moto e2e run and
+//! fails on one this policy does not grant) and what CloudFormation does on the deployer's
+//! behalf when the stacks run without a service role (which moto cannot show; kept next
+//! to the templates). The **operator** policy covers `keys`, `connections`, `rooms` and
+//! `publish` on the deployed stage.
+
+use super::render::BOOTSTRAP_STACK;
+use crate::stage::Stage;
+use serde_json::{json, Value};
+
+/// What the policies are scoped to.
+struct Scope {
+    partition: &'static str,
+    account: String,
+    region: String,
+    prefix: String,
+    api_stage: String,
+}
+
+impl Scope {
+    fn arn(&self, service: &str, resource: &str) -> String {
+        format!("arn:{}:{service}:{}:{}:{resource}", self.partition, self.region, self.account)
+    }
+}
+
+fn statement(sid: &str, actions: &[&str], resources: Vec<String>) -> Value {
+    json!({ "Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources })
+}
+
+fn policy(statements: Vec<Value>) -> Value {
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// The deployer policy of a stage.
+fn deployer(s: &Scope) -> Value {
+    let p = s.partition;
+    let stacks = vec![
+        s.arn("cloudformation", &format!("stack/{}-*/*", s.prefix)),
+        s.arn("cloudformation", &format!("stack/{BOOTSTRAP_STACK}/*")),
+    ];
+    let bucket = format!("wsctl-artifacts-{}-{}", s.account, s.region);
+    let functions = s.arn("lambda", &format!("function:{}-app-*", s.prefix));
+    let roles = format!("arn:{p}:iam::{}:role/{}-*", s.account, s.prefix);
+    let bootstrap_roles = format!("arn:{p}:iam::{}:role/{BOOTSTRAP_STACK}-*", s.account);
+    policy(vec![
+        // --- what wsctl calls itself
+        statement("WhoAmI", &["sts:GetCallerIdentity"], vec!["*".into()]),
+        statement(
+            "Stacks",
+            &[
+                "cloudformation:CreateChangeSet",
+                "cloudformation:DescribeChangeSet",
+                "cloudformation:ExecuteChangeSet",
+                "cloudformation:DeleteChangeSet",
+                "cloudformation:ListChangeSets",
+                "cloudformation:DescribeStacks",
+                "cloudformation:DescribeStackEvents",
+                "cloudformation:DescribeStackResources",
+                "cloudformation:DeleteStack",
+                "cloudformation:UpdateTerminationProtection",
+                "cloudformation:CancelUpdateStack",
+                "cloudformation:ContinueUpdateRollback",
+            ],
+            stacks,
+        ),
+        // Templates above the inline limit are read by CloudFormation from the bucket with
+        // the caller's credentials.
+        statement(
+            "Artifacts",
+            &["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
+            vec![format!("arn:{p}:s3:::{bucket}"), format!("arn:{p}:s3:::{bucket}/*")],
+        ),
+        statement(
+            "StatusAndVersions",
+            &[
+                "lambda:GetFunction",
+                "lambda:GetFunctionConfiguration",
+                "lambda:GetAlias",
+                "lambda:ListAliases",
+                "lambda:ListVersionsByFunction",
+                "lambda:DeleteFunction",
+            ],
+            vec![functions.clone(), format!("{functions}:*")],
+        ),
+        statement(
+            "RedisStatus",
+            &["elasticache:DescribeReplicationGroups"],
+            vec![s.arn("elasticache", &format!("replicationgroup:{}-*", s.prefix))],
+        ),
+        statement(
+            "ApiStatus",
+            &["apigateway:GET"],
+            vec![
+                format!("arn:{p}:apigateway:{}::/apis", s.region),
+                format!("arn:{p}:apigateway:{}::/apis/*", s.region),
+            ],
+        ),
+        // destroy: API Gateway's execution-log group.
+        statement(
+            "DestroyExecutionLogs",
+            &["logs:DeleteLogGroup"],
+            vec![s.arn("logs", "log-group:API-Gateway-Execution-Logs_*")],
+        ),
+        // --- what CloudFormation does with the deployer's credentials (no service role)
+        statement(
+            "CfnBootstrap",
+            &[
+                "s3:CreateBucket",
+                "s3:DeleteBucket",
+                "s3:PutBucketVersioning",
+                "s3:PutEncryptionConfiguration",
+                "s3:PutBucketPublicAccessBlock",
+                "s3:PutBucketOwnershipControls",
+                "s3:PutLifecycleConfiguration",
+                "s3:PutBucketTagging",
+                "s3:GetBucketLocation",
+            ],
+            vec![format!("arn:{p}:s3:::{bucket}")],
+        ),
+        // The account's API Gateway CloudWatch role (AWS::ApiGateway::Account) and the API.
+        statement(
+            "CfnApiGateway",
+            &["apigateway:GET", "apigateway:PATCH", "apigateway:POST", "apigateway:PUT", "apigateway:DELETE"],
+            vec![
+                format!("arn:{p}:apigateway:{}::/account", s.region),
+                format!("arn:{p}:apigateway:{}::/apis", s.region),
+                format!("arn:{p}:apigateway:{}::/apis/*", s.region),
+                format!("arn:{p}:apigateway:{}::/tags/*", s.region),
+            ],
+        ),
+        statement(
+            "CfnRoles",
+            &[
+                "iam:CreateRole",
+                "iam:DeleteRole",
+                "iam:GetRole",
+                "iam:UpdateRole",
+                "iam:UpdateAssumeRolePolicy",
+                "iam:PutRolePolicy",
+                "iam:GetRolePolicy",
+                "iam:DeleteRolePolicy",
+                "iam:TagRole",
+                "iam:UntagRole",
+                "iam:PassRole",
+            ],
+            vec![roles, bootstrap_roles],
+        ),
+        // ElastiCache's first use in an account creates its service-linked role.
+        json!({
+            "Sid": "CfnElastiCacheServiceLinkedRole",
+            "Effect": "Allow",
+            "Action": ["iam:CreateServiceLinkedRole"],
+            "Resource": [format!("arn:{p}:iam::{}:role/aws-service-role/elasticache.amazonaws.com/*", s.account)],
+            "Condition": { "StringLike": { "iam:AWSServiceName": "elasticache.amazonaws.com" } }
+        }),
+        statement(
+            "CfnFunctions",
+            &[
+                "lambda:CreateFunction",
+                "lambda:UpdateFunctionCode",
+                "lambda:UpdateFunctionConfiguration",
+                "lambda:PublishVersion",
+                "lambda:CreateAlias",
+                "lambda:UpdateAlias",
+                "lambda:DeleteAlias",
+                "lambda:TagResource",
+                "lambda:UntagResource",
+                "lambda:ListTags",
+            ],
+            vec![functions.clone(), format!("{functions}:*")],
+        ),
+        statement(
+            "CfnTables",
+            &[
+                "dynamodb:CreateTable",
+                "dynamodb:UpdateTable",
+                "dynamodb:DeleteTable",
+                "dynamodb:DescribeTable",
+                "dynamodb:DescribeTimeToLive",
+                "dynamodb:UpdateTimeToLive",
+                "dynamodb:DescribeContinuousBackups",
+                "dynamodb:UpdateContinuousBackups",
+                "dynamodb:TagResource",
+                "dynamodb:UntagResource",
+                "dynamodb:ListTagsOfResource",
+            ],
+            vec![s.arn("dynamodb", &format!("table/{}-*", s.prefix))],
+        ),
+        statement(
+            "CfnLogs",
+            &[
+                "logs:CreateLogGroup",
+                "logs:DeleteLogGroup",
+                "logs:PutRetentionPolicy",
+                "logs:DeleteRetentionPolicy",
+                "logs:TagResource",
+                "logs:TagLogGroup",
+                "logs:DescribeLogGroups",
+            ],
+            vec![
+                s.arn("logs", &format!("log-group:/aws/lambda/{}-app-*", s.prefix)),
+                s.arn("logs", &format!("log-group:/aws/apigateway/{}-app*", s.prefix)),
+                s.arn("logs", "log-group:API-Gateway-Execution-Logs_*"),
+            ],
+        ),
+        statement(
+            "CfnRedisToken",
+            &[
+                "secretsmanager:CreateSecret",
+                "secretsmanager:DeleteSecret",
+                "secretsmanager:DescribeSecret",
+                "secretsmanager:GetRandomPassword",
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:TagResource",
+            ],
+            vec![s.arn("secretsmanager", "secret:*")],
+        ),
+        // EC2 and ElastiCache creation and the CloudWatch and CodeDeploy actions support no
+        // useful resource-level scoping before the resources exist.
+        statement(
+            "CfnNetworkRedisAlarmsRollout",
+            &[
+                "ec2:Describe*",
+                "ec2:CreateVpc",
+                "ec2:DeleteVpc",
+                "ec2:ModifyVpcAttribute",
+                "ec2:CreateSubnet",
+                "ec2:DeleteSubnet",
+                "ec2:CreateInternetGateway",
+                "ec2:DeleteInternetGateway",
+                "ec2:AttachInternetGateway",
+                "ec2:DetachInternetGateway",
+                "ec2:AllocateAddress",
+                "ec2:ReleaseAddress",
+                "ec2:CreateNatGateway",
+                "ec2:DeleteNatGateway",
+                "ec2:CreateRouteTable",
+                "ec2:DeleteRouteTable",
+                "ec2:CreateRoute",
+                "ec2:DeleteRoute",
+                "ec2:AssociateRouteTable",
+                "ec2:DisassociateRouteTable",
+                "ec2:CreateSecurityGroup",
+                "ec2:DeleteSecurityGroup",
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:AuthorizeSecurityGroupEgress",
+                "ec2:RevokeSecurityGroupIngress",
+                "ec2:RevokeSecurityGroupEgress",
+                "ec2:CreateVpcEndpoint",
+                "ec2:DeleteVpcEndpoints",
+                "ec2:CreateTags",
+                "ec2:DeleteTags",
+                "ec2:DeleteNetworkInterface",
+                "elasticache:CreateReplicationGroup",
+                "elasticache:ModifyReplicationGroup",
+                "elasticache:DeleteReplicationGroup",
+                "elasticache:CreateCacheSubnetGroup",
+                "elasticache:DeleteCacheSubnetGroup",
+                "elasticache:CreateCacheParameterGroup",
+                "elasticache:ModifyCacheParameterGroup",
+                "elasticache:DeleteCacheParameterGroup",
+                "elasticache:Describe*",
+                "elasticache:AddTagsToResource",
+                "elasticache:ListTagsForResource",
+                "cloudwatch:PutMetricAlarm",
+                "cloudwatch:DescribeAlarms",
+                "cloudwatch:DeleteAlarms",
+                "codedeploy:CreateApplication",
+                "codedeploy:DeleteApplication",
+                "codedeploy:CreateDeploymentConfig",
+                "codedeploy:DeleteDeploymentConfig",
+                "codedeploy:CreateDeploymentGroup",
+                "codedeploy:UpdateDeploymentGroup",
+                "codedeploy:DeleteDeploymentGroup",
+                "codedeploy:CreateDeployment",
+                "codedeploy:GetDeployment",
+                "codedeploy:GetDeploymentConfig",
+                "codedeploy:RegisterApplicationRevision",
+            ],
+            vec!["*".into()],
+        ),
+    ])
+}
+
+/// The operator policy of a stage (`keys`, `connections`, `rooms`, `publish`).
+fn operator(s: &Scope) -> Value {
+    let tables = s.arn("dynamodb", &format!("table/{}-data-*", s.prefix));
+    policy(vec![
+        statement("WhoAmI", &["sts:GetCallerIdentity"], vec!["*".into()]),
+        statement(
+            "StackOutputs",
+            &["cloudformation:DescribeStacks"],
+            vec![s.arn("cloudformation", &format!("stack/{}-app/*", s.prefix))],
+        ),
+        statement(
+            "RecordsAndKeys",
+            &[
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:Query",
+                "dynamodb:Scan",
+            ],
+            vec![tables.clone(), format!("{tables}/index/*")],
+        ),
+        statement(
+            "LiveConnections",
+            &["execute-api:ManageConnections"],
+            vec![s.arn("execute-api", &format!("*/{}/*/@connections/*", s.api_stage))],
+        ),
+        statement(
+            "AdminAndPublish",
+            &["lambda:InvokeFunction"],
+            vec![
+                s.arn("lambda", &format!("function:{}-app-admin:live", s.prefix)),
+                s.arn("lambda", &format!("function:{}-app-publish:live", s.prefix)),
+            ],
+        ),
+    ])
+}
+
+/// Both policies of a stage, `{stage, account, region, deployer, operator}`.
+pub fn policies(stage: &Stage) -> anyhow::Result<Value> {
+    let account = stage.require_account().map_err(anyhow::Error::msg)?.to_owned();
+    let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
+    let partition = if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    };
+    let scope =
+        Scope { partition, account, region, prefix: stage.stack_prefix(), api_stage: stage.api.stage_name.clone() };
+    Ok(json!({
+        "stage": stage.name,
+        "account": scope.account,
+        "region": scope.region,
+        "deployer": deployer(&scope),
+        "operator": operator(&scope),
+    }))
+}
