@@ -4,7 +4,7 @@
 
 pub mod connect;
 mod fdlimit;
-mod http;
+pub mod http;
 mod refusals;
 pub mod registry;
 mod serve;
@@ -67,6 +67,9 @@ pub struct DevArgs {
     /// WebSocket read buffer per connection, in bytes (small keeps memory per connection low).
     #[arg(long, default_value_t = 4096)]
     pub read_buffer: usize,
+    /// Latency and throttling of the `@connections` endpoint (AWS-like; off by default).
+    #[command(flatten)]
+    pub management: http::ManagementEmulationArgs,
 }
 
 /// The running gateway: handler services plus the live connections.
@@ -83,6 +86,8 @@ pub struct Gateway {
     pub read_buffer: usize,
     /// The stage whose path (`/{stage}`) this gateway serves.
     pub stage: String,
+    /// Latency and throttling of `@connections` (`wsctl dev --management-*`).
+    pub management: http::ManagementEmulation,
     connect_rate: Mutex<TokenBucket>,
     refusals: refusals::SourceRefusals,
 }
@@ -190,6 +195,7 @@ async fn ensure_dev_key(services: &Services, state: &LocalState) -> Result<Strin
 /// Runs `wsctl dev` until Ctrl-C.
 pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
     let stage = Stage::load(&global.stages_dir, &args.stage)?;
+    let management = http::ManagementEmulation::new(&args.management)?;
     let limits = stage.limits.clone();
     fdlimit::raise_and_pregrow(limits.max_connections);
     let state = LocalState::open(&args.state_dir)?;
@@ -211,6 +217,7 @@ pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
         admin_token: state.admin_token()?,
         read_buffer: args.read_buffer.max(1024),
         stage: stage.name.clone(),
+        management,
         connect_rate: Mutex::new(TokenBucket::new(limits.connects_per_second, limits.connects_per_second)),
         refusals: refusals::SourceRefusals::new(limits.refused_connects_per_second_per_source),
     });
@@ -337,6 +344,9 @@ fn print_banner(
                 args.state_dir.join("dev-key").display()
             );
             println!("  @connections {}/@connections/{{id}}", info.management_endpoint);
+            if let Some(emulated) = http::ManagementEmulation::new(&args.management).ok().and_then(|m| m.describe()) {
+                println!("               emulating {emulated}");
+            }
             println!("  metrics      {}/metrics", info.http);
             println!();
             println!("Try it:  wscat -c '{}?apiKey={key}'", info.url);
