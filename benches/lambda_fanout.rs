@@ -8,12 +8,13 @@
 //! cargo bench --bench lambda_fanout -- [--subscribers 2000] [--messages 5]
 //!     [--shards 0,16] [--concurrency 64] [--latency-ms 0] [--jitter-ms 0]
 //!     [--rate-limit 0] [--burst RATE/2] [--interval-ms 0] [--hold-ms 0] [--timeout-secs 10]
+//!     [--job-connections 1000]
 //! ```
 //! One round per (shards, concurrency) pair. `--shards 0`: one invocation sends to every
 //! member (`concurrency` in flight); `--shards N`: the publish hands N shards to the
 //! in-process dispatcher, whose workers run the same shard handler the `publish` function
 //! runs for each SQS FIFO message group on AWS (`wsctl_handlers::fanout`), each with
-//! `concurrency` sends in flight. `--interval-ms` spaces the publishes, so publish→last is
+//! `concurrency` sends in flight, at most `--job-connections` per job. `--interval-ms` spaces the publishes, so publish→last is
 //! measured per message rather than behind the previous one.
 //!
 //! Reported per round: the publish acknowledgement time, publish→last delivery per message
@@ -184,6 +185,7 @@ async fn main() {
     let interval_ms: u64 = flag("--interval-ms", 0);
     let hold_ms: u64 = flag("--hold-ms", 0);
     let timeout_secs: f64 = flag("--timeout-secs", 10.0);
+    let job_size: usize = flag("--job-connections", Limits::default().fanout_job_connections);
 
     let redis = RedisServer::start().expect("start redis-server");
     let state = TempDir::new("lambda-fanout").expect("temp dir");
@@ -276,7 +278,9 @@ async fn main() {
             let dispatch = (shards > 0)
                 .then(|| Arc::new(InProcessDispatch::new(Arc::new(services_with(direct.clone())), shards as u32)));
             let services = match &dispatch {
-                Some(d) => services_with(Arc::new(ShardedSender::new(direct.clone(), d.clone(), shards as u32))),
+                Some(d) => {
+                    services_with(Arc::new(ShardedSender::new(direct.clone(), d.clone(), shards as u32, job_size)))
+                }
                 None => services_with(direct.clone()),
             };
             let throttled_before = throttled(gw_addr);
@@ -374,7 +378,7 @@ async fn main() {
             );
             println!(
                 "{}",
-                serde_json::json!({"scenario": "lambda_fanout", "shards": shards, "concurrency": c,
+                serde_json::json!({"scenario": "lambda_fanout", "shards": shards, "concurrency": c, "job_connections": job_size,
                     "subscribers": subscribers, "messages": messages, "interval_ms": interval_ms,
                     "latency_ms": latency_ms, "jitter_ms": jitter_ms, "rate_limit": rate_limit, "burst": burst,
                     "hold_ms": hold_ms, "dispatched_or_delivered": delivered, "failed": failed,

@@ -190,7 +190,7 @@ async fn a_sharded_fan_out_keeps_every_subscriber_once_and_in_order_under_429s()
     let direct: Arc<dyn Sender> = Arc::new(ManagementApiSender::new(&sdk().await, &gw.management, config));
     let worker = Arc::new(services(&redis, direct.clone()));
     let dispatch = Arc::new(InProcessDispatch::new(worker, 4));
-    let svc = services(&redis, Arc::new(ShardedSender::new(direct, dispatch.clone(), 4)));
+    let svc = services(&redis, Arc::new(ShardedSender::new(direct, dispatch.clone(), 4, 10)));
     let data = serde_json::value::RawValue::from_string(r#"{"v":1}"#.into()).unwrap();
     for seq in 1..=messages {
         // acknowledged once queued: the shards deliver behind the publisher's back
@@ -247,7 +247,7 @@ async fn a_fan_out_queued_on_sqs_fifo_is_delivered_by_the_publish_function_in_or
     let direct: Arc<dyn Sender> =
         Arc::new(ManagementApiSender::new(&sdk, &gw.management, ManagementApiConfig::default()));
     let dispatch = Arc::new(SqsDispatch::new(&sqs_sdk, &queue));
-    let svc = Arc::new(services(&redis, Arc::new(ShardedSender::new(direct.clone(), dispatch.clone(), 3))));
+    let svc = Arc::new(services(&redis, Arc::new(ShardedSender::new(direct.clone(), dispatch.clone(), 3, 1000))));
     let worker = services(&redis, direct);
     let data = serde_json::value::RawValue::from_string(r#"{"v":1}"#.into()).unwrap();
     for seq in 1..=messages {

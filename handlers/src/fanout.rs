@@ -69,9 +69,12 @@ pub fn shard_of(conn: &str, shards: u32) -> u32 {
     (h % u64::from(shards.max(1))) as u32
 }
 
-/// Splits `conns` into jobs: by [`shard_of`], then each shard into parts whose JSON stays
-/// under `max_job_bytes`. Empty shards get no job; parts keep the shard's order.
-pub fn plan(conns: &[ConnId], frame: &Frame, shards: u32, max_job_bytes: usize) -> Vec<ShardJob> {
+/// Splits `conns` into jobs: by [`shard_of`], then each shard into parts of at most
+/// `max_job_conns` connections whose JSON stays under `max_job_bytes` (so one invocation's
+/// work is bounded whatever the room's size). Empty shards get no job; parts keep the
+/// shard's order.
+pub fn plan(conns: &[ConnId], frame: &Frame, shards: u32, max_job_conns: usize, max_job_bytes: usize) -> Vec<ShardJob> {
+    let max_job_conns = max_job_conns.max(1);
     let shards = shards.max(1);
     let mut buckets: Vec<Vec<ConnId>> = vec![Vec::new(); shards as usize];
     for c in conns {
@@ -88,7 +91,7 @@ pub fn plan(conns: &[ConnId], frame: &Frame, shards: u32, max_job_bytes: usize) 
         let mut used = 0;
         for c in members {
             let cost = c.len() + 3;
-            if used + cost > budget && !current.is_empty() {
+            if (used + cost > budget || current.len() == max_job_conns) && !current.is_empty() {
                 jobs.push(job(shard as u32, part, frame, std::mem::take(&mut current)));
                 part += 1;
                 used = 0;
@@ -125,12 +128,14 @@ pub struct ShardedSender {
     direct: Arc<dyn Sender>,
     dispatch: Arc<dyn Dispatch>,
     shards: u32,
+    max_job_conns: usize,
 }
 
 impl ShardedSender {
-    /// Shards fan-outs over `shards` groups through `dispatch`.
-    pub fn new(direct: Arc<dyn Sender>, dispatch: Arc<dyn Dispatch>, shards: u32) -> Self {
-        ShardedSender { direct, dispatch, shards: shards.max(1) }
+    /// Shards fan-outs over `shards` groups through `dispatch`, at most `max_job_conns`
+    /// connections per job (`limits.fanout_shards`, `limits.fanout_job_connections`).
+    pub fn new(direct: Arc<dyn Sender>, dispatch: Arc<dyn Dispatch>, shards: u32, max_job_conns: usize) -> Self {
+        ShardedSender { direct, dispatch, shards: shards.max(1), max_job_conns: max_job_conns.max(1) }
     }
 }
 
@@ -146,7 +151,7 @@ impl Sender for ShardedSender {
         if conns.is_empty() {
             return FanoutReport::default();
         }
-        let jobs = plan(conns, frame, self.shards, MAX_JOB_BYTES);
+        let jobs = plan(conns, frame, self.shards, self.max_job_conns, MAX_JOB_BYTES);
         match self.dispatch.dispatch(jobs).await {
             Ok(()) => FanoutReport { delivered: conns.len(), ..Default::default() },
             Err(e) => {
@@ -411,7 +416,7 @@ mod tests {
     fn every_connection_lands_in_exactly_one_job_of_its_stable_shard() {
         let frame = Frame::from(r#"{"type":"message","seq":1}"#.to_owned());
         let conns = ids(5000);
-        let jobs = plan(&conns, &frame, 16, MAX_JOB_BYTES);
+        let jobs = plan(&conns, &frame, 16, usize::MAX, MAX_JOB_BYTES);
         let mut seen: Vec<&ConnId> = jobs.iter().flat_map(|j| j.conns.iter()).collect();
         seen.sort();
         assert_eq!(seen.len(), conns.len());
@@ -421,7 +426,7 @@ mod tests {
             assert!(j.conns.iter().all(|c| shard_of(c, 16) == j.shard));
         }
         // same input, same plan (another invocation shards alike)
-        assert_eq!(plan(&conns, &frame, 16, MAX_JOB_BYTES), jobs);
+        assert_eq!(plan(&conns, &frame, 16, usize::MAX, MAX_JOB_BYTES), jobs);
         // all 16 shards used, roughly evenly
         let mut per = [0usize; 16];
         for j in &jobs {
@@ -433,7 +438,7 @@ mod tests {
     #[test]
     fn big_shards_are_split_into_parts_that_fit_one_queue_message() {
         let frame = Frame::from(format!(r#"{{"data":"{}"}}"#, "x".repeat(100 * 1024)));
-        let jobs = plan(&ids(40_000), &frame, 4, MAX_JOB_BYTES);
+        let jobs = plan(&ids(40_000), &frame, 4, usize::MAX, MAX_JOB_BYTES);
         assert!(jobs.iter().any(|j| j.part > 0), "no shard was split");
         for j in &jobs {
             let len = serde_json::to_string(j).unwrap().len();
@@ -442,5 +447,21 @@ mod tests {
         let dedup: std::collections::HashSet<String> = jobs.iter().map(ShardJob::dedup_id).collect();
         assert_eq!(dedup.len(), jobs.len(), "two jobs share a deduplication id");
         assert_eq!(jobs.iter().map(|j| j.conns.len()).sum::<usize>(), 40_000);
+    }
+
+    #[test]
+    fn no_job_holds_more_than_the_job_size_and_parts_keep_the_shard_in_order() {
+        let frame = Frame::from(r#"{"seq":1}"#.to_owned());
+        let conns = ids(10_000);
+        let jobs = plan(&conns, &frame, 8, 300, MAX_JOB_BYTES);
+        assert!(jobs.iter().all(|j| j.conns.len() <= 300));
+        for shard in 0..8 {
+            let parts: Vec<&ShardJob> = jobs.iter().filter(|j| j.shard == shard).collect();
+            let numbers: Vec<u32> = parts.iter().map(|j| j.part).collect();
+            assert_eq!(numbers, (0..parts.len() as u32).collect::<Vec<_>>(), "shard {shard}'s parts out of order");
+            let joined: Vec<&ConnId> = parts.iter().flat_map(|j| j.conns.iter()).collect();
+            let expected: Vec<&ConnId> = conns.iter().filter(|c| shard_of(c, 8) == shard).collect();
+            assert_eq!(joined, expected);
+        }
     }
 }

@@ -134,7 +134,12 @@ impl LambdaEnv {
         let sender: Arc<dyn crate::sender::Sender> = match (&self.fanout_queue_url, self.limits.fanout_shards) {
             (Some(url), shards) if shards > 0 => {
                 let dispatch = Arc::new(crate::fanout::SqsDispatch::new(sdk, url));
-                Arc::new(crate::fanout::ShardedSender::new(direct.sender.clone(), dispatch, shards))
+                Arc::new(crate::fanout::ShardedSender::new(
+                    direct.sender.clone(),
+                    dispatch,
+                    shards,
+                    self.limits.fanout_job_connections,
+                ))
             }
             _ => direct.sender.clone(),
         };

@@ -79,6 +79,10 @@ pub struct Limits {
     pub fanout_shards: u32,
     /// PostToConnection calls in flight per fan-out (per shard when sharded).
     pub fanout_concurrency: usize,
+    /// Most connections in one shard job (one invocation's work when sharded): a larger
+    /// shard is queued as several jobs in its group, so no invocation's length grows with
+    /// the room.
+    pub fanout_job_connections: usize,
 }
 
 impl Default for Limits {
@@ -111,6 +115,7 @@ impl Default for Limits {
             record_ttl_margin_secs: 900,
             fanout_shards: 0,
             fanout_concurrency: 64,
+            fanout_job_connections: 1000,
         }
     }
 }
@@ -133,7 +138,8 @@ impl Limits {
 
     /// Checks that the values are usable; returns the name of the first bad field and why.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let positive: [(&'static str, u64); 20] = [
+        let positive: [(&'static str, u64); 21] = [
+            ("fanout_job_connections", self.fanout_job_connections as u64),
             ("fanout_concurrency", self.fanout_concurrency as u64),
             ("max_message_bytes", self.max_message_bytes as u64),
             ("send_buffer_bytes", self.send_buffer_bytes as u64),
