@@ -24,9 +24,8 @@ fn render(stages_dir: &Path, stage: &str) -> (Value, serde_json::Value) {
 
 fn stage_dir(limits: &str, timeout: u32) -> TempDir {
     let dir = TempDir::new("wsctl-fanout-stage").expect("temp dir");
-    let body = format!(
-        "region: eu-west-1\naccount: \"111111111111\"\nlambda:\n  timeout_secs: {timeout}\nlimits:\n{limits}"
-    );
+    let body =
+        format!("region: eu-west-1\naccount: \"111111111111\"\nlambda:\n  timeout_secs: {timeout}\nlimits:\n{limits}");
     std::fs::write(dir.join("s.yaml"), body).expect("stage file");
     dir
 }
