@@ -64,8 +64,9 @@ pub struct DevArgs {
     /// Directory for the dev key, key records and the admin token.
     #[arg(long, env = "WSCTL_STATE_DIR", default_value = ".wsctl")]
     pub state_dir: PathBuf,
-    /// WebSocket read buffer per connection, in bytes (small keeps memory per connection low).
-    #[arg(long, default_value_t = 4096)]
+    /// WebSocket read buffer per connection, in bytes (small keeps memory per connection low:
+    /// 2,048 holds 19,000 connections at 7.6 KiB each, 4,096 at 9.6; BENCHMARKS.md).
+    #[arg(long, default_value_t = 2048)]
     pub read_buffer: usize,
     /// Latency and throttling of the `@connections` endpoint (AWS-like; off by default).
     #[command(flatten)]
