@@ -92,7 +92,7 @@ pub struct ManagementApiConfig {
     /// means API Gateway did not take the message, so a retry cannot duplicate it.
     pub max_attempts: u32,
     /// Time after a send's first attempt within which a 429 is still retried; the send
-    /// fails once both this and `max_attempts` allow no further try.
+    /// fails once either this or `max_attempts` is used up.
     pub throttle_budget: Duration,
 }
 
