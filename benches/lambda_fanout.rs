@@ -1,61 +1,217 @@
 //! Lambda-path fan-out: the `publish` handler, with the real `aws-sdk-apigatewaymanagement`
 //! client, posting to `wsctl dev`'s `@connections` endpoint — the production shape with
-//! the gateway standing in for API Gateway. Rooms live in a real `redis-server` shared by
-//! the gateway and the handler.
+//! the gateway standing in for API Gateway, optionally with API Gateway's latency and
+//! request-rate limit (`wsctl dev --management-latency-ms/-jitter-ms/-rate-limit`). Rooms
+//! live in a real `redis-server` shared by the gateway and the handler.
 //!
-//! `cargo bench --bench lambda_fanout -- [SUBSCRIBERS] [MESSAGES] [CONCURRENCY,...] [HOLD_MS]`
-//! (defaults: 2000 subscribers, 5 messages, concurrency 8,32,64,128,256, hold 0 ms).
-//! Prints one table row and one JSON line per concurrency setting. Delivery accounting per
-//! subscriber: every publish's `seq` (from the handler's report) above the subscriber's
-//! `subscribed` reply must arrive once and in order; HOLD_MS holds the subscribers that
-//! long before the first publish (15000: past every timer of the gateway). Exits 1 when
-//! anything was missing, duplicated or reordered.
+//! ```text
+//! cargo bench --bench lambda_fanout -- [--subscribers 2000] [--messages 5]
+//!     [--shards 0,16] [--concurrency 64] [--latency-ms 0] [--jitter-ms 0]
+//!     [--rate-limit 0] [--burst RATE/2] [--interval-ms 0] [--hold-ms 0] [--timeout-secs 10]
+//!     [--job-connections 1000]
+//! ```
+//! One round per (shards, concurrency) pair. `--shards 0`: one invocation sends to every
+//! member (`concurrency` in flight); `--shards N`: the publish hands N shards to the
+//! in-process dispatcher, whose workers run the same shard handler the `publish` function
+//! runs for each SQS FIFO message group on AWS (`wsctl_handlers::fanout`), each with
+//! `concurrency` sends in flight, at most `--job-connections` per job. `--interval-ms` spaces the publishes, so publish→last is
+//! measured per message rather than behind the previous one.
+//!
+//! Reported per round: the publish acknowledgement time, publish→last delivery per message
+//! (time from the publish call to the last subscriber's receipt of that seq), deliveries
+//! per second (over the whole run when back to back; one message's deliveries over its
+//! median publish→last with `--interval-ms`), 429s answered by the gateway, and the longest "invocation" (the publish call
+//! inline; the longest shard job when sharded) against half of `--timeout-secs`. Delivery
+//! accounting per subscriber: every published `seq` above its `subscribed` reply must arrive
+//! once and in order. Exits 1 when anything was missing, duplicated or reordered.
 
 use futures_util::{SinkExt, StreamExt};
 use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
+use wsctl_handlers::fanout::{InProcessDispatch, ShardedSender};
 use wsctl_handlers::limits::Limits;
-use wsctl_handlers::sender::{ManagementApiConfig, ManagementApiSender};
+use wsctl_handlers::sender::{ManagementApiConfig, ManagementApiSender, Sender};
 use wsctl_handlers::service::Services;
 use wsctl_handlers::store::memory::{MemoryConnectionStore, MemoryKeyStore};
 use wsctl_handlers::store::redis::{RedisConfig, RedisRoomStore};
-use wsctl_testkit::{free_port, RedisServer, TempDir};
+use wsctl_testkit::{free_port, http_request, RedisServer, TempDir};
 
-fn arg<T: std::str::FromStr>(i: usize, default: T) -> T {
-    std::env::args().filter(|a| !a.starts_with('-')).nth(i).and_then(|v| v.parse().ok()).unwrap_or(default)
+/// The value of `--name` (or `default`).
+fn flag<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} {v}: not a valid value")))
+        .unwrap_or(default)
+}
+
+fn list(name: &str, default: &str) -> Vec<usize> {
+    flag::<String>(name, default.into())
+        .split(',')
+        .map(|v| v.trim().parse().unwrap_or_else(|_| panic!("{name}: '{v}' is not a number")))
+        .collect()
+}
+
+/// Raises this process's open-file limit to its hard limit (subscribers hold one each).
+fn raise_nofile() {
+    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// One subscriber connection from source address 127.0.0.`source` (spreading ephemeral
+/// ports over several addresses), retried while the gateway's connect rate refuses it.
+async fn connect(gw: SocketAddr, url: &str, source: u8) -> Ws {
+    let mut last = String::new();
+    for attempt in 0..20 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, source)), 0)).expect("bind");
+        match socket.connect(gw).await {
+            Ok(tcp) => match tokio_tungstenite::client_async(url, tcp).await {
+                Ok((ws, _)) => return ws,
+                Err(e) => last = e.to_string(),
+            },
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(20 << attempt.min(5))).await;
+    }
+    panic!("cannot connect a subscriber: {last}");
+}
+
+/// Connects and subscribes; returns the socket and the `subscribed` reply's seq.
+async fn subscriber(gw: SocketAddr, url: String, room: String, source: u8) -> (Ws, u64) {
+    let mut ws = connect(gw, &url, source).await;
+    ws.send(Message::text(format!(r#"{{"action":"subscribe","room":"{room}"}}"#))).await.expect("subscribe");
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+                if v["type"] == "subscribed" {
+                    return (ws, v["seq"].as_u64().unwrap_or(0));
+                }
+                assert_ne!(v["type"], "error", "subscribe refused: {v}");
+            }
+            Some(Ok(_)) => {}
+            other => panic!("subscriber closed before its subscribed reply: {other:?}"),
+        }
+    }
+}
+
+/// Reads one subscriber until it has every published seq above `base` (or the drain
+/// deadline passed); returns its base and what it received, with arrival times.
+async fn read(
+    mut ws: Ws,
+    base: u64,
+    mut published: watch::Receiver<Option<Arc<Vec<u64>>>>,
+) -> (u64, Vec<(u64, Instant)>) {
+    let mut seen: Vec<(u64, Instant)> = Vec::new();
+    let mut due: Option<(Arc<Vec<u64>>, Instant)> = None;
+    loop {
+        if let Some((p, deadline)) = &due {
+            let want = p.iter().filter(|&&s| s > base).count();
+            let got = p.iter().filter(|&&s| s > base && seen.iter().any(|(x, _)| *x == s)).count();
+            if got == want || Instant::now() >= *deadline {
+                break;
+            }
+        }
+        let wait = due.as_ref().map_or(Duration::from_secs(3600), |d| d.1.saturating_duration_since(Instant::now()));
+        tokio::select! {
+            c = published.changed() => {
+                if c.is_err() {
+                    break;
+                }
+                if let Some(p) = published.borrow_and_update().clone() {
+                    due = Some((p, Instant::now() + Duration::from_secs(60)));
+                }
+            }
+            m = tokio::time::timeout(wait, ws.next()) => match m {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let at = Instant::now();
+                    let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+                    if let Some(seq) = v["seq"].as_u64().filter(|_| v["type"] == "message") {
+                        seen.push((seq, at));
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(_) => break,
+                Err(_) => {}
+            }
+        }
+    }
+    (base, seen)
+}
+
+fn throttled(addr: SocketAddr) -> u64 {
+    let resp = http_request(addr, "GET", "/metrics", &[], b"", Duration::from_secs(5)).expect("metrics");
+    resp.text()
+        .lines()
+        .find_map(|l| l.strip_prefix("wsctl_management_throttled_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 #[tokio::main]
 async fn main() {
-    let subscribers: usize = arg(1, 2000);
-    let messages: u64 = arg(2, 5);
-    let concurrency: Vec<usize> = std::env::args()
-        .filter(|a| !a.starts_with('-'))
-        .nth(3)
-        .map(|v| v.split(',').filter_map(|c| c.parse().ok()).collect())
-        .unwrap_or_else(|| vec![8, 32, 64, 128, 256]);
-    let hold_ms: u64 = arg(4, 0);
+    raise_nofile();
+    let subscribers: usize = flag("--subscribers", 2000);
+    let messages: u64 = flag("--messages", 5);
+    let shard_counts = list("--shards", "0");
+    let concurrency = list("--concurrency", "64");
+    let latency_ms: u64 = flag("--latency-ms", 0);
+    let jitter_ms: u64 = flag("--jitter-ms", 0);
+    let rate_limit: u32 = flag("--rate-limit", 0);
+    let burst: u32 = flag("--burst", (rate_limit / 2).max(1));
+    let interval_ms: u64 = flag("--interval-ms", 0);
+    let hold_ms: u64 = flag("--hold-ms", 0);
+    let timeout_secs: f64 = flag("--timeout-secs", 10.0);
+    let job_size: usize = flag("--job-connections", Limits::default().fanout_job_connections);
 
     let redis = RedisServer::start().expect("start redis-server");
     let state = TempDir::new("lambda-fanout").expect("temp dir");
     let port = free_port();
-    let mut gw = Command::new(env!("CARGO_BIN_EXE_wsctl"))
-        .args(["--output", "json", "--stages-dir", concat!(env!("CARGO_MANIFEST_DIR"), "/stages")])
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_wsctl"));
+    dev.args(["--output", "json", "--stages-dir", concat!(env!("CARGO_MANIFEST_DIR"), "/stages")])
         .args(["dev", "--port", &port.to_string(), "--redis-url", &redis.url(), "--state-dir"])
-        .arg(state.path())
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start wsctl dev");
+        .arg(state.path());
+    if latency_ms > 0 {
+        dev.args([
+            "--management-latency-ms",
+            &latency_ms.to_string(),
+            "--management-jitter-ms",
+            &jitter_ms.to_string(),
+        ]);
+    }
+    if rate_limit > 0 {
+        dev.args(["--management-rate-limit", &rate_limit.to_string(), "--management-burst", &burst.to_string()]);
+    }
+    let mut gw = dev.env("RUST_LOG", "error").stdout(Stdio::piped()).spawn().expect("start wsctl dev");
     let mut line = String::new();
     BufReader::new(gw.stdout.take().expect("stdout")).read_line(&mut line).expect("ready line");
     let ready: serde_json::Value = serde_json::from_str(&line).expect("ready JSON");
     let url = format!("{}?apiKey={}", ready["url"].as_str().unwrap(), ready["apiKey"].as_str().unwrap());
     let management = ready["managementEndpoint"].as_str().unwrap().to_owned();
+    let gw_addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
 
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
@@ -63,143 +219,178 @@ async fn main() {
         .load()
         .await;
     println!(
-        "lambda-path fan-out: {subscribers} subscribers held {hold_ms} ms, {messages} messages per setting, gateway pid {}",
+        "lambda-path fan-out: {subscribers} subscribers, {messages} messages {interval_ms} ms apart, \
+         @connections latency {latency_ms}±{jitter_ms} ms, rate limit {rate_limit}/s (burst {burst}), \
+         invocation timeout {timeout_secs} s, gateway pid {}",
         gw.id()
     );
     println!(
-        "{:>11} {:>12} {:>14} {:>9} {:>7} {:>17} {:>7} {:>5} {:>5}",
-        "concurrency", "deliveries", "deliveries/s", "pruned", "failed", "received/expected", "missing", "dup", "reord"
+        "{:>6} {:>5} {:>9} {:>9} {:>11} {:>11} {:>12} {:>8} {:>10} {:>17} {:>7} {:>4} {:>5}",
+        "shards",
+        "conc",
+        "ack p50",
+        "ack max",
+        "pub→last50",
+        "pub→lastmx",
+        "deliveries/s",
+        "429s",
+        "longest",
+        "received/expected",
+        "missing",
+        "dup",
+        "reord"
     );
     let mut problems = Vec::new();
-    for (round, c) in concurrency.iter().enumerate() {
-        let room = format!("bench:lambda:{round}");
-        // Subscribers: each records the seqs it receives until it has every published seq
-        // above its `subscribed` reply's, or until the drain deadline.
-        let (seqs_tx, seqs_rx) = watch::channel::<Option<Arc<Vec<u64>>>>(None);
-        let mut readers = Vec::new();
-        for _ in 0..subscribers {
-            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("connect");
-            ws.send(Message::text(format!(r#"{{"action":"subscribe","room":"{room}"}}"#))).await.unwrap();
-            let base = loop {
-                if let Some(Ok(Message::Text(t))) = ws.next().await {
-                    let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
-                    if v["type"] == "subscribed" {
-                        break v["seq"].as_u64().unwrap_or(0);
-                    }
-                }
+    let mut round = 0;
+    for &shards in &shard_counts {
+        for &c in &concurrency {
+            round += 1;
+            let room = format!("bench:lambda:{round}");
+            let (seqs_tx, seqs_rx) = watch::channel::<Option<Arc<Vec<u64>>>>(None);
+            let connected: Vec<(Ws, u64)> = futures_util::stream::iter(0..subscribers)
+                .map(|i| subscriber(gw_addr, url.clone(), room.clone(), 1 + (i % 8) as u8))
+                .buffer_unordered(64)
+                .collect()
+                .await;
+            let readers: Vec<_> =
+                connected.into_iter().map(|(ws, base)| tokio::spawn(read(ws, base, seqs_rx.clone()))).collect();
+            tokio::time::sleep(Duration::from_millis(hold_ms)).await;
+
+            let rooms = RedisRoomStore::new(RedisConfig {
+                url: redis.url(),
+                cluster: false,
+                history: 10,
+                connection_ttl_secs: 600,
+            })
+            .expect("redis store");
+            let rooms: Arc<dyn wsctl_handlers::store::LiveStore> = Arc::new(rooms);
+            let config = ManagementApiConfig { concurrency: c, ..Default::default() };
+            let direct: Arc<dyn Sender> = Arc::new(ManagementApiSender::new(&sdk, &management, config));
+            let services_with = |sender: Arc<dyn Sender>| {
+                Services::new(
+                    rooms.clone(),
+                    Arc::new(MemoryConnectionStore::new()),
+                    Arc::new(MemoryKeyStore::new()),
+                    sender,
+                    Limits::default(),
+                )
             };
-            let mut seqs_rx = seqs_rx.clone();
-            readers.push(tokio::spawn(async move {
-                let mut seen: Vec<u64> = Vec::new();
-                let mut due: Option<(Arc<Vec<u64>>, Instant)> = None;
-                loop {
-                    if let Some((published, deadline)) = &due {
-                        let want = published.iter().filter(|&&s| s > base).count();
-                        let got = published.iter().filter(|&&s| s > base && seen.contains(&s)).count();
-                        if got == want || Instant::now() >= *deadline {
-                            break;
-                        }
-                    }
-                    let wait = due
-                        .as_ref()
-                        .map_or(Duration::from_secs(600), |d| d.1.saturating_duration_since(Instant::now()));
-                    tokio::select! {
-                        c = seqs_rx.changed() => {
-                            if c.is_err() {
-                                break;
-                            }
-                            if let Some(p) = seqs_rx.borrow_and_update().clone() {
-                                due = Some((p, Instant::now() + Duration::from_secs(10)));
-                            }
-                        }
-                        m = tokio::time::timeout(wait, ws.next()) => match m {
-                            Ok(Some(Ok(Message::Text(t)))) => {
-                                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
-                                if let Some(seq) = v["seq"].as_u64().filter(|_| v["type"] == "message") {
-                                    seen.push(seq);
-                                }
-                            }
-                            Ok(Some(Ok(_))) => {}
-                            Ok(_) => break,
-                            Err(_) => {}
-                        }
-                    }
+            let dispatch = (shards > 0)
+                .then(|| Arc::new(InProcessDispatch::new(Arc::new(services_with(direct.clone())), shards as u32)));
+            let services = match &dispatch {
+                Some(d) => {
+                    services_with(Arc::new(ShardedSender::new(direct.clone(), d.clone(), shards as u32, job_size)))
                 }
-                (base, seen)
-            }));
-        }
-        tokio::time::sleep(Duration::from_millis(hold_ms)).await;
-        let rooms = RedisRoomStore::new(RedisConfig {
-            url: redis.url(),
-            cluster: false,
-            history: 10,
-            connection_ttl_secs: 600,
-        })
-        .expect("redis store");
-        let sender =
-            ManagementApiSender::new(&sdk, &management, ManagementApiConfig { concurrency: *c, max_attempts: 4 });
-        let services = Services::new(
-            Arc::new(rooms),
-            Arc::new(MemoryConnectionStore::new()),
-            Arc::new(MemoryKeyStore::new()),
-            Arc::new(sender),
-            Limits::default(),
-        );
-        let data = serde_json::value::RawValue::from_string(r#"{"tvl":1}"#.into()).unwrap();
-        let start = Instant::now();
-        let (mut delivered, mut pruned, mut failed) = (0, 0, 0);
-        let mut published = Vec::new();
-        for _ in 0..messages {
-            let r = services.publish(&room, &data).await.expect("publish");
-            published.push(r.seq);
-            delivered += r.delivered;
-            pruned += r.pruned;
-            failed += r.failed;
-        }
-        let secs = start.elapsed().as_secs_f64();
-        let _ = seqs_tx.send(Some(Arc::new(published.clone())));
-        // accounting: each subscriber against the published seqs above its subscribed reply
-        let (mut expected, mut received, mut dup, mut reord, mut unexpected, mut affected) = (0, 0, 0, 0, 0, 0);
-        for r in readers {
-            let (base, seen) = r.await.expect("reader");
-            let due: Vec<u64> = published.iter().copied().filter(|&s| s > base).collect();
-            let mut distinct = std::collections::HashSet::new();
-            let (mut d, mut o, mut max) = (0, 0, 0);
-            for &s in &seen {
-                if !distinct.insert(s) {
-                    d += 1;
-                } else if s < max {
-                    o += 1;
+                None => services_with(direct.clone()),
+            };
+            let throttled_before = throttled(gw_addr);
+            let data = serde_json::value::RawValue::from_string(r#"{"tvl":1}"#.into()).unwrap();
+            let (mut delivered, mut failed) = (0, 0);
+            let mut published: Vec<(u64, Instant, Duration)> = Vec::new();
+            for m in 0..messages {
+                if m > 0 && interval_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(interval_ms)).await;
                 }
-                max = max.max(s);
+                let t0 = Instant::now();
+                let r = services.publish(&room, &data).await.expect("publish");
+                published.push((r.seq, t0, t0.elapsed()));
+                delivered += r.delivered;
+                failed += r.failed;
             }
-            let got = due.iter().filter(|s| distinct.contains(s)).count() as u64;
-            expected += due.len() as u64;
-            received += got;
-            dup += d;
-            reord += o;
-            unexpected += distinct.len() as u64 - got;
-            affected += u64::from(got < due.len() as u64 || d + o > 0);
+            let seqs: Vec<u64> = published.iter().map(|p| p.0).collect();
+            let _ = seqs_tx.send(Some(Arc::new(seqs.clone())));
+
+            let (mut expected, mut received, mut dup, mut reord, mut affected) = (0u64, 0u64, 0u64, 0u64, 0u64);
+            let mut last_at: std::collections::HashMap<u64, Instant> = std::collections::HashMap::new();
+            for r in readers {
+                let (base, seen) = r.await.expect("reader");
+                let due: Vec<u64> = seqs.iter().copied().filter(|&s| s > base).collect();
+                let mut distinct = std::collections::HashSet::new();
+                let (mut d, mut o, mut max) = (0, 0, 0);
+                for &(s, at) in &seen {
+                    if !distinct.insert(s) {
+                        d += 1;
+                    } else if s < max {
+                        o += 1;
+                    }
+                    max = max.max(s);
+                    let e = last_at.entry(s).or_insert(at);
+                    *e = (*e).max(at);
+                }
+                let got = due.iter().filter(|s| distinct.contains(s)).count() as u64;
+                expected += due.len() as u64;
+                received += got;
+                dup += d;
+                reord += o;
+                affected += u64::from(got < due.len() as u64 || d + o > 0);
+            }
+            let missing = expected - received;
+            let throttled_total = throttled(gw_addr) - throttled_before;
+            let mut acks: Vec<f64> = published.iter().map(|p| p.2.as_secs_f64() * 1000.0).collect();
+            acks.sort_by(f64::total_cmp);
+            let mut to_last: Vec<f64> = published
+                .iter()
+                .filter_map(|(s, t0, _)| last_at.get(s).map(|l| l.duration_since(*t0).as_secs_f64() * 1000.0))
+                .collect();
+            to_last.sort_by(f64::total_cmp);
+            let first = published.first().map(|p| p.1);
+            let last = last_at.values().max().copied();
+            let span = match (first, last) {
+                (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
+                _ => f64::NAN,
+            };
+            // back to back: deliveries over the whole span; spaced: one message's fan-out
+            // rate (its deliveries over its median publish→last)
+            let rate = if interval_ms > 0 && !to_last.is_empty() {
+                received as f64 / messages as f64 / (pct(&to_last, 0.5) / 1000.0)
+            } else {
+                received as f64 / span
+            };
+            // the longest single invocation: the publish call itself inline, the longest
+            // shard job (or a publish's dispatch) when sharded
+            let longest_ms = match &dispatch {
+                Some(d) => d.longest_job().as_secs_f64() * 1000.0,
+                None => 0.0,
+            }
+            .max(pct(&acks, 1.0));
+            if missing + dup + reord > 0 {
+                problems.push(format!(
+                    "shards {shards} concurrency {c}: {missing} missing, {dup} duplicated, {reord} reordered (of {expected} expected) at {affected} subscribers"
+                ));
+            }
+            if let Some(d) = &dispatch {
+                let s = &d.stats;
+                let job_failed = s.failed.load(Relaxed);
+                if job_failed > 0 {
+                    problems.push(format!("shards {shards}: {job_failed} sends failed in shard jobs"));
+                }
+            }
+            if failed > 0 {
+                problems.push(format!("shards {shards} concurrency {c}: {failed} sends failed"));
+            }
+            println!(
+                "{shards:>6} {c:>5} {:>7.1}ms {:>7.1}ms {:>9.0}ms {:>9.0}ms {rate:>12.0} {throttled_total:>8} {longest_ms:>8.0}ms {:>17} {missing:>7} {dup:>4} {reord:>5}",
+                pct(&acks, 0.5),
+                pct(&acks, 1.0),
+                pct(&to_last, 0.5),
+                pct(&to_last, 1.0),
+                format!("{received}/{expected}"),
+            );
+            println!(
+                "{}",
+                serde_json::json!({"scenario": "lambda_fanout", "shards": shards, "concurrency": c, "job_connections": job_size,
+                    "subscribers": subscribers, "messages": messages, "interval_ms": interval_ms,
+                    "latency_ms": latency_ms, "jitter_ms": jitter_ms, "rate_limit": rate_limit, "burst": burst,
+                    "hold_ms": hold_ms, "dispatched_or_delivered": delivered, "failed": failed,
+                    "ack_ms": {"p50": pct(&acks, 0.5), "max": pct(&acks, 1.0)},
+                    "publish_to_last_ms": {"p50": pct(&to_last, 0.5), "max": pct(&to_last, 1.0), "all": to_last},
+                    "deliveries_per_s": rate.round(), "throttled_429": throttled_total,
+                    "longest_invocation_ms": longest_ms.round(),
+                    "half_timeout_ms": timeout_secs * 500.0,
+                    "delivery": {"expected": expected, "received": received, "missing": missing, "duplicated": dup,
+                        "reordered": reord, "subscribers_affected": affected}})
+            );
         }
-        let missing = expected - received;
-        if missing + dup + reord > 0 {
-            problems.push(format!(
-                "concurrency {c}: {missing} missing, {dup} duplicated, {reord} reordered (of {expected} expected) at {affected} subscribers"
-            ));
-        }
-        let rate = delivered as f64 / secs;
-        println!(
-            "{c:>11} {delivered:>12} {rate:>14.0} {pruned:>9} {failed:>7} {:>17} {missing:>7} {dup:>5} {reord:>5}",
-            format!("{received}/{expected}")
-        );
-        println!(
-            "{}",
-            serde_json::json!({"scenario": "lambda_fanout", "concurrency": c, "subscribers": subscribers,
-                "messages": messages, "hold_ms": hold_ms, "deliveries": delivered, "seconds": secs,
-                "deliveries_per_s": rate.round(), "pruned": pruned, "failed": failed,
-                "delivery": {"expected": expected, "received": received, "missing": missing, "duplicated": dup,
-                    "reordered": reord, "unexpected": unexpected, "subscribers_affected": affected}})
-        );
     }
     let _ = gw.kill();
     let _ = gw.wait();

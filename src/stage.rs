@@ -409,6 +409,16 @@ impl Stage {
         if !(1..=900).contains(&l.timeout_secs) {
             return bad("lambda.timeout_secs", format!("{} must be within 1..=900", l.timeout_secs));
         }
+        if self.limits.fanout_shards > 0 && l.timeout_secs > 30 {
+            return bad(
+                "lambda.timeout_secs",
+                format!(
+                    "{} is over 30 with limits.fanout_shards set: the fan-out queue's visibility timeout (180 s) \
+                     must be at least 6x the function timeout; lower the timeout or set fanout_shards to 0",
+                    l.timeout_secs
+                ),
+            );
+        }
         if !LOG_RETENTION_DAYS.contains(&l.log_retention_days) {
             return bad(
                 "lambda.log_retention_days",

@@ -42,8 +42,12 @@ pub struct LambdaEnv {
     pub management_endpoint: String,
     /// Limits (JSON in `WSCTL_LIMITS`).
     pub limits: Limits,
-    /// Fan-out concurrency of the publish function (`WSCTL_FANOUT_CONCURRENCY`).
+    /// PostToConnection calls in flight per fan-out (`WSCTL_FANOUT_CONCURRENCY`, else
+    /// `limits.fanout_concurrency`).
     pub fanout_concurrency: usize,
+    /// The fan-out FIFO queue (`FANOUT_QUEUE_URL`): with `limits.fanout_shards` > 0, fan-outs
+    /// are queued there in shards and delivered by the `publish` function.
+    pub fanout_queue_url: Option<String>,
 }
 
 /// A missing or malformed environment variable.
@@ -70,7 +74,7 @@ impl LambdaEnv {
             Some(v) => v
                 .parse()
                 .map_err(|_| EnvError { name: "WSCTL_FANOUT_CONCURRENCY", problem: format!("not a number: {v}") })?,
-            None => ManagementApiConfig::default().concurrency,
+            None => limits.fanout_concurrency,
         };
         Ok(LambdaEnv {
             stage: get("WSCTL_STAGE").unwrap_or_else(|| "dev".into()),
@@ -82,6 +86,7 @@ impl LambdaEnv {
             management_endpoint: need("WS_MANAGEMENT_ENDPOINT")?,
             limits,
             fanout_concurrency,
+            fanout_queue_url: get("FANOUT_QUEUE_URL").filter(|v| !v.is_empty()),
         })
     }
 
@@ -96,19 +101,52 @@ impl LambdaEnv {
     /// Like [`LambdaEnv::services`] with a given SDK configuration (which also reaches
     /// Secrets Manager for the token).
     pub async fn services_from(&self, sdk: &aws_config::SdkConfig, needs_redis: bool) -> Result<Services, Error> {
+        Ok(self.services_and_shard_worker_from(sdk, needs_redis).await?.0)
+    }
+
+    /// [`LambdaEnv::services_and_shard_worker`] after the Redis AUTH token lookup (if any).
+    pub async fn services_and_shard_worker_from(
+        &self,
+        sdk: &aws_config::SdkConfig,
+        needs_redis: bool,
+    ) -> Result<(Services, Services), Error> {
         match (&self.redis_auth_secret_arn, needs_redis) {
             (Some(arn), true) => {
                 let token = fetch_secret(sdk, arn).await?;
                 let mut env = self.clone();
                 env.redis_url = with_password(&self.redis_url, &token);
-                env.services_with(sdk)
+                env.services_and_shard_worker(sdk)
             }
-            _ => self.services_with(sdk),
+            _ => self.services_and_shard_worker(sdk),
         }
     }
 
     /// The services over `redis_url` as it is (no token lookup).
     pub fn services_with(&self, sdk: &aws_config::SdkConfig) -> Result<Services, Error> {
+        Ok(self.services_and_shard_worker(sdk)?.0)
+    }
+
+    /// The services (whose fan-outs are queued in shards when `FANOUT_QUEUE_URL` is set and
+    /// `limits.fanout_shards` > 0) and the services that deliver one shard (same stores,
+    /// sending directly through the management API).
+    pub fn services_and_shard_worker(&self, sdk: &aws_config::SdkConfig) -> Result<(Services, Services), Error> {
+        let direct = self.services_direct(sdk)?;
+        let sender: Arc<dyn crate::sender::Sender> = match (&self.fanout_queue_url, self.limits.fanout_shards) {
+            (Some(url), shards) if shards > 0 => {
+                let dispatch = Arc::new(crate::fanout::SqsDispatch::new(sdk, url));
+                Arc::new(crate::fanout::ShardedSender::new(
+                    direct.sender.clone(),
+                    dispatch,
+                    shards,
+                    self.limits.fanout_job_connections,
+                ))
+            }
+            _ => direct.sender.clone(),
+        };
+        Ok((direct.with_sender(sender), direct))
+    }
+
+    fn services_direct(&self, sdk: &aws_config::SdkConfig) -> Result<Services, Error> {
         let ddb = dynamo::client(sdk);
         let rooms = RedisRoomStore::new(RedisConfig {
             url: self.redis_url.clone(),
@@ -365,6 +403,50 @@ pub enum PublishResult {
         /// What was wrong and what to do.
         message: String,
     },
+}
+
+/// Runs the `publish` function: a producer's [`PublishEvent`] is published (its fan-out
+/// queued in shards when sharding is on), and an SQS event of the fan-out queue is
+/// delivered shard job by shard job ([`crate::fanout::deliver_event`]).
+pub async fn run_publish() -> Result<(), Error> {
+    init_logging();
+    let env = LambdaEnv::from_lookup(|k| std::env::var(k).ok())?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let (services, worker) = env.services_and_shard_worker_from(&sdk, true).await?;
+    let (services, worker) = (Arc::new(services), Arc::new(worker));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
+        let (services, worker) = (services.clone(), worker.clone());
+        async move {
+            let out = publish_or_deliver(services.clone(), &worker, &event.payload).await;
+            println!("{}", services.metrics.emf("wsctl", "publish", now_ms()));
+            services.metrics.reset();
+            out
+        }
+    }))
+    .await
+}
+
+/// One event of the `publish` function: a producer's message, or fan-out jobs (an SQS
+/// event, recognised by its `Records`).
+pub async fn publish_or_deliver(
+    services: Arc<Services>,
+    worker: &Services,
+    payload: &RawValue,
+) -> Result<serde_json::Value, Error> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(rename = "Records")]
+        records: Option<serde::de::IgnoredAny>,
+    }
+    let is_queue_event = serde_json::from_str::<Probe>(payload.get()).is_ok_and(|p| p.records.is_some());
+    if is_queue_event {
+        let event: crate::fanout::SqsEvent = serde_json::from_str(payload.get())?;
+        let r = crate::fanout::deliver_event(worker, &event).await;
+        return Ok(serde_json::json!({ "delivered": r.delivered, "gone": r.gone.len(), "failed": r.failed }));
+    }
+    let event: PublishEvent = serde_json::from_str(payload.get())
+        .map_err(|e| format!("not a publish event ({{\"room\": …, \"data\": …}}): {e}"))?;
+    Ok(serde_json::to_value(publish(services, event).await?)?)
 }
 
 /// `publish`: fans a message out to a room.

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod fanout;
 pub mod lambda;
 pub mod limits;
 pub mod metrics;

@@ -71,6 +71,18 @@ pub struct Limits {
     pub max_replay_bytes: usize,
     /// Extra seconds a connection record outlives `max_lifetime_secs` before DynamoDB's TTL may remove it.
     pub record_ttl_margin_secs: u64,
+    /// Shards of a room's fan-out on Lambda (0 = the publishing invocation sends to every
+    /// member itself). With N > 0 a publish splits the members by a stable hash of their
+    /// connection id into N ordered shards, hands them to the fan-out queue (an SQS FIFO
+    /// queue, one message group per shard) and is acknowledged once they are queued; the
+    /// `publish` function delivers each shard. See `wsctl_handlers::fanout`.
+    pub fanout_shards: u32,
+    /// PostToConnection calls in flight per fan-out (per shard when sharded).
+    pub fanout_concurrency: usize,
+    /// Most connections in one shard job (one invocation's work when sharded): a larger
+    /// shard is queued as several jobs in its group, so no invocation's length grows with
+    /// the room.
+    pub fanout_job_connections: usize,
 }
 
 impl Default for Limits {
@@ -101,6 +113,9 @@ impl Default for Limits {
             max_history_bytes_total: 256 * 1024 * 1024,
             max_replay_bytes: 1024 * 1024,
             record_ttl_margin_secs: 900,
+            fanout_shards: 0,
+            fanout_concurrency: 64,
+            fanout_job_connections: 1000,
         }
     }
 }
@@ -123,7 +138,9 @@ impl Limits {
 
     /// Checks that the values are usable; returns the name of the first bad field and why.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let positive: [(&'static str, u64); 19] = [
+        let positive: [(&'static str, u64); 21] = [
+            ("fanout_job_connections", self.fanout_job_connections as u64),
+            ("fanout_concurrency", self.fanout_concurrency as u64),
             ("max_message_bytes", self.max_message_bytes as u64),
             ("send_buffer_bytes", self.send_buffer_bytes as u64),
             ("handshake_timeout_secs", self.handshake_timeout_secs),
@@ -165,6 +182,12 @@ impl Limits {
         }
         if self.max_room_name_len > 255 {
             return Err(("max_room_name_len", "must be at most 255".into()));
+        }
+        if self.fanout_shards > 256 {
+            return Err(("fanout_shards", "must be at most 256 (SQS message groups the fan-out spreads over)".into()));
+        }
+        if self.fanout_concurrency > 1024 {
+            return Err(("fanout_concurrency", "must be at most 1024".into()));
         }
         if self.room_history > 10_000 {
             return Err(("room_history", "must be at most 10000".into()));

@@ -88,13 +88,19 @@ pub trait Sender: Send + Sync {
 pub struct ManagementApiConfig {
     /// Concurrent PostToConnection calls per fan-out.
     pub concurrency: usize,
-    /// Attempts for a throttled (429) send, with exponential backoff and jitter.
+    /// Attempts for a throttled (429) send, with exponential backoff and full jitter. A 429
+    /// means API Gateway did not take the message, so a retry cannot duplicate it.
     pub max_attempts: u32,
+    /// Time after a send's first attempt within which a 429 is still retried; the send
+    /// fails once either this or `max_attempts` is used up.
+    pub throttle_budget: Duration,
 }
 
 impl Default for ManagementApiConfig {
+    /// 64 sends in flight; a throttled send is retried for up to 4 s (API Gateway's bucket
+    /// refills 10,000 a second, so a fan-out that overshoots it waits rather than drops).
     fn default() -> Self {
-        ManagementApiConfig { concurrency: 64, max_attempts: 4 }
+        ManagementApiConfig { concurrency: 64, max_attempts: 64, throttle_budget: Duration::from_secs(4) }
     }
 }
 
@@ -125,6 +131,7 @@ impl ManagementApiSender {
     }
 
     async fn post(&self, conn: &str, data: &[u8]) -> SendOutcome {
+        let started = tokio::time::Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -136,7 +143,9 @@ impl ManagementApiSender {
             match status {
                 // 410 bodies are often empty, so key on the status, not the error code.
                 Some(410) => return SendOutcome::Gone,
-                Some(429) if attempt < self.config.max_attempts => backoff(attempt).await,
+                Some(429) if attempt < self.config.max_attempts && started.elapsed() < self.config.throttle_budget => {
+                    backoff(attempt).await
+                }
                 _ => {
                     let detail =
                         res.err().map(|e| aws_sdk_apigatewaymanagement::error::DisplayErrorContext(e).to_string());
@@ -147,10 +156,11 @@ impl ManagementApiSender {
     }
 }
 
-/// Sleeps `base * 2^attempt` with full jitter, capped at one second.
+/// Sleeps up to `10 ms * 2^attempt` (full jitter), capped at 320 ms: short enough that a
+/// send retried in a refilling bucket is not left idle long after tokens are back.
 async fn backoff(attempt: u32) {
     use rand::Rng;
-    let cap = (20u64 << attempt.min(6)).min(1000);
+    let cap = (10u64 << attempt.min(5)).min(320);
     let ms = rand::rng().random_range(0..=cap);
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }

@@ -158,6 +158,23 @@ impl Services {
         }
     }
 
+    /// Another [`Services`] on the same stores, limits and counters, delivering through
+    /// `sender` (e.g. the sharded fan-out beside the direct one).
+    pub fn with_sender(&self, sender: Arc<dyn Sender>) -> Services {
+        Services {
+            rooms: self.rooms.clone(),
+            limit_state: self.limit_state.clone(),
+            connections: self.connections.clone(),
+            keys: self.keys.clone(),
+            sender,
+            limits: self.limits.clone(),
+            metrics: self.metrics.clone(),
+            order: PublishOrder::new(),
+            connection_limit_by_caller: self.connection_limit_by_caller,
+            limit_store_down_until: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
     /// For a runtime that holds its connections and limits each one's requests in
     /// process: `message` then skips the per-connection bucket in the store (the per-key
     /// one, shared across connections and nodes, stays).

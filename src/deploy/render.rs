@@ -231,6 +231,7 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
     set("LogRetentionDays", l.log_retention_days.to_string());
     set("RustLog", l.log_level.clone());
     set("LimitsJson", limits_json);
+    set("FanoutSharded", (stage.limits.fanout_shards > 0).to_string());
     set("ThrottleRate", stage.api.throttle_rate.to_string());
     set("ThrottleBurst", stage.api.throttle_burst.to_string());
     if let Some(w) = inputs.wiring {

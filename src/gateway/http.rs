@@ -9,6 +9,12 @@
 //! `ForbiddenException` 403, `GoneException` 410, `PayloadTooLargeException` 413 and
 //! `LimitExceededException` 429. `tests/management_api.rs` reads every field with the
 //! Rust SDK and `tests/clients/independent.py` with boto3.
+//!
+//! [`ManagementEmulation`] makes the endpoint behave like the one a Lambda in a VPC reaches
+//! through NAT: every call waits a fixed latency plus uniform jitter, and calls beyond a
+//! token bucket (API Gateway's account-wide 10,000 requests/s, burst 5,000) get
+//! `LimitExceededException` 429, so the Lambda fan-out path is measured against AWS-like
+//! behaviour (`benches/lambda_fanout.rs`).
 
 use super::registry::ConnHandle;
 use super::Gateway;
@@ -17,10 +23,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use wsctl_handlers::admin::AdminRequest;
 use wsctl_handlers::auth::hashes_match;
 use wsctl_handlers::protocol::Frame;
+use wsctl_handlers::ratelimit::TokenBucket;
 use wsctl_handlers::sender::SendOutcome;
 use wsctl_handlers::store::node_bus::NodeBus;
 
@@ -29,6 +37,94 @@ fn aws_error(status: StatusCode, kind: &'static str, message: &str) -> Response 
     let mut r = (status, axum::Json(serde_json::json!({ "message": message }))).into_response();
     r.headers_mut().insert("x-amzn-ErrorType", HeaderValue::from_static(kind));
     r
+}
+
+/// `wsctl dev` options that make `@connections` answer like API Gateway seen from a Lambda
+/// in a VPC (all off by default: the endpoint answers at once and never throttles).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ManagementEmulationArgs {
+    /// Added latency of every `@connections` call, ms (20 is typical from a VPC Lambda through NAT).
+    #[arg(long, default_value_t = 0)]
+    pub management_latency_ms: u64,
+    /// Uniform jitter around the latency, ms: each call waits latency ± jitter.
+    #[arg(long, default_value_t = 0, requires = "management_latency_ms")]
+    pub management_jitter_ms: u64,
+    /// `@connections` requests per second before 429 `LimitExceededException` (token bucket;
+    /// API Gateway's account default is 10000). 0: no limit.
+    #[arg(long, default_value_t = 0)]
+    pub management_rate_limit: u32,
+    /// Bucket size of --management-rate-limit (default: half the rate, as API Gateway's 10,000/5,000).
+    #[arg(long, requires = "management_rate_limit")]
+    pub management_burst: Option<u32>,
+}
+
+/// Latency and throttling applied to every `@connections` call (see the module docs).
+#[derive(Debug, Default)]
+pub struct ManagementEmulation {
+    latency: Duration,
+    jitter: Duration,
+    bucket: Option<Mutex<TokenBucket>>,
+    rate: (u32, u32),
+    /// Calls answered 429 by the emulated bucket (`wsctl_management_throttled_total`).
+    throttled: std::sync::atomic::AtomicU64,
+}
+
+impl ManagementEmulation {
+    /// From the `wsctl dev` options; a jitter larger than the latency is refused.
+    pub fn new(args: &ManagementEmulationArgs) -> anyhow::Result<Self> {
+        if args.management_jitter_ms > args.management_latency_ms {
+            anyhow::bail!(
+                "--management-jitter-ms {} exceeds --management-latency-ms {}: a call cannot take less than 0 ms; \
+                 lower the jitter or raise the latency",
+                args.management_jitter_ms,
+                args.management_latency_ms
+            );
+        }
+        let rate =
+            (args.management_rate_limit, args.management_burst.unwrap_or((args.management_rate_limit / 2).max(1)));
+        let bucket = (rate.0 > 0).then(|| Mutex::new(TokenBucket::new(rate.0, rate.1)));
+        Ok(ManagementEmulation {
+            latency: Duration::from_millis(args.management_latency_ms),
+            jitter: Duration::from_millis(args.management_jitter_ms),
+            bucket,
+            rate,
+            throttled: Default::default(),
+        })
+    }
+
+    /// Whether any emulation is on (for the banner).
+    pub fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.latency.is_zero() {
+            parts.push(format!("{} ms ± {} ms latency", self.latency.as_millis(), self.jitter.as_millis()));
+        }
+        if self.bucket.is_some() {
+            parts.push(format!("{} requests/s (burst {}), 429 beyond", self.rate.0, self.rate.1));
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
+    /// Waits the call's latency, then takes a token: `Some(429)` when the bucket is empty.
+    async fn admit(&self) -> Option<Response> {
+        if !self.latency.is_zero() {
+            let wait = if self.jitter.is_zero() {
+                self.latency
+            } else {
+                use rand::Rng;
+                let j = self.jitter.as_micros() as i64;
+                let delta = rand::rng().random_range(-j..=j);
+                Duration::from_micros((self.latency.as_micros() as i64 + delta).max(0) as u64)
+            };
+            tokio::time::sleep(wait).await;
+        }
+        let bucket = self.bucket.as_ref()?;
+        let admitted = bucket.lock().map(|mut b| b.try_take()).unwrap_or(true);
+        if admitted {
+            return None;
+        }
+        self.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(aws_error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException", "Rate exceeded"))
+    }
 }
 
 fn gone() -> Response {
@@ -65,6 +161,9 @@ pub async fn post_to_connection(
 ) -> Response {
     if let Some(refused) = unsigned(&headers) {
         return refused;
+    }
+    if let Some(throttled) = gw.management.admit().await {
+        return throttled;
     }
     let Some(id) = connection_param(&params) else { return gone() };
     let limit = gw.services.limits.max_message_bytes;
@@ -107,6 +206,9 @@ pub async fn get_connection(
     Path(params): Path<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(throttled) = gw.management.admit().await {
+        return throttled;
+    }
     if let Some(refused) = unsigned(&headers) {
         return refused;
     }
@@ -135,6 +237,9 @@ pub async fn delete_connection(
     Path(params): Path<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(throttled) = gw.management.admit().await {
+        return throttled;
+    }
     if let Some(refused) = unsigned(&headers) {
         return refused;
     }
@@ -195,7 +300,14 @@ pub async fn admin(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Byt
 
 /// `GET /metrics`: Prometheus text.
 pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
-    let mut r = gw.services.metrics.prometheus().into_response();
+    let mut text = gw.services.metrics.prometheus();
+    let throttled = gw.management.throttled.load(std::sync::atomic::Ordering::Relaxed);
+    text.push_str(
+        "# HELP wsctl_management_throttled_total @connections calls answered 429 by --management-rate-limit.\n",
+    );
+    text.push_str("# TYPE wsctl_management_throttled_total counter\n");
+    text.push_str(&format!("wsctl_management_throttled_total {throttled}\n"));
+    let mut r = text.into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
 }

@@ -4,7 +4,7 @@
 
 pub mod connect;
 mod fdlimit;
-mod http;
+pub mod http;
 mod node;
 mod refusals;
 pub mod registry;
@@ -66,9 +66,13 @@ pub struct DevArgs {
     /// Directory for the dev key, key records and the admin token.
     #[arg(long, env = "WSCTL_STATE_DIR", default_value = ".wsctl")]
     pub state_dir: PathBuf,
-    /// WebSocket read buffer per connection, in bytes (small keeps memory per connection low).
-    #[arg(long, default_value_t = 4096)]
+    /// WebSocket read buffer per connection, in bytes (small keeps memory per connection low:
+    /// 2,048 holds 19,000 connections at 7.6 KiB each, 4,096 at 9.6; BENCHMARKS.md).
+    #[arg(long, default_value_t = 2048)]
     pub read_buffer: usize,
+    /// Latency and throttling of the `@connections` endpoint (AWS-like; off by default).
+    #[command(flatten)]
+    pub management: http::ManagementEmulationArgs,
 }
 
 /// The running gateway: handler services plus the live connections.
@@ -89,6 +93,8 @@ pub struct Gateway {
     pub node_tag: String,
     /// The bus to the other gateway nodes on the same Redis (None on the embedded stores).
     pub node: Option<Arc<NodeBus>>,
+    /// Latency and throttling of `@connections` (`wsctl dev --management-*`).
+    pub management: http::ManagementEmulation,
     connect_rate: Mutex<TokenBucket>,
     refusals: refusals::SourceRefusals,
 }
@@ -201,6 +207,7 @@ async fn ensure_dev_key(services: &Services, state: &LocalState) -> Result<Strin
 /// Runs `wsctl dev` until Ctrl-C.
 pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
     let stage = Stage::load(&global.stages_dir, &args.stage)?;
+    let management = http::ManagementEmulation::new(&args.management)?;
     let limits = stage.limits.clone();
     fdlimit::raise_and_pregrow(limits.max_connections);
     let state = LocalState::open(&args.state_dir)?;
@@ -226,6 +233,7 @@ pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
         stage: stage.name.clone(),
         node_tag,
         node: stores.node.clone(),
+        management,
         connect_rate: Mutex::new(TokenBucket::new(limits.connects_per_second, limits.connects_per_second)),
         refusals: refusals::SourceRefusals::new(limits.refused_connects_per_second_per_source),
     });
@@ -368,6 +376,9 @@ fn print_banner(
                 args.state_dir.join("dev-key").display()
             );
             println!("  @connections {}/@connections/{{id}}", info.management_endpoint);
+            if let Some(emulated) = http::ManagementEmulation::new(&args.management).ok().and_then(|m| m.describe()) {
+                println!("               emulating {emulated}");
+            }
             println!("  metrics      {}/metrics", info.http);
             println!();
             println!("Try it:  wscat -c '{}?apiKey={key}'", info.url);
