@@ -21,6 +21,14 @@ pub struct GatewayInfo {
     pub pid: u32,
 }
 
+/// Held by a running `wsctl dev` for its whole life: an exclusive lock on
+/// `gateway.lock` in the state directory (released by the OS when the process ends, even on
+/// a crash). The file holds the owner's pid.
+#[derive(Debug)]
+pub struct GatewayLock {
+    _file: std::fs::File,
+}
+
 /// The state directory.
 pub struct LocalState {
     dir: PathBuf,
@@ -73,6 +81,42 @@ impl LocalState {
         let token = wsctl_handlers::auth::hash_key(&crate::gateway::connect::new_connection_id());
         write_private(&path, &token)?;
         Ok(token)
+    }
+
+    /// Takes the state directory for one gateway. A second `wsctl dev` on the same
+    /// directory is refused with the first one's pid and URL: two gateways would overwrite
+    /// each other's `gateway.json`, and the operator commands would reach only one.
+    pub fn lock_for_gateway(&self) -> Result<GatewayLock> {
+        use std::io::{Seek, Write};
+        let path = self.dir.join("gateway.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = std::fs::read_to_string(&path).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+                let url = self.gateway().ok().filter(|g| Some(g.pid.to_string()) == pid).map(|g| g.url);
+                bail!(
+                    "state directory {} is in use by another `wsctl dev` (pid {}, {}); stop that one, \
+                     or give this one its own --state-dir",
+                    self.dir.display(),
+                    pid.as_deref().unwrap_or("unknown"),
+                    url.as_deref().unwrap_or("still starting")
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        writeln!(file, "{}", std::process::id())?;
+        Ok(GatewayLock { _file: file })
     }
 
     /// Records where the running gateway listens.

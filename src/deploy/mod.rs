@@ -71,9 +71,10 @@ pub struct BuildArgs {
     /// Cargo package with one binary per function.
     #[arg(long, default_value = "wsctl-handlers")]
     pub package: String,
-    /// Cargo profile to build with.
-    #[arg(long, default_value = "lambda")]
-    pub profile: String,
+    /// Cargo profile to build with. Not `--profile`: that is the AWS profile (and
+    /// `AWS_PROFILE`), which must never reach cargo.
+    #[arg(long = "cargo-profile", id = "cargo_profile", default_value = "lambda")]
+    pub cargo_profile: String,
 }
 
 /// `wsctl deploy`
@@ -175,7 +176,7 @@ pub async fn build(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode>
         out_dir: args.out,
         workspace: args.workspace,
         package: args.package,
-        profile: args.profile,
+        profile: args.cargo_profile,
     };
     let result =
         tokio::task::spawn_blocking(move || builder::build(&plan)).await.context("the build task panicked")??;

@@ -3,6 +3,7 @@
 //! `--dynamodb-endpoint` switch to real services).
 
 pub mod connect;
+mod exposure;
 mod fdlimit;
 mod http;
 mod refusals;
@@ -40,9 +41,12 @@ pub struct DevArgs {
     /// Stage file whose limits apply.
     #[arg(long, default_value = "local")]
     pub stage: String,
-    /// Address to listen on.
+    /// Address to listen on (anything but loopback needs --allow-remote).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// Allow a non-loopback --host: @connections and /metrics have no authentication.
+    #[arg(long)]
+    pub allow_remote: bool,
     /// Port to listen on.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
@@ -189,10 +193,12 @@ async fn ensure_dev_key(services: &Services, state: &LocalState) -> Result<Strin
 
 /// Runs `wsctl dev` until Ctrl-C.
 pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
+    exposure::check_host(&args.host, args.allow_remote)?;
     let stage = Stage::load(&global.stages_dir, &args.stage)?;
     let limits = stage.limits.clone();
     fdlimit::raise_and_pregrow(limits.max_connections);
     let state = LocalState::open(&args.state_dir)?;
+    let _lock = state.lock_for_gateway()?;
     let (rooms, connections, keys, backends) = build_stores(&args, global, &stage, &state).await?;
     let metrics = Arc::new(wsctl_handlers::metrics::Metrics::default());
     let registry = Arc::new(Registry::new(metrics.clone()));
@@ -307,6 +313,16 @@ async fn wait_for_signal() {
     let _ = ctrl_c.await;
 }
 
+/// ` --state-dir DIR` when the gateway runs on another state directory than the default,
+/// so the printed commands reach this gateway.
+fn state_dir_flag(dir: &std::path::Path) -> String {
+    if dir == std::path::Path::new(".wsctl") {
+        String::new()
+    } else {
+        format!(" --state-dir '{}'", dir.display())
+    }
+}
+
 fn print_banner(
     format: OutputFormat,
     info: &GatewayInfo,
@@ -341,7 +357,10 @@ fn print_banner(
             println!();
             println!("Try it:  wscat -c '{}?apiKey={key}'", info.url);
             println!(r#"         > {{"action":"subscribe","room":"tvl:protocol:aave"}}"#);
-            println!(r#"         wsctl publish --stage local --room tvl:protocol:aave '{{"tvl":1}}'"#);
+            println!(
+                r#"         wsctl publish --stage local{} --room tvl:protocol:aave '{{"tvl":1}}'"#,
+                state_dir_flag(&args.state_dir)
+            );
             println!("Ctrl-C stops the gateway (every connection gets its $disconnect).");
         }
     }

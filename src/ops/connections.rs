@@ -135,10 +135,8 @@ pub struct ConnectionView {
     /// When the record expires (DynamoDB TTL), epoch seconds.
     pub expires_at: u64,
     /// Frames received from the client, when the gateway reports them.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub messages_in: Option<u64>,
     /// Frames sent to the client, when the gateway reports them.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub messages_out: Option<u64>,
 }
 
@@ -187,7 +185,6 @@ pub struct Listing {
     /// The connections, sorted.
     pub connections: Vec<ConnectionView>,
     /// What could not be filled in, and why.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
 
@@ -582,9 +579,7 @@ struct Kicked {
     connection_id: String,
     /// The connection was open and was closed (false: it was already gone and its leftovers were removed).
     was_live: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<String>,
 }
 

@@ -14,6 +14,7 @@ pub use connections::ConnectionsCommand;
 pub use keys::KeysCommand;
 pub use publish::{publish, PublishArgs};
 pub use rooms::RoomsCommand;
+pub use target::{Target, TargetArgs};
 
 use crate::cli::Global;
 use std::process::ExitCode;

@@ -230,6 +230,11 @@ impl Deployed {
         Ok(LambdaFn::new(&self.sdk, name))
     }
 
+    /// The stage's WebSocket URL (wss://…, app stack output WebSocketUrl).
+    pub async fn websocket_url(&self) -> Result<String> {
+        self.name(&None, "WebSocketUrl").await
+    }
+
     /// The `publish` function.
     pub async fn publish_function(&self) -> Result<LambdaFn> {
         let name = self.name(&self.overrides.publish_function, "PublishFunctionName").await?;
