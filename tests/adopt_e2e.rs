@@ -1,0 +1,106 @@
+//! A new user's first ten minutes, from an empty directory, against moto: `wsctl init`,
+//! `wsctl dev` with a `subscribe` client seeing a `publish`, then `wsctl plan`, which
+//! checks the account and a given manifest's architecture before it would build anything.
+
+mod deploy_support;
+
+use deploy_support::{text, Harness};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+use wsctl_testkit::free_port;
+
+/// The moto-ready stage: the shipped dev.yaml with moto's account and region, and an
+/// existing Redis (moto skips ElastiCache).
+fn point_dev_at_moto(h: &Harness) {
+    let path = h.dir.join("stages/dev.yaml");
+    let shipped = std::fs::read_to_string(&path).expect("init wrote dev.yaml");
+    assert!(shipped.contains("account: \"111111111111\""), "the shipped dev.yaml names a placeholder account");
+    let edited = shipped.replace("\"111111111111\"", "\"123456789012\"").replace("eu-west-1", "us-east-1");
+    std::fs::write(&path, edited).expect("write dev.yaml");
+}
+
+#[test]
+fn init_dev_subscribe_publish_and_plan_from_an_empty_directory() {
+    let h = Harness::new("dev", "");
+    std::fs::remove_dir_all(h.dir.join("stages")).expect("start empty");
+
+    // 1. init
+    let init = h.wsctl(&["init"]);
+    assert!(init.status.success(), "{}", text(&init));
+    for stage in ["local", "dev", "staging", "prod"] {
+        assert!(h.dir.join(format!("stages/{stage}.yaml")).is_file(), "{stage}");
+    }
+
+    // 2. dev, and a subscriber that sees a publish.
+    let port = free_port().to_string();
+    let mut dev =
+        h.command(&["dev", "--port", &port]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn dev");
+    let mut banner = BufReader::new(dev.stdout.take().expect("stdout")).lines();
+    let ready = banner.by_ref().map_while(Result::ok).find(|l| l.contains("WebSocket"));
+    assert!(ready.is_some_and(|l| l.contains(&format!("ws://127.0.0.1:{port}/local"))), "dev is up");
+    let mut sub = h
+        .command(&["--output", "json", "subscribe", "tvl:protocol:first", "--count", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn subscribe");
+    let mut sub_err = BufReader::new(sub.stderr.take().expect("stderr")).lines();
+    assert!(sub_err.by_ref().map_while(Result::ok).any(|l| l.contains("connected to")), "subscribe connected");
+    // The subscribe frame follows the connect line; publish until the subscriber has it.
+    let mut delivered = false;
+    for _ in 0..50 {
+        let out = h.wsctl(&["--output", "json", "publish", "--room", "tvl:protocol:first", r#"{"tvl":1}"#]);
+        assert!(out.status.success(), "{}", text(&out));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("publish JSON");
+        if report["delivered"] == 1 {
+            delivered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(delivered, "the subscriber was counted as a delivery");
+    let out = sub.wait_with_output().expect("subscribe exits after --count 1");
+    assert!(out.status.success());
+    let line: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!((line["room"].as_str(), line["data"]["tvl"].as_u64()), (Some("tvl:protocol:first"), Some(1)));
+    let _ = dev.kill();
+    let _ = dev.wait();
+
+    // 3. plan. The shipped account placeholder is refused before any build is attempted.
+    let refused = h.wsctl(&["plan", "--stage", "dev"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(err.contains("refusing to touch stage 'dev'") && err.contains("123456789012"), "{err}");
+    assert!(!err.contains("building the handlers"), "checked the account before building: {err}");
+
+    point_dev_at_moto(&h);
+    // A manifest for the wrong architecture is refused before any AWS call (the endpoint
+    // here is unreachable, so reaching AWS would fail differently).
+    let x86 = h.manifest("dist-x86", |f| format!("{f} x86"));
+    let text_x86 = std::fs::read_to_string(&x86).expect("manifest").replace("\"arm64\"", "\"x86_64\"");
+    std::fs::write(&x86, text_x86).expect("write");
+    let out = h
+        .command(&["plan", "--stage", "dev", "--manifest", x86.to_str().expect("utf-8")])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .output()
+        .expect("plan");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("was built for x86_64 but stage 'dev' runs lambda.architecture arm64"), "{err}");
+
+    // Outside the source tree, without --manifest: a clear error after the account check.
+    let out = h.wsctl(&["plan", "--stage", "dev"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no handler sources here") && err.contains("--manifest"), "{err}");
+
+    // With a build's manifest: the plan against moto, exit 2 with changes.
+    let manifest = h.manifest("dist", |f| format!("{f} build 1"));
+    let plan =
+        h.wsctl(&["--output", "json", "plan", "--stage", "dev", "--manifest", manifest.to_str().expect("utf-8")]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    let doc: Value = serde_json::from_slice(&plan.stdout).expect("plan JSON");
+    assert_eq!(doc["changes"], true, "{doc:#}");
+}
