@@ -1,7 +1,7 @@
 //! Command-line surface: global options and the subcommand tree. Each subcommand's own
 //! arguments live beside its implementation.
 
-use crate::{bench, deploy, gateway, init, manuals, ops, output::OutputFormat, subscribe};
+use crate::{bench, deploy, gateway, init, logs, manuals, ops, output::OutputFormat, subscribe};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +78,8 @@ pub enum Command {
     Status(deploy::StatusArgs),
     /// Delete a stage's stacks.
     Destroy(deploy::DestroyArgs),
+    /// Print (and with --follow, tail) the functions' logs, or the local gateway's own log.
+    Logs(logs::LogsArgs),
     /// Load-test a gateway: connect, route, fanout and mixed scenarios.
     Bench(bench::BenchArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
@@ -103,6 +105,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(a) => deploy::plan(&g, a).await,
         Command::Status(a) => deploy::status(&g, a).await,
         Command::Destroy(a) => deploy::destroy(&g, a).await,
+        Command::Logs(a) => logs::run(&g, a).await,
         Command::Bench(a) => bench::run(&g, a).await,
         Command::Completions(a) => manuals::completions(a),
         Command::Man(a) => manuals::man(a),

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use wsctl_handlers::admin::{AdminReply, AdminRequest};
 
+/// The running gateway's own log in the state directory (what `wsctl logs --stage local` reads).
+pub const GATEWAY_LOG: &str = "gateway.log";
+
 /// Where a running local gateway listens.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

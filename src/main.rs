@@ -8,6 +8,7 @@ mod deploy;
 mod gateway;
 mod init;
 mod local;
+mod logs;
 mod manuals;
 mod ops;
 mod output;
@@ -24,7 +25,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return ExitCode::from(output::report_usage(&err, &args)),
     };
-    output::init_logging(cli.global.verbose);
+    let gateway_log = match &cli.command {
+        cli::Command::Dev(dev) => Some(dev.state_dir.join(local::GATEWAY_LOG)),
+        _ => None,
+    };
+    output::init_logging(cli.global.verbose, gateway_log);
     let format = cli.global.output;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -152,7 +152,11 @@ pub fn colour_allowed(is_terminal: bool) -> bool {
 
 /// Logs go to stderr, as text; `RUST_LOG` overrides the level chosen by `-v`. Colour only
 /// when stderr is a terminal and `NO_COLOR` is unset (no escape codes in files and pipes).
-pub fn init_logging(verbose: u8) {
+/// With `also_to`, every line is appended to that file as well, without colour (`wsctl
+/// dev` keeps its log in its state directory for `wsctl logs --stage local`).
+pub fn init_logging(verbose: u8, also_to: Option<std::path::PathBuf>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let default = match verbose {
         0 => "warn,wsctl=info,wsctl_handlers=info",
         1 => "info",
@@ -162,12 +166,45 @@ pub fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     use std::io::IsTerminal;
     let colour = colour_allowed(std::io::stderr().is_terminal());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(colour)
-        .try_init();
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(colour);
+    let file = also_to.map(|path| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(LogFile { path, file: std::sync::Mutex::new(None) })
+            .with_target(false)
+            .with_ansi(false)
+    });
+    let _ = tracing_subscriber::registry().with(filter).with(stderr).with(file).try_init();
+}
+
+/// A log file opened on the first line written (its directory may not exist yet when
+/// logging starts; a line that cannot be written is dropped, stderr still has it).
+struct LogFile {
+    path: std::path::PathBuf,
+    file: std::sync::Mutex<Option<std::fs::File>>,
+}
+
+impl std::io::Write for &LogFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut guard = self.file.lock().map_err(|_| std::io::Error::other("log file lock poisoned"))?;
+        if guard.is_none() {
+            *guard = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).ok();
+        }
+        match guard.as_mut() {
+            Some(f) => f.write(buf),
+            None => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogFile {
+    type Writer = &'a LogFile;
+    fn make_writer(&'a self) -> Self::Writer {
+        self
+    }
 }
 
 #[cfg(test)]

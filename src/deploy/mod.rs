@@ -17,7 +17,7 @@ mod destroy;
 mod elf;
 mod engine;
 mod events;
-mod functions;
+pub(crate) mod functions;
 mod manifest;
 mod package;
 mod recovery;
