@@ -78,6 +78,8 @@ pub enum Command {
     Status(deploy::StatusArgs),
     /// Delete a stage's stacks.
     Destroy(deploy::DestroyArgs),
+    /// Invoke one of a deployed stage's functions with an event and print its reply.
+    Invoke(ops::invoke::InvokeArgs),
     /// Print (and with --follow, tail) the functions' logs, or the local gateway's own log.
     Logs(logs::LogsArgs),
     /// Load-test a gateway: connect, route, fanout and mixed scenarios.
@@ -105,6 +107,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(a) => deploy::plan(&g, a).await,
         Command::Status(a) => deploy::status(&g, a).await,
         Command::Destroy(a) => deploy::destroy(&g, a).await,
+        Command::Invoke(a) => ops::invoke::run(&g, a).await,
         Command::Logs(a) => logs::run(&g, a).await,
         Command::Bench(a) => bench::run(&g, a).await,
         Command::Completions(a) => manuals::completions(a),

@@ -34,8 +34,9 @@ pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Rewrites every `…At` field holding epoch milliseconds as an RFC 3339 UTC string.
-fn times_as_rfc3339(value: &mut serde_json::Value) {
+/// Rewrites every `…At` field holding epoch milliseconds as an RFC 3339 UTC string (for
+/// documents printed one per line, which do not go through [`print_json`]).
+pub fn times_as_rfc3339(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
             for (key, field) in map.iter_mut() {

@@ -132,7 +132,7 @@ pub struct ConnectionView {
     pub rooms: Option<Vec<String>>,
     /// Live state.
     pub state: LiveState,
-    /// When the record expires (DynamoDB TTL), epoch seconds.
+    /// When the record expires (its DynamoDB TTL, kept in seconds), epoch ms.
     pub expires_at: u64,
     /// Frames received from the client, when the gateway reports them.
     pub messages_in: Option<u64>,
@@ -160,7 +160,7 @@ impl ConnectionView {
             last_active_at: live.map(|l| l.last_active_at_ms),
             rooms,
             state,
-            expires_at: record.ttl,
+            expires_at: record.ttl.saturating_mul(1000),
             messages_in,
             messages_out,
         }
@@ -495,7 +495,7 @@ async fn show(global: &Global, args: ShowArgs) -> Result<ExitCode> {
                 Some(t) => println!("last active  {} ({})", utc(t), ago(t, now)),
                 None => println!("last active  -"),
             }
-            println!("expires      {} (record TTL)", utc(view.expires_at.saturating_mul(1000)));
+            println!("expires      {} (record TTL)", utc(view.expires_at));
             match (view.messages_in, view.messages_out) {
                 (Some(i), Some(o)) => println!("messages     {i} in, {o} out"),
                 _ => println!("messages     not reported by this gateway"),

@@ -3,6 +3,7 @@
 //! stage's Lambda functions). Every command runs one code path over a [`target::Target`].
 
 mod connections;
+pub mod invoke;
 mod keys;
 mod publish;
 mod rooms;
