@@ -1,6 +1,7 @@
 //! A new user's first ten minutes, from an empty directory, against moto: `wsctl init`,
 //! `wsctl dev` with a `subscribe` client seeing a `publish`, then `wsctl plan`, which
-//! checks the account and a given manifest's architecture before it would build anything.
+//! checks the account and a given manifest's architecture before it would build anything,
+//! and builds from the handler sources shipped inside wsctl when there are none here.
 
 mod deploy_support;
 
@@ -90,11 +91,24 @@ fn init_dev_subscribe_publish_and_plan_from_an_empty_directory() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("was built for x86_64 but stage 'dev' runs lambda.architecture arm64"), "{err}");
 
-    // Outside the source tree, without --manifest: a clear error after the account check.
-    let out = h.wsctl(&["plan", "--stage", "dev"]);
+    // Outside the source tree, without --manifest: the handler sources shipped inside wsctl
+    // are extracted into the cache and built there (here the build stops at once: PATH has
+    // no cargo-zigbuild, so the test does not spend minutes compiling).
+    let cache = h.dir.join("cache");
+    let out = h
+        .command(&["plan", "--stage", "dev"])
+        .env("XDG_CACHE_HOME", &cache)
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("plan");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("no handler sources here") && err.contains("--manifest"), "{err}");
+    assert!(err.contains("using the handler sources shipped with wsctl"), "{err}");
+    assert!(err.contains("building the handlers") && err.contains("cargo-zigbuild is not installed"), "{err}");
+    let extracted: Vec<_> = std::fs::read_dir(cache.join("wsctl")).expect("cache dir").flatten().collect();
+    assert_eq!(extracted.len(), 1, "one extracted workspace");
+    let ws = extracted[0].path();
+    assert!(ws.join("handlers/src/bin/message.rs").is_file() && ws.join("Cargo.lock").is_file(), "{}", ws.display());
 
     // With a build's manifest: the plan against moto, exit 2 with changes.
     let manifest = h.manifest("dist", |f| format!("{f} build 1"));

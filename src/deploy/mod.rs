@@ -15,6 +15,7 @@ mod cfn_yaml;
 mod clients;
 mod destroy;
 mod elf;
+mod embedded;
 mod engine;
 mod events;
 pub(crate) mod functions;
@@ -66,9 +67,10 @@ pub struct BuildArgs {
     /// Directory for the zips and manifest.json.
     #[arg(long, default_value = "dist")]
     pub out: PathBuf,
-    /// Cargo workspace holding the handlers package.
-    #[arg(long, default_value = ".")]
-    pub workspace: PathBuf,
+    /// Cargo workspace holding the handlers package (default: `.` inside a wsctl checkout,
+    /// else the handler sources shipped inside wsctl).
+    #[arg(long)]
+    pub workspace: Option<PathBuf>,
     /// Cargo package with one binary per function.
     #[arg(long, default_value = "wsctl-handlers")]
     pub package: String,
@@ -176,10 +178,14 @@ pub async fn template(global: &Global, args: TemplateArgs) -> anyhow::Result<Exi
 /// `wsctl build`: cross-compiles, zips and writes the manifest.
 pub async fn build(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let ui = Ui::detect(global.output);
+    let workspace = match args.workspace {
+        Some(dir) => dir,
+        None => handlers_workspace(&ui)?,
+    };
     let plan = builder::BuildPlan {
         arch: args.arch,
         out_dir: args.out,
-        workspace: args.workspace,
+        workspace,
         package: args.package,
         profile: args.cargo_profile,
     };
@@ -199,6 +205,17 @@ pub async fn build(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode>
         );
     }
     exit(EXIT_OK)
+}
+
+/// Where the handlers are built: this directory inside a wsctl checkout (its own
+/// `handlers/`), else the sources shipped inside wsctl, extracted into the cache.
+fn handlers_workspace(ui: &Ui) -> anyhow::Result<PathBuf> {
+    if std::path::Path::new("handlers/Cargo.toml").is_file() {
+        return Ok(PathBuf::from("."));
+    }
+    let dir = embedded::workspace()?;
+    ui.note(format!("using the handler sources shipped with wsctl {} ({})", env!("CARGO_PKG_VERSION"), dir.display()));
+    Ok(dir)
 }
 
 /// When `plan`/`deploy` build the handlers (without `--manifest`).
@@ -228,12 +245,11 @@ fn check_architecture(stage: &Stage, manifest: &Manifest, path: &std::path::Path
 /// are unchanged since it was built (`IfChanged`), else a fresh build for the stage's
 /// architecture.
 async fn manifest_for(stage: &Stage, choice: BuildChoice, ui: &Ui) -> anyhow::Result<(PathBuf, Manifest)> {
-    let workspace = PathBuf::from(".");
-    let current = sources::handler_sources_hash(&workspace);
-    let Some(current) = current else {
+    let workspace = handlers_workspace(ui)?;
+    let Some(current) = sources::handler_sources_hash(&workspace) else {
         anyhow::bail!(
-            "no handler sources here (no ./handlers): run from the wsctl source tree, or pass --manifest \
-             DIR/manifest.json from an earlier `wsctl build`"
+            "no handler sources in {}: pass --manifest DIR/manifest.json from an earlier `wsctl build`",
+            workspace.display()
         );
     };
     let existing = PathBuf::from("dist/manifest.json");
