@@ -205,20 +205,24 @@ async fn session(
     }
 }
 
-/// Prints one message; true once `count` messages were printed.
+/// Prints one message; true once `count` messages were printed. A reader that closed the
+/// pipe (`wsctl subscribe R | head -1`) ends the command quietly with exit 0.
 fn print(frame: &Value, format: OutputFormat, printed: &mut u64, count: Option<u64>) -> Result<bool> {
     let mut out = std::io::stdout().lock();
-    match format {
-        OutputFormat::Json => writeln!(out, "{frame}")?,
+    let written = match format {
+        OutputFormat::Json => writeln!(out, "{frame}"),
         OutputFormat::Text => writeln!(
             out,
             "{} #{} {}",
             frame["room"].as_str().unwrap_or_default(),
             frame["seq"].as_u64().unwrap_or_default(),
             frame["data"]
-        )?,
+        ),
+    };
+    match written.and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        other => other?,
     }
-    out.flush()?;
     *printed += 1;
     Ok(count.is_some_and(|c| *printed >= c))
 }

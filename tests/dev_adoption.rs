@@ -174,13 +174,36 @@ fn try_it_lines_carry_a_non_default_state_dir() {
     let (_dev, out, _err) = dev_in(dir.path(), &["--state-dir", &state_arg]);
     let mut seen = Vec::new();
     wait_for(&out, "wsctl publish", &mut seen);
-    let line = seen.last().expect("line");
-    assert!(line.contains(&format!("--state-dir '{state_arg}'")), "{line}");
+    let commands: Vec<&String> =
+        seen.iter().filter(|l| l.contains("wsctl subscribe") || l.contains("wsctl publish")).collect();
+    assert_eq!(commands.len(), 2, "{seen:#?}");
+    for line in &commands {
+        assert!(line.contains(&format!("--state-dir '{state_arg}'")), "{line}");
+    }
+    // The printed subscribe command reaches this gateway as printed.
+    let subscribe_line = commands[0].trim_start_matches("Try it:").trim();
+    let mut words: Vec<String> = subscribe_line.split_whitespace().map(|w| w.trim_matches('\'').to_owned()).collect();
+    assert_eq!(words.remove(0), "wsctl");
+    let mut sub = wsctl()
+        .current_dir(dir.path())
+        .args(&words)
+        .args(["--count", "1", "--since", "0"])
+        .env_remove("WSCTL_STATE_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the printed subscribe");
+    let mut err_lines = BufReader::new(sub.stderr.take().expect("stderr")).lines();
+    let connected = err_lines.next().and_then(Result::ok).unwrap_or_default();
+    let _ = sub.kill();
+    let _ = sub.wait();
+    assert!(connected.contains("connected to ws://127.0.0.1:"), "{connected}");
     // The default state dir is left out.
     let (_dev2, out2, _err2) = dev_in(dir.path(), &[]);
     let mut seen2 = Vec::new();
     wait_for(&out2, "wsctl publish", &mut seen2);
-    assert!(!seen2.last().expect("line").contains("--state-dir"), "{seen2:?}");
+    assert!(!seen2.iter().any(|l| l.contains("--state-dir")), "{seen2:?}");
 }
 
 #[tokio::test]

@@ -355,12 +355,11 @@ fn print_banner(
             println!("  @connections {}/@connections/{{id}}", info.management_endpoint);
             println!("  metrics      {}/metrics", info.http);
             println!();
-            println!("Try it:  wscat -c '{}?apiKey={key}'", info.url);
+            let dir = state_dir_flag(&args.state_dir);
+            println!("Try it:  wsctl subscribe{dir} tvl:protocol:aave");
+            println!(r#"         wsctl publish --stage local{dir} --room tvl:protocol:aave '{{"tvl":1}}'"#);
+            println!("   or:   wscat -c '{}?apiKey={key}'", info.url);
             println!(r#"         > {{"action":"subscribe","room":"tvl:protocol:aave"}}"#);
-            println!(
-                r#"         wsctl publish --stage local{} --room tvl:protocol:aave '{{"tvl":1}}'"#,
-                state_dir_flag(&args.state_dir)
-            );
             println!("Ctrl-C stops the gateway (every connection gets its $disconnect).");
         }
     }
