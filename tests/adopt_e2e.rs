@@ -8,9 +8,39 @@ mod deploy_support;
 use deploy_support::{text, Harness};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use wsctl_testkit::free_port;
+
+/// The handler sources' fingerprint as `wsctl build` records it in the manifest: SHA-256
+/// over each file's relative path, a NUL, its length (u64 LE) and its bytes, in path order,
+/// for every file under `handlers/` plus `Cargo.toml` and `Cargo.lock`.
+fn sources_hash(workspace: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+            if e.path().is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&workspace.join("handlers"), &mut files);
+    files.extend(["Cargo.toml", "Cargo.lock"].map(|f| workspace.join(f)));
+    files.sort();
+    let mut hash = Sha256::new();
+    for f in files {
+        let bytes = std::fs::read(&f).expect("read");
+        hash.update(f.strip_prefix(workspace).expect("inside").to_string_lossy().as_bytes());
+        hash.update([0]);
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(&bytes);
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// The moto-ready stage: the shipped dev.yaml with moto's account and region, and an
 /// existing Redis (moto skips ElastiCache).
@@ -109,6 +139,39 @@ fn init_dev_subscribe_publish_and_plan_from_an_empty_directory() {
     assert_eq!(extracted.len(), 1, "one extracted workspace");
     let ws = extracted[0].path();
     assert!(ws.join("handlers/src/bin/message.rs").is_file() && ws.join("Cargo.lock").is_file(), "{}", ws.display());
+
+    // plan builds nothing while dist/manifest.json matches the sources it would build (the
+    // manifest records their hash), and builds again with --build.
+    let built = h.manifest("dist", |f| format!("{f} build 0"));
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&built).expect("manifest")).expect("json");
+    doc["source_hash"] = Value::String(sources_hash(&ws));
+    std::fs::write(&built, doc.to_string()).expect("write manifest");
+    let plan = h
+        .command(&["--output", "json", "plan", "--stage", "dev"])
+        .env("XDG_CACHE_HOME", &cache)
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("plan");
+    let err = String::from_utf8_lossy(&plan.stderr);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    assert!(err.contains("handlers unchanged since dist/manifest.json was built"), "{err}");
+    assert!(!err.contains("building the handlers"), "{err}");
+    let rebuilt = h
+        .command(&["plan", "--stage", "dev", "--build"])
+        .env("XDG_CACHE_HOME", &cache)
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("plan --build");
+    assert!(String::from_utf8_lossy(&rebuilt.stderr).contains("building the handlers"), "{}", text(&rebuilt));
+    // An edited source is a changed build.
+    std::fs::write(ws.join("handlers/src/lib.rs"), "// edited\n").expect("edit");
+    let changed = h
+        .command(&["plan", "--stage", "dev"])
+        .env("XDG_CACHE_HOME", &cache)
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("plan");
+    assert!(String::from_utf8_lossy(&changed.stderr).contains("building the handlers"), "{}", text(&changed));
 
     // With a build's manifest: the plan against moto, exit 2 with changes.
     let manifest = h.manifest("dist", |f| format!("{f} build 1"));
