@@ -86,9 +86,10 @@ impl LocalState {
         Ok(token)
     }
 
-    /// Takes the state directory for one gateway. A second `wsctl dev` on the same
-    /// directory is refused with the first one's pid and URL: two gateways would overwrite
-    /// each other's `gateway.json`, and the operator commands would reach only one.
+    /// Takes the state directory for one gateway, and empties the previous run's
+    /// `gateway.log`. A second `wsctl dev` on the same directory is refused with the first
+    /// one's pid and URL: two gateways would overwrite each other's `gateway.json`, and the
+    /// operator commands would reach only one.
     pub fn lock_for_gateway(&self) -> Result<GatewayLock> {
         use std::io::{Seek, Write};
         let path = self.dir.join("gateway.lock");
@@ -119,6 +120,11 @@ impl LocalState {
         file.set_len(0)?;
         file.rewind()?;
         writeln!(file, "{}", std::process::id())?;
+        // Each gateway starts its log afresh (it is appended to, so it never grows across runs).
+        let log = self.dir.join(GATEWAY_LOG);
+        if log.exists() {
+            std::fs::File::create(&log).with_context(|| format!("cannot truncate {}", log.display()))?;
+        }
         Ok(GatewayLock { _file: file })
     }
 

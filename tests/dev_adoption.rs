@@ -293,3 +293,15 @@ async fn subscribe_prints_messages_and_resumes_with_since_after_a_drop() {
     assert_eq!(data[2], json!({"n": 3}));
     assert!(notes.iter().any(|n| n.contains("since 2")), "says where it resumes: {notes:?}");
 }
+
+#[test]
+fn each_gateway_starts_a_fresh_log() {
+    let dir = TempDir::new("wsctl-fresh-log").expect("temp dir");
+    std::fs::create_dir_all(dir.join(".wsctl")).expect("state dir");
+    std::fs::write(dir.join(".wsctl/gateway.log"), "2026-01-01T00:00:00Z  INFO from the last run\n").expect("write");
+    let (_dev, out, _err) = dev_in(dir.path(), &[]);
+    let mut seen = Vec::new();
+    wait_for(&out, "WebSocket    ws://", &mut seen);
+    let log = std::fs::read_to_string(dir.join(".wsctl/gateway.log")).expect("log");
+    assert!(!log.contains("from the last run"), "{log}");
+}
