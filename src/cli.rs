@@ -1,14 +1,17 @@
 //! Command-line surface: global options and the subcommand tree. Each subcommand's own
 //! arguments live beside its implementation.
 
-use crate::{bench, deploy, gateway, ops, output::OutputFormat};
+use crate::{bench, deploy, gateway, init, logs, manuals, ops, output::OutputFormat, subscribe};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Provision, ship, roll out and operate a real-time WebSocket API on AWS.
+///
+/// Exit codes: 0 success; 1 failure; 2 `plan` found changes; 64 the command line is wrong;
+/// 130 interrupted. See docs/cli.md.
 #[derive(Debug, Parser)]
-#[command(name = "wsctl", version, about, propagate_version = true)]
+#[command(name = "wsctl", version, about, long_about, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -29,8 +32,8 @@ pub struct Global {
     /// (AWS_REGION and AWS_DEFAULT_REGION never override it) and --region may only repeat it.
     #[arg(long, global = true)]
     pub region: Option<String>,
-    /// AWS shared-config profile to use.
-    #[arg(long, global = true, env = "AWS_PROFILE")]
+    /// AWS shared-config profile to use (not a cargo profile: see `build --cargo-profile`).
+    #[arg(long, id = "aws_profile", value_name = "PROFILE", global = true, env = "AWS_PROFILE")]
     pub profile: Option<String>,
     /// Send every AWS API call to this endpoint (e.g. a local moto_server).
     #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
@@ -43,8 +46,12 @@ pub struct Global {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write stages/{local,dev,staging,prod}.yaml (with comments) into this repository; never overwrites.
+    Init(init::InitArgs),
     /// Run the whole service locally: an API Gateway-like WebSocket gateway running the handlers in-process.
     Dev(gateway::DevArgs),
+    /// Connect, subscribe to rooms and print their messages (reconnects with `since` after a drop).
+    Subscribe(subscribe::SubscribeArgs),
     /// Publish a message to a room (local gateway or a deployed stage's publish function).
     Publish(ops::PublishArgs),
     /// List, inspect and kick live connections.
@@ -74,15 +81,25 @@ pub enum Command {
     Destroy(deploy::DestroyArgs),
     /// Print the least-privilege IAM policies (deployer, operator) of a stage.
     IamPolicy(deploy::IamPolicyArgs),
+    /// Invoke one of a deployed stage's functions with an event and print its reply.
+    Invoke(ops::invoke::InvokeArgs),
+    /// Print (and with --follow, tail) the functions' logs, or the local gateway's own log.
+    Logs(logs::LogsArgs),
     /// Load-test a gateway: connect, route, fanout and mixed scenarios.
     Bench(bench::BenchArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(manuals::CompletionsArgs),
+    /// Print the man page (or write one per command with --out DIR).
+    Man(manuals::ManArgs),
 }
 
 /// Runs the chosen subcommand.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = cli.global;
     match cli.command {
+        Command::Init(a) => init::run(&g, a).await,
         Command::Dev(a) => gateway::run_dev(&g, a).await,
+        Command::Subscribe(a) => subscribe::run(&g, a).await,
         Command::Publish(a) => ops::publish(&g, a).await,
         Command::Connections(c) => ops::connections(&g, c).await,
         Command::Rooms(c) => ops::rooms(&g, c).await,
@@ -94,6 +111,34 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(a) => deploy::status(&g, a).await,
         Command::Destroy(a) => deploy::destroy(&g, a).await,
         Command::IamPolicy(a) => deploy::iam_policy(&g, a).await,
+        Command::Invoke(a) => ops::invoke::run(&g, a).await,
+        Command::Logs(a) => logs::run(&g, a).await,
         Command::Bench(a) => bench::run(&g, a).await,
+        Command::Completions(a) => manuals::completions(a),
+        Command::Man(a) => manuals::man(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_aws_profile_never_reaches_the_cargo_profile() {
+        // AWS_PROFILE fills the global --profile; build's cargo profile is its own flag.
+        let cli = Cli::try_parse_from(["wsctl", "--profile", "prod", "build"]).expect("parses");
+        assert_eq!(cli.global.profile.as_deref(), Some("prod"));
+        let Command::Build(build) = cli.command else { panic!("build") };
+        assert_eq!(build.cargo_profile, "lambda");
+        let cli = Cli::try_parse_from(["wsctl", "build", "--cargo-profile", "release"]).expect("parses");
+        assert_eq!(cli.global.profile, None);
+        let Command::Build(build) = cli.command else { panic!("build") };
+        assert_eq!(build.cargo_profile, "release");
+    }
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use wsctl_handlers::admin::{AdminReply, AdminRequest};
 
+/// The running gateway's own log in the state directory (what `wsctl logs --stage local` reads).
+pub const GATEWAY_LOG: &str = "gateway.log";
+
 /// Where a running local gateway listens.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -19,6 +22,14 @@ pub struct GatewayInfo {
     pub management_endpoint: String,
     /// Process id of the gateway.
     pub pid: u32,
+}
+
+/// Held by a running `wsctl dev` for its whole life: an exclusive lock on
+/// `gateway.lock` in the state directory (released by the OS when the process ends, even on
+/// a crash). The file holds the owner's pid.
+#[derive(Debug)]
+pub struct GatewayLock {
+    _file: std::fs::File,
 }
 
 /// The state directory.
@@ -73,6 +84,48 @@ impl LocalState {
         let token = wsctl_handlers::auth::hash_key(&crate::gateway::connect::new_connection_id());
         write_private(&path, &token)?;
         Ok(token)
+    }
+
+    /// Takes the state directory for one gateway, and empties the previous run's
+    /// `gateway.log`. A second `wsctl dev` on the same directory is refused with the first
+    /// one's pid and URL: two gateways would overwrite each other's `gateway.json`, and the
+    /// operator commands would reach only one.
+    pub fn lock_for_gateway(&self) -> Result<GatewayLock> {
+        use std::io::{Seek, Write};
+        let path = self.dir.join("gateway.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = std::fs::read_to_string(&path).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+                let url = self.gateway().ok().filter(|g| Some(g.pid.to_string()) == pid).map(|g| g.url);
+                bail!(
+                    "state directory {} is in use by another `wsctl dev` (pid {}, {}); stop that one, \
+                     or give this one its own --state-dir",
+                    self.dir.display(),
+                    pid.as_deref().unwrap_or("unknown"),
+                    url.as_deref().unwrap_or("still starting")
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        writeln!(file, "{}", std::process::id())?;
+        // Each gateway starts its log afresh (it is appended to, so it never grows across runs).
+        let log = self.dir.join(GATEWAY_LOG);
+        if log.exists() {
+            std::fs::File::create(&log).with_context(|| format!("cannot truncate {}", log.display()))?;
+        }
+        Ok(GatewayLock { _file: file })
     }
 
     /// Records where the running gateway listens.

@@ -299,8 +299,8 @@ impl Default for RolloutSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
     /// The file does not exist.
-    #[error("stage '{name}' not found: no file {path} (create it, or pick one of: {available})")]
-    NotFound { name: String, path: PathBuf, available: String },
+    #[error("stage '{name}' not found: no file {path} ({hint})")]
+    NotFound { name: String, path: PathBuf, hint: String },
     /// The file could not be read.
     #[error("cannot read stage file {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
@@ -322,12 +322,22 @@ impl Stage {
         let path = dir.join(format!("{name}.yaml"));
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
+            // `wsctl dev` works in any directory: `local` has a built-in default.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && name == "local" => {
+                return Self::parse(Path::new("<built-in local stage>"), name, crate::builtin_stages::local());
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StageError::NotFound {
-                    name: name.to_owned(),
-                    available: available_stages(dir).join(", "),
-                    path,
-                })
+                let available = available_stages(dir);
+                let hint = if available.is_empty() {
+                    format!(
+                        "no stage files in {}: run `wsctl init` to write local, dev, staging and prod there, \
+                         or point --stages-dir at yours",
+                        dir.display()
+                    )
+                } else {
+                    format!("create it, or pick one of: {}", available.join(", "))
+                };
+                return Err(StageError::NotFound { name: name.to_owned(), hint, path });
             }
             Err(source) => return Err(StageError::Io { path, source }),
         };

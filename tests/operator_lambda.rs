@@ -209,7 +209,7 @@ async fn rooms_and_publish_go_through_the_admin_and_publish_functions() {
     // the admin function; no warnings.
     let listed = ops.json(&["connections", "list"]);
     assert_eq!(listed["total"], 2, "{listed}");
-    assert!(listed.get("warnings").is_none(), "{listed}");
+    assert_eq!(listed["warnings"], serde_json::json!([]), "{listed}");
     let b_row = listed["connections"]
         .as_array()
         .expect("connections")
@@ -247,6 +247,22 @@ async fn rooms_and_publish_go_through_the_admin_and_publish_functions() {
     let missing = ops.wsctl(&["rooms", "show", &format!("{p}:nothing")]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+
+    // invoke: a raw event to the publish function, its reply printed as it came.
+    let invoked = ops.json(&["invoke", "publish", &format!(r#"{{"room":"{aave}","data":{{"tvl":8}}}}"#)]);
+    assert_eq!(invoked["functionError"], Value::Null, "{invoked}");
+    assert_eq!(invoked["functionName"], PUBLISH_FN, "{invoked}");
+    assert_eq!(invoked["payload"]["delivered"], 2, "{invoked}");
+    for ws in [&mut a, &mut b] {
+        assert_eq!(common::recv(ws).await["data"]["tvl"], 8);
+    }
+    // A function error exits 1 and shows what the function said.
+    let failed = ops.wsctl(&["invoke", "admin", r#"{"not":"a request"}"#]);
+    assert_eq!(failed.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(err.contains("failed (Unhandled)") && err.contains("errorMessage"), "{err}");
+    let unknown = ops.wsctl(&["invoke", "mesage"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("pick one of authorizer"));
 
     // A function that does not exist: a clear error naming it.
     let mut cmd_vars = ops.vars.clone();

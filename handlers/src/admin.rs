@@ -102,7 +102,7 @@ pub struct KeyView {
     /// Creation time, epoch ms.
     pub created_at: u64,
     /// Revocation time, epoch ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub revoked_at: Option<u64>,
 }
 
@@ -128,7 +128,7 @@ pub struct ConnectionDetails {
     /// Rooms it is in.
     pub rooms: Vec<String>,
     /// What the gateway / management API knows live (None if it is gone).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub live: Option<LiveInfo>,
 }
 

@@ -69,6 +69,8 @@ pub fn check_toolchain(arch: Arch) -> anyhow::Result<()> {
 /// Builds, checks, zips and writes the manifest.
 pub fn build(plan: &BuildPlan) -> anyhow::Result<BuildResult> {
     check_toolchain(plan.arch)?;
+    // Taken before compiling: an edit during the build marks the result out of date.
+    let source_hash = super::sources::handler_sources_hash(&plan.workspace);
     let target = plan.arch.rust_target();
     // The `.2.34` suffix makes zig link against glibc 2.34, the version provided.al2023 has.
     let zig_target = format!("{target}.2.34");
@@ -115,6 +117,7 @@ pub fn build(plan: &BuildPlan) -> anyhow::Result<BuildResult> {
         architecture: plan.arch.lambda_name().to_owned(),
         target: zig_target,
         functions,
+        source_hash,
     };
     let manifest_path = plan.out_dir.join("manifest.json");
     manifest.save(&manifest_path).with_context(|| format!("cannot write {}", manifest_path.display()))?;

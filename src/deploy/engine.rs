@@ -62,10 +62,8 @@ pub struct StackReport {
     /// Failed resources with reasons.
     pub failures: Vec<Failure>,
     /// Extra explanation.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// After a failure or an interrupt: what the next `wsctl deploy` does with the stack.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_deploy: Option<String>,
 }
 
@@ -361,10 +359,8 @@ pub struct StageReport {
     /// Stopped by Ctrl-C or SIGTERM.
     pub interrupted: bool,
     /// Old Lambda versions deleted after the deploy (`lambda.keep_versions`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pruned_versions: Vec<super::versions::PrunedFunction>,
     /// How the run ended when it stopped between stacks.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Where the run acted (stage, account, region, profile).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -43,6 +43,10 @@ pub struct Manifest {
     pub target: String,
     /// Function name → artifact.
     pub functions: BTreeMap<String, Artifact>,
+    /// Fingerprint of the handler sources built (see `sources.rs`); absent in manifests
+    /// written by hand or by an older wsctl, which `plan` then treats as out of date.
+    #[serde(default)]
+    pub source_hash: Option<String>,
 }
 
 /// A manifest that cannot be used.

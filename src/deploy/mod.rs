@@ -15,9 +15,10 @@ mod cfn_yaml;
 mod clients;
 mod destroy;
 mod elf;
+mod embedded;
 mod engine;
 mod events;
-mod functions;
+pub(crate) mod functions;
 mod iam_policy;
 mod leftovers;
 mod manifest;
@@ -25,6 +26,7 @@ mod package;
 mod recovery;
 mod render;
 mod signals;
+mod sources;
 mod stacks;
 pub use stacks::sdk_error;
 mod status;
@@ -101,15 +103,17 @@ pub struct BuildArgs {
     /// Directory for the zips and manifest.json.
     #[arg(long, default_value = "dist")]
     pub out: PathBuf,
-    /// Cargo workspace holding the handlers package.
-    #[arg(long, default_value = ".")]
-    pub workspace: PathBuf,
+    /// Cargo workspace holding the handlers package (default: `.` inside a wsctl checkout,
+    /// else the handler sources shipped inside wsctl).
+    #[arg(long)]
+    pub workspace: Option<PathBuf>,
     /// Cargo package with one binary per function.
     #[arg(long, default_value = "wsctl-handlers")]
     pub package: String,
-    /// Cargo profile to build with.
-    #[arg(long, default_value = "lambda")]
-    pub profile: String,
+    /// Cargo profile to build with. Not `--profile`: that is the AWS profile (and
+    /// `AWS_PROFILE`), which must never reach cargo.
+    #[arg(long = "cargo-profile", id = "cargo_profile", default_value = "lambda")]
+    pub cargo_profile: String,
 }
 
 /// `wsctl deploy`
@@ -135,9 +139,13 @@ pub struct PlanArgs {
     /// Stage name (stages/NAME.yaml).
     #[arg(long)]
     pub stage: String,
-    /// Plan with the artifacts of an earlier `wsctl build` (default: build now into dist/).
+    /// Plan with the artifacts of an earlier `wsctl build` (default: dist/manifest.json
+    /// while the handler sources are unchanged since it was built, else a fresh build).
     #[arg(long)]
     pub manifest: Option<PathBuf>,
+    /// Build the handlers even when dist/manifest.json matches the sources.
+    #[arg(long, conflicts_with = "manifest")]
+    pub build: bool,
 }
 
 /// `wsctl status`
@@ -206,12 +214,16 @@ pub async fn template(global: &Global, args: TemplateArgs) -> anyhow::Result<Exi
 /// `wsctl build`: cross-compiles, zips and writes the manifest.
 pub async fn build(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let ui = Ui::detect(global.output);
+    let workspace = match args.workspace {
+        Some(dir) => dir,
+        None => handlers_workspace(&ui)?,
+    };
     let plan = builder::BuildPlan {
         arch: args.arch,
         out_dir: args.out,
-        workspace: args.workspace,
+        workspace,
         package: args.package,
-        profile: args.profile,
+        profile: args.cargo_profile,
     };
     let result =
         tokio::task::spawn_blocking(move || builder::build(&plan)).await.context("the build task panicked")??;
@@ -231,20 +243,72 @@ pub async fn build(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode>
     exit(EXIT_OK)
 }
 
-/// The manifest to deploy: the given one, or a fresh build for the stage's architecture.
-async fn manifest_for(stage: &Stage, given: Option<PathBuf>, ui: &Ui) -> anyhow::Result<(PathBuf, Manifest)> {
-    if let Some(path) = given {
-        let manifest = Manifest::load(&path)?;
-        return Ok((path, manifest));
+/// Where the handlers are built: this directory inside a wsctl checkout (its own
+/// `handlers/`), else the sources shipped inside wsctl, extracted into the cache.
+fn handlers_workspace(ui: &Ui) -> anyhow::Result<PathBuf> {
+    if std::path::Path::new("handlers/Cargo.toml").is_file() {
+        return Ok(PathBuf::from("."));
+    }
+    let dir = embedded::workspace()?;
+    ui.note(format!("using the handler sources shipped with wsctl {} ({})", env!("CARGO_PKG_VERSION"), dir.display()));
+    Ok(dir)
+}
+
+/// When `plan`/`deploy` build the handlers (without `--manifest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BuildChoice {
+    /// Always build (deploy, `plan --build`).
+    Always,
+    /// Reuse dist/manifest.json while the handler sources are unchanged since it was built.
+    IfChanged,
+}
+
+/// Refuses a manifest built for another architecture than the stage runs.
+fn check_architecture(stage: &Stage, manifest: &Manifest, path: &std::path::Path) -> anyhow::Result<()> {
+    let wanted = stage.lambda.architecture.lambda_name();
+    if manifest.architecture != wanted {
+        anyhow::bail!(
+            "{} was built for {} but stage '{}' runs lambda.architecture {wanted}; rebuild with `wsctl build --arch {wanted}`",
+            path.display(),
+            manifest.architecture,
+            stage.name
+        );
+    }
+    Ok(())
+}
+
+/// The manifest to plan or deploy when none was given: dist/manifest.json if the sources
+/// are unchanged since it was built (`IfChanged`), else a fresh build for the stage's
+/// architecture.
+async fn manifest_for(stage: &Stage, choice: BuildChoice, ui: &Ui) -> anyhow::Result<(PathBuf, Manifest)> {
+    let workspace = handlers_workspace(ui)?;
+    let Some(current) = sources::handler_sources_hash(&workspace) else {
+        anyhow::bail!(
+            "no handler sources in {}: pass --manifest DIR/manifest.json from an earlier `wsctl build`",
+            workspace.display()
+        );
+    };
+    let existing = PathBuf::from("dist/manifest.json");
+    if choice == BuildChoice::IfChanged {
+        if let Ok(m) = Manifest::load(&existing) {
+            let same_arch = m.architecture == stage.lambda.architecture.lambda_name();
+            if same_arch && m.source_hash.as_deref() == Some(current.as_str()) {
+                ui.note(format!(
+                    "handlers unchanged since {} was built: using it (pass --build to rebuild)",
+                    existing.display()
+                ));
+                return Ok((existing, m));
+            }
+        }
     }
     ui.note(format!(
-        "building the handlers for {} (pass --manifest to deploy an earlier build)",
+        "building the handlers for {} (pass --manifest to use an earlier build)",
         stage.lambda.architecture.lambda_name()
     ));
     let plan = builder::BuildPlan {
         arch: stage.lambda.architecture,
         out_dir: PathBuf::from("dist"),
-        workspace: PathBuf::from("."),
+        workspace,
         package: "wsctl-handlers".into(),
         profile: "lambda".into(),
     };
@@ -257,6 +321,7 @@ async fn run(
     global: &Global,
     stage_name: &str,
     manifest: Option<PathBuf>,
+    choice: BuildChoice,
     mode: Mode,
     timeout_minutes: u64,
 ) -> anyhow::Result<engine::StageReport> {
@@ -264,9 +329,22 @@ async fn run(
     let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
     let expected = stage.require_account().map_err(anyhow::Error::msg)?.to_owned();
     let ui = Ui::detect(global.output);
-    let (manifest_path, manifest) = manifest_for(&stage, manifest, &ui).await?;
+    // Everything that can fail without a build fails first: a given manifest and its
+    // architecture, then the credentials, account and region. A build takes minutes.
+    let given = match manifest {
+        Some(path) => {
+            let m = Manifest::load(&path)?;
+            check_architecture(&stage, &m, &path)?;
+            Some((path, m))
+        }
+        None => None,
+    };
     let clients = clients::Clients::new(global, &stage.name, &region).await?;
     let target = clients.guard_account(&expected, &stage.name).await?;
+    let (manifest_path, manifest) = match given {
+        Some(given) => given,
+        None => manifest_for(&stage, choice, &ui).await?,
+    };
     // From here on a Ctrl-C or SIGTERM no longer kills the process: the engine leaves each
     // stack in a state the next deploy can continue from, and says which.
     let interrupt = signals::Interrupt::install();
@@ -279,7 +357,8 @@ async fn run(
 /// `wsctl deploy --stage S`.
 pub async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitCode> {
     let ui = Ui::detect(global.output);
-    let report = run(global, &args.stage, args.manifest, Mode::Apply { yes: args.yes }, args.timeout_minutes).await?;
+    let apply = Mode::Apply { yes: args.yes };
+    let report = run(global, &args.stage, args.manifest, BuildChoice::Always, apply, args.timeout_minutes).await?;
     if ui.json() {
         print_json(&report)?;
     } else if report.ok {
@@ -305,7 +384,8 @@ pub async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitCod
 /// `wsctl plan --stage S`: exit 0 without changes, 2 with changes.
 pub async fn plan(global: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
     let ui = Ui::detect(global.output);
-    let report = run(global, &args.stage, args.manifest, Mode::Plan, 90).await?;
+    let choice = if args.build { BuildChoice::Always } else { BuildChoice::IfChanged };
+    let report = run(global, &args.stage, args.manifest, choice, Mode::Plan, 90).await?;
     let changes = report.stacks.iter().any(|s| s.has_changes()) || report.artifacts.iter().any(|a| a.uploaded);
     if ui.json() {
         print_json(&json!({ "changes": changes, "plan": report }))?;

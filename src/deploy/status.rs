@@ -17,10 +17,8 @@ use serde::Serialize;
 #[serde(rename_all = "camelCase")]
 pub struct Section<T> {
     /// The data.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<T>,
     /// Why the data is missing.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -46,7 +44,6 @@ pub struct StackStatus {
     /// Newest events, newest first.
     pub last_events: Vec<String>,
     /// For a stack an interrupted or failed run left behind: what the next deploy does.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_deploy: Option<String>,
 }
 

@@ -23,7 +23,6 @@ pub struct PrunedFunction {
     /// Versions kept.
     pub kept: Vec<String>,
     /// Versions that could not be deleted, with the reason (tried again next deploy).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
 }
 

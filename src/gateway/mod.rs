@@ -3,6 +3,7 @@
 //! `--dynamodb-endpoint` switch to real services).
 
 pub mod connect;
+mod exposure;
 mod fdlimit;
 pub mod http;
 mod node;
@@ -42,9 +43,12 @@ pub struct DevArgs {
     /// Stage file whose limits apply.
     #[arg(long, default_value = "local")]
     pub stage: String,
-    /// Address to listen on.
+    /// Address to listen on (anything but loopback needs --allow-remote).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// Allow a non-loopback --host: @connections and /metrics have no authentication.
+    #[arg(long)]
+    pub allow_remote: bool,
     /// Port to listen on.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
@@ -206,11 +210,13 @@ async fn ensure_dev_key(services: &Services, state: &LocalState) -> Result<Strin
 
 /// Runs `wsctl dev` until Ctrl-C.
 pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
+    exposure::check_host(&args.host, args.allow_remote)?;
     let stage = Stage::load(&global.stages_dir, &args.stage)?;
     let management = http::ManagementEmulation::new(&args.management)?;
     let limits = stage.limits.clone();
     fdlimit::raise_and_pregrow(limits.max_connections);
     let state = LocalState::open(&args.state_dir)?;
+    let _lock = state.lock_for_gateway()?;
     let stores = build_stores(&args, global, &stage, &state).await?;
     let node_tag = stores.node.as_ref().map_or_else(new_node_tag, |bus| bus.tag().to_owned());
     let metrics = Arc::new(wsctl_handlers::metrics::Metrics::default());
@@ -339,6 +345,16 @@ async fn wait_for_signal() {
     let _ = ctrl_c.await;
 }
 
+/// ` --state-dir DIR` when the gateway runs on another state directory than the default,
+/// so the printed commands reach this gateway.
+fn state_dir_flag(dir: &std::path::Path) -> String {
+    if dir == std::path::Path::new(".wsctl") {
+        String::new()
+    } else {
+        format!(" --state-dir '{}'", dir.display())
+    }
+}
+
 fn print_banner(
     format: OutputFormat,
     info: &GatewayInfo,
@@ -381,9 +397,11 @@ fn print_banner(
             }
             println!("  metrics      {}/metrics", info.http);
             println!();
-            println!("Try it:  wscat -c '{}?apiKey={key}'", info.url);
+            let dir = state_dir_flag(&args.state_dir);
+            println!("Try it:  wsctl subscribe{dir} tvl:protocol:aave");
+            println!(r#"         wsctl publish --stage local{dir} --room tvl:protocol:aave '{{"tvl":1}}'"#);
+            println!("   or:   wscat -c '{}?apiKey={key}'", info.url);
             println!(r#"         > {{"action":"subscribe","room":"tvl:protocol:aave"}}"#);
-            println!(r#"         wsctl publish --stage local --room tvl:protocol:aave '{{"tvl":1}}'"#);
             println!("Ctrl-C stops the gateway (every connection gets its $disconnect).");
         }
     }

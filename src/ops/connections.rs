@@ -132,13 +132,11 @@ pub struct ConnectionView {
     pub rooms: Option<Vec<String>>,
     /// Live state.
     pub state: LiveState,
-    /// When the record expires (DynamoDB TTL), epoch seconds.
+    /// When the record expires (its DynamoDB TTL, kept in seconds), epoch ms.
     pub expires_at: u64,
     /// Frames received from the client, when the gateway reports them.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub messages_in: Option<u64>,
     /// Frames sent to the client, when the gateway reports them.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub messages_out: Option<u64>,
 }
 
@@ -162,7 +160,7 @@ impl ConnectionView {
             last_active_at: live.map(|l| l.last_active_at_ms),
             rooms,
             state,
-            expires_at: record.ttl,
+            expires_at: record.ttl.saturating_mul(1000),
             messages_in,
             messages_out,
         }
@@ -187,7 +185,6 @@ pub struct Listing {
     /// The connections, sorted.
     pub connections: Vec<ConnectionView>,
     /// What could not be filled in, and why.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
 
@@ -498,7 +495,7 @@ async fn show(global: &Global, args: ShowArgs) -> Result<ExitCode> {
                 Some(t) => println!("last active  {} ({})", utc(t), ago(t, now)),
                 None => println!("last active  -"),
             }
-            println!("expires      {} (record TTL)", utc(view.expires_at.saturating_mul(1000)));
+            println!("expires      {} (record TTL)", utc(view.expires_at));
             match (view.messages_in, view.messages_out) {
                 (Some(i), Some(o)) => println!("messages     {i} in, {o} out"),
                 _ => println!("messages     not reported by this gateway"),
@@ -582,9 +579,7 @@ struct Kicked {
     connection_id: String,
     /// The connection was open and was closed (false: it was already gone and its leftovers were removed).
     was_live: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<String>,
 }
 

@@ -79,8 +79,38 @@ pub async fn run(global: &Global, command: KeysCommand) -> Result<ExitCode> {
 struct Created {
     stage: String,
     key: String,
-    #[serde(flatten)]
+    #[serde(flatten, serialize_with = "key_json")]
     record: KeyView,
+}
+
+/// A key in JSON output: the view with its scopes as an array (docs/cli.md: lists are
+/// arrays); the admin wire format keeps the comma string.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyJson<'a> {
+    key_id: &'a str,
+    name: &'a str,
+    scopes: Vec<&'a str>,
+    max_connections: u32,
+    created_at: u64,
+    revoked_at: Option<u64>,
+}
+
+impl<'a> From<&'a KeyView> for KeyJson<'a> {
+    fn from(k: &'a KeyView) -> Self {
+        KeyJson {
+            key_id: &k.key_id,
+            name: &k.name,
+            scopes: k.scopes.split(',').map(str::trim).filter(|s| !s.is_empty()).collect(),
+            max_connections: k.max_connections,
+            created_at: k.created_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+fn key_json<S: serde::Serializer>(k: &KeyView, s: S) -> Result<S::Ok, S::Error> {
+    KeyJson::from(k).serialize(s)
 }
 
 async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
@@ -163,9 +193,11 @@ async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
     }
     keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
     match global.output {
-        OutputFormat::Json => {
-            print_json(&serde_json::json!({ "stage": target.stage_name(), "total": keys.len(), "keys": keys }))?
-        }
+        OutputFormat::Json => print_json(&serde_json::json!({
+            "stage": target.stage_name(),
+            "total": keys.len(),
+            "keys": keys.iter().map(KeyJson::from).collect::<Vec<_>>(),
+        }))?,
         OutputFormat::Text => {
             let mut table = Table::new(&["KEY ID", "NAME", "SCOPES", "MAX CONN", "CREATED", "REVOKED"], &["NAME"]);
             for k in &keys {
@@ -192,13 +224,18 @@ async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
 #[serde(rename_all = "camelCase")]
 struct Revoked {
     stage: String,
-    #[serde(flatten)]
+    #[serde(flatten, serialize_with = "key_json")]
     record: KeyView,
     /// Live connections closed.
     disconnected: usize,
+    /// The key was revoked before this command (nothing changed but `--disconnect`).
+    already_revoked: bool,
 }
 
 async fn revoke(global: &Global, args: RevokeArgs) -> Result<ExitCode> {
+    // A key revoked before this command started was already revoked: the stores keep the
+    // first revocation time.
+    let started = now_ms();
     let target = Target::resolve(global, &args.target).await?;
     let written_to = target.guard_write().await?;
     let stage = target.stage_name().to_owned();
@@ -217,12 +254,14 @@ async fn revoke(global: &Global, args: RevokeArgs) -> Result<ExitCode> {
         Target::Deployed(d) => revoke_deployed(d, &args.id, args.disconnect).await?,
     };
     tracing::debug!(stage = %stage, key_id = %record.key_id, disconnected, "API key revoked");
-    let report = Revoked { stage, record, disconnected };
+    let already_revoked = record.revoked_at.is_some_and(|at| at < started);
+    let report = Revoked { stage, record, disconnected, already_revoked };
     match global.output {
         OutputFormat::Json => print_json(&with_target(&report, &written_to)?)?,
         OutputFormat::Text => {
             let at = report.record.revoked_at.map_or_else(|| "now".into(), utc);
-            print!("revoked {} ({:?}) on stage {} at {at}", report.record.key_id, report.record.name, report.stage);
+            let verb = if already_revoked { "already revoked" } else { "revoked" };
+            print!("{verb} {} ({:?}) on stage {} at {at}", report.record.key_id, report.record.name, report.stage);
             if args.disconnect {
                 println!("; closed {} live connection(s)", report.disconnected);
             } else {

@@ -3,6 +3,7 @@
 //! stage's Lambda functions). Every command runs one code path over a [`target::Target`].
 
 mod connections;
+pub mod invoke;
 mod keys;
 mod publish;
 mod rooms;
@@ -14,6 +15,7 @@ pub use connections::ConnectionsCommand;
 pub use keys::KeysCommand;
 pub use publish::{publish, PublishArgs};
 pub use rooms::RoomsCommand;
+pub use target::{Target, TargetArgs};
 
 use crate::cli::Global;
 use std::process::ExitCode;

@@ -19,19 +19,27 @@ pub struct PublishArgs {
     /// Room name, e.g. tvl:protocol:aave.
     #[arg(long)]
     pub room: String,
-    /// The message data: JSON (quote strings: '"hello"'), or @FILE to read it from a file.
+    /// The message data: JSON (quote strings: '"hello"'), @FILE to read it from a file, or -
+    /// to read it from stdin.
     #[arg(allow_hyphen_values = true)]
     pub data: String,
 }
 
-/// Reads DATA: inline JSON or `@file`.
+/// Reads DATA: inline JSON, `@file`, or `-` for stdin.
 pub fn read_data(arg: &str) -> Result<serde_json::Value> {
-    let text = match arg.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read data file {path}"))?,
-        None => arg.to_owned(),
+    let text = if arg == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read the data from stdin")?
+    } else {
+        match arg.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read data file {path}"))?,
+            None => arg.to_owned(),
+        }
     };
+    let from = if arg == "-" { "stdin" } else { "DATA" };
     serde_json::from_str::<serde_json::Value>(text.trim()).map_err(|e| {
-        anyhow::anyhow!("DATA must be JSON ({e}); quote plain strings like '\"hello\"', or pass @file.json")
+        anyhow::anyhow!(
+            "{from} must be JSON ({e}); quote plain strings like '\"hello\"', pass @file.json, or - to read stdin"
+        )
     })
 }
 

@@ -277,6 +277,25 @@ impl Deployed {
         Ok(LambdaFn::new(&self.sdk, name))
     }
 
+    /// One of the six functions by its short name (`message`, …): the admin and publish
+    /// overrides apply, else the app stack output `{Name}FunctionName`.
+    pub async fn function(&self, short: &str) -> Result<LambdaFn> {
+        let given = match short {
+            "admin" => &self.overrides.admin_function,
+            "publish" => &self.overrides.publish_function,
+            _ => &None,
+        };
+        let mut logical = short.to_owned();
+        logical[..1].make_ascii_uppercase();
+        let name = self.name(given, &format!("{logical}FunctionName")).await?;
+        Ok(LambdaFn::new(&self.sdk, name))
+    }
+
+    /// The stage's WebSocket URL (wss://…, app stack output WebSocketUrl).
+    pub async fn websocket_url(&self) -> Result<String> {
+        self.name(&None, "WebSocketUrl").await
+    }
+
     /// The `publish` function.
     pub async fn publish_function(&self) -> Result<LambdaFn> {
         let name = self.name(&self.overrides.publish_function, "PublishFunctionName").await?;
@@ -293,6 +312,26 @@ pub struct LambdaFn {
 impl LambdaFn {
     fn new(sdk: &SdkConfig, name: String) -> Self {
         LambdaFn { client: aws_sdk_lambda::Client::new(sdk), name }
+    }
+
+    /// The function's name (or ARN) as invoked.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Invokes the function with a raw event; returns the function error kind (when the
+    /// function failed) and the payload, as Lambda returned them.
+    pub async fn invoke_raw(&self, event: Vec<u8>) -> Result<(Option<String>, Vec<u8>)> {
+        let mut call = self.client.invoke().function_name(&self.name).payload(event.into());
+        if !self.name.contains(':') {
+            call = call.qualifier(LIVE_ALIAS);
+        }
+        let out =
+            call.send().await.map_err(|e| anyhow!("{}", aws_sdk_lambda::error::DisplayErrorContext(&e))).with_context(
+                || format!("cannot invoke Lambda function {} (alias {LIVE_ALIAS}); is the stage deployed?", self.name),
+            )?;
+        let body = out.payload().map(|b| b.as_ref().to_vec()).unwrap_or_default();
+        Ok((out.function_error().map(str::to_owned), body))
     }
 
     /// Invokes the function with `request` as its event and parses its reply.

@@ -96,8 +96,11 @@ fn print_frame(frame: Frame, watching: bool) -> Result<()> {
             }
         }
         // Watching prints one compact document per line (NDJSON); once prints it pretty.
-        Frame::Json(v) if watching => writeln!(out, "{}", serde_json::to_string(&v)?)?,
-        Frame::Json(v) => writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?,
+        Frame::Json(mut v) if watching => {
+            crate::output::times_as_rfc3339(&mut v);
+            writeln!(out, "{}", serde_json::to_string(&v)?)?
+        }
+        Frame::Json(v) => crate::output::print_json(&v)?,
     }
     out.flush()?;
     Ok(())
