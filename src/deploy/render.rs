@@ -7,11 +7,11 @@
 //! resources, and a Redis memory alarm per further shard.
 
 use super::canary;
-use super::cfn_yaml::{cfn_sub, hex, CfnYamlError, Template};
+use super::cfn_yaml::{cfn_sub, CfnYamlError, Template};
 use super::functions::FUNCTIONS;
 use super::manifest::Manifest;
 use crate::stage::{NetworkMode, RedisMode, RolloutStrategy, Stage};
-use serde_yaml::Value;
+use serde_norway::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -270,7 +270,7 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
         let code = p.get(&format!("{}CodeKey", f.logical)).cloned().unwrap_or_default();
         let function_body = template
             .resource(&format!("{}Function", f.logical))
-            .map(serde_yaml::to_string)
+            .map(serde_norway::to_string)
             .transpose()
             .map_err(CfnYamlError::from)?
             .unwrap_or_default();
@@ -278,7 +278,7 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
         h.update(code.as_bytes());
         h.update(config_json.as_bytes());
         h.update(function_body.as_bytes());
-        let id = format!("{}Version{}", f.logical, &hex(&h.finalize())[..12]);
+        let id = format!("{}Version{}", f.logical, &hex::encode(h.finalize())[..12]);
         template.rename_resource(&format!("{}Version", f.logical), &id)?;
     }
 
@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn every_family_is_allowed_by_the_data_template() {
-        let t: Value = serde_yaml::from_str(DATA_TEMPLATE).unwrap();
+        let t: Value = serde_norway::from_str(DATA_TEMPLATE).unwrap();
         let allowed = t["Parameters"]["RedisParameterGroupFamily"]["AllowedValues"].as_sequence().unwrap();
         for (engine, version) in [
             ("valkey", "7.2"),
