@@ -149,7 +149,7 @@ impl ManagementApiSender {
 
 /// Sleeps `base * 2^attempt` with full jitter, capped at one second.
 async fn backoff(attempt: u32) {
-    use rand::Rng;
+    use rand::RngExt;
     let cap = (20u64 << attempt.min(6)).min(1000);
     let ms = rand::rng().random_range(0..=cap);
     tokio::time::sleep(Duration::from_millis(ms)).await;
