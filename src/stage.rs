@@ -347,7 +347,7 @@ impl Stage {
     /// Parses stage YAML; `path` is only used in error messages.
     pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
         let invalid = |message: String| StageError::Invalid { path: path.to_owned(), message };
-        let mut stage: Stage = serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let mut stage: Stage = serde_norway::from_str(text).map_err(|e| invalid(e.to_string()))?;
         stage.name = name.to_owned();
         stage.limits.validate().map_err(|(key, why)| invalid(format!("limits.{key}: {why}")))?;
         stage.validate().map_err(|(key, why)| invalid(format!("{key}: {why}")))?;

@@ -14,7 +14,7 @@
 //! hash (`WSCTL_CONFIG_HASH`), so a renamed Version always has a changed `$LATEST` to
 //! publish.
 
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,7 +35,7 @@ fn deployable_stages() -> Vec<(String, Value)> {
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
             continue;
         }
-        let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).expect("read")).expect("stage yaml");
+        let doc: Value = serde_norway::from_str(&std::fs::read_to_string(&path).expect("read")).expect("stage yaml");
         if doc.get("region").is_some() {
             out.push((path.file_stem().unwrap().to_str().unwrap().to_owned(), doc));
         }
@@ -47,7 +47,7 @@ fn deployable_stages() -> Vec<(String, Value)> {
 
 /// The rendered app template and its parameter values, or wsctl's error.
 fn render(dir: &Path, stage: &str, yaml: &Value) -> Result<(Value, BTreeMap<String, String>), String> {
-    std::fs::write(dir.join(format!("{stage}.yaml")), serde_yaml::to_string(yaml).unwrap()).unwrap();
+    std::fs::write(dir.join(format!("{stage}.yaml")), serde_norway::to_string(yaml).unwrap()).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_wsctl"))
         .arg("--stages-dir")
         .arg(dir)
@@ -60,7 +60,7 @@ fn render(dir: &Path, stage: &str, yaml: &Value) -> Result<(Value, BTreeMap<Stri
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
-    let template: Value = serde_yaml::from_str(doc["template"].as_str().expect("template")).expect("yaml");
+    let template: Value = serde_norway::from_str(doc["template"].as_str().expect("template")).expect("yaml");
     let params = doc["parameters"]
         .as_object()
         .expect("parameters")
@@ -122,7 +122,7 @@ fn resolve(t: &Value, params: &BTreeMap<String, String>, v: &Value) -> Value {
                 let holds = condition(t, params, &t["Conditions"][args[0].as_str().unwrap()]);
                 resolve(t, params, &args[if holds { 1 } else { 2 }])
             }
-            _ => Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+            _ => Value::Tagged(Box::new(serde_norway::value::TaggedValue {
                 tag: tagged.tag.clone(),
                 value: resolve(t, params, &tagged.value),
             })),
@@ -359,7 +359,7 @@ fn a_code_change_renames_only_that_functions_version_and_changes_its_hash() {
             .expect("run wsctl");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let t: Value = serde_yaml::from_str(doc["template"].as_str().unwrap()).unwrap();
+        let t: Value = serde_norway::from_str(doc["template"].as_str().unwrap()).unwrap();
         let p: BTreeMap<String, String> = doc["parameters"]
             .as_object()
             .unwrap()
@@ -405,6 +405,6 @@ fn replaced_versions_and_the_artifact_bucket_do_not_outlive_a_rolled_back_create
         .output()
         .expect("run wsctl");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let t: Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    let t: Value = serde_norway::from_slice(&out.stdout).unwrap();
     assert_eq!(t["Resources"]["ArtifactBucket"]["DeletionPolicy"].as_str(), Some("RetainExceptOnCreate"));
 }

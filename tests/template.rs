@@ -2,7 +2,7 @@
 //! least-privilege IAM, the runtime contract (environment, tables, routes), hashed
 //! versions, and the stage-file errors. They drive the built binary (`wsctl template`).
 
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use wsctl_testkit::TempDir;
@@ -45,7 +45,7 @@ fn render(stage: &str, stack: &str) -> String {
 }
 
 fn parse(text: &str) -> Value {
-    serde_yaml::from_str(text).expect("rendered template is YAML")
+    serde_norway::from_str(text).expect("rendered template is YAML")
 }
 
 fn resources(t: &Value) -> Vec<(String, Value)> {
@@ -204,14 +204,14 @@ fn app_template_honours_the_runtime_contract() {
             let alias = &resource(&app, &format!("{f}Alias"))["Properties"];
             assert_eq!(alias["Name"].as_str(), Some("live"));
             // The alias points at a version whose logical id carries a hash.
-            let version_ref = serde_yaml::to_string(&alias["FunctionVersion"]).unwrap();
+            let version_ref = serde_norway::to_string(&alias["FunctionVersion"]).unwrap();
             assert!(version_ref.contains(&format!("{f}Version")), "{version_ref}");
             let version_id = version_ref.split_whitespace().nth(1).unwrap().trim_end_matches(".Version");
             assert!(version_id.len() == format!("{f}Version").len() + 12, "hashed: {version_id}");
             assert!(app["Resources"].get(version_id).is_some(), "{version_id} exists");
         }
         assert_eq!(
-            serde_yaml::to_string(
+            serde_norway::to_string(
                 &resource(&app, "ConnectFunction")["Properties"]["Environment"]["Variables"]["WSCTL_LIMITS"]
             )
             .unwrap()
@@ -230,20 +230,20 @@ fn app_template_honours_the_runtime_contract() {
         let authorizer = &resource(&app, "Authorizer")["Properties"];
         assert_eq!(authorizer["AuthorizerType"].as_str(), Some("REQUEST"));
         assert!(authorizer.get("IdentitySource").is_none(), "no identity source: key in query or header");
-        assert!(serde_yaml::to_string(&authorizer["AuthorizerUri"]).unwrap().contains("${AuthorizerAlias}"));
+        assert!(serde_norway::to_string(&authorizer["AuthorizerUri"]).unwrap().contains("${AuthorizerAlias}"));
         for (integration, alias) in [
             ("ConnectIntegration", "ConnectAlias"),
             ("DisconnectIntegration", "DisconnectAlias"),
             ("DefaultIntegration", "MessageAlias"),
         ] {
-            let uri = serde_yaml::to_string(&resource(&app, integration)["Properties"]["IntegrationUri"]).unwrap();
+            let uri = serde_norway::to_string(&resource(&app, integration)["Properties"]["IntegrationUri"]).unwrap();
             assert!(uri.contains(&format!("${{{alias}}}")), "{integration} targets {alias}: {uri}");
         }
         assert_eq!(resource(&app, "DefaultRoute")["Properties"]["RouteKey"].as_str(), Some("$default"));
 
         // The stage points at a hash-named deployment that exists.
         let stage_props = &resource(&app, "ApiStage")["Properties"];
-        let deployment = serde_yaml::to_string(&stage_props["DeploymentId"]).unwrap();
+        let deployment = serde_norway::to_string(&stage_props["DeploymentId"]).unwrap();
         let deployment = deployment.trim().trim_start_matches("!Ref ").to_owned();
         assert!(deployment.starts_with("Deployment") && deployment.len() == "Deployment".len() + 12, "{deployment}");
         assert!(app["Resources"].get(deployment.as_str()).is_some());
@@ -314,7 +314,7 @@ struct RedisExpectation {
 }
 
 fn redis_expectation(stage_file: &Path) -> RedisExpectation {
-    let stage: Value = serde_yaml::from_str(&std::fs::read_to_string(stage_file).unwrap()).unwrap();
+    let stage: Value = serde_norway::from_str(&std::fs::read_to_string(stage_file).unwrap()).unwrap();
     let r = &stage["redis"];
     let shards = r["shards"].as_u64().unwrap_or(1);
     let engine = r["engine"].as_str().unwrap_or("valkey");

@@ -4,7 +4,7 @@
 //! read by the publish function's live alias one job at a time only when the stage shards,
 //! with least-privilege queue permissions, and the queue's URL in the environment.
 
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::path::Path;
 use std::process::Command;
 use wsctl_testkit::TempDir;
@@ -19,7 +19,7 @@ fn render(stages_dir: &Path, stage: &str) -> (Value, serde_json::Value) {
         .expect("run wsctl");
     assert!(out.status.success(), "template {stage}: {}", String::from_utf8_lossy(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
-    (serde_yaml::from_str(doc["template"].as_str().expect("template")).expect("YAML"), doc["parameters"].clone())
+    (serde_norway::from_str(doc["template"].as_str().expect("template")).expect("YAML"), doc["parameters"].clone())
 }
 
 fn stage_dir(limits: &str, timeout: u32) -> TempDir {

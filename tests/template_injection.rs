@@ -12,7 +12,7 @@
 //! is refused with an error naming the key; it never becomes template structure.
 
 use serde_json::Value as Json;
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,7 +42,7 @@ const BASES: [&str; 3] = ["dev", "staging", "prod"];
 
 fn repo_stage(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("stages").join(format!("{name}.yaml"));
-    serde_yaml::from_str(&std::fs::read_to_string(&path).expect("stage file")).expect("stage YAML")
+    serde_norway::from_str(&std::fs::read_to_string(&path).expect("stage file")).expect("stage YAML")
 }
 
 /// One `wsctl template` run: Ok(JSON document) or Err(stderr).
@@ -103,7 +103,7 @@ fn skeleton(v: &Value) -> String {
 fn scalar(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other).unwrap_or_default().trim().to_owned(),
+        other => serde_norway::to_string(other).unwrap_or_default().trim().to_owned(),
     }
 }
 
@@ -124,7 +124,8 @@ fn keys(t: &Value, section: &str) -> BTreeSet<String> {
 
 fn shape(body: &str) -> Shape {
     // A second YAML document (`---`) would make this fail: one template, one document.
-    let t: Value = serde_yaml::from_str(body).unwrap_or_else(|e| panic!("rendered template is one YAML document: {e}"));
+    let t: Value =
+        serde_norway::from_str(body).unwrap_or_else(|e| panic!("rendered template is one YAML document: {e}"));
     let resources = t["Resources"]
         .as_mapping()
         .expect("Resources")
@@ -194,7 +195,7 @@ fn stage_values_cannot_change_template_structure() {
     for base in BASES {
         let clean_name = format!("clean-{base}");
         let stage = repo_stage(base);
-        std::fs::write(dir.join(format!("{clean_name}.yaml")), serde_yaml::to_string(&stage).unwrap()).unwrap();
+        std::fs::write(dir.join(format!("{clean_name}.yaml")), serde_norway::to_string(&stage).unwrap()).unwrap();
         let clean: Vec<(&str, Json)> = ["data", "app"]
             .into_iter()
             .map(|stack| (stack, render(dir.path(), &clean_name, stack).unwrap_or_else(|e| panic!("{base}: {e}"))))
@@ -204,7 +205,7 @@ fn stage_values_cannot_change_template_structure() {
                 let name = format!("evil-{base}-{fi}-{pi}");
                 let mut evil = stage.clone();
                 (field.set)(&mut evil, payload);
-                std::fs::write(dir.join(format!("{name}.yaml")), serde_yaml::to_string(&evil).unwrap()).unwrap();
+                std::fs::write(dir.join(format!("{name}.yaml")), serde_norway::to_string(&evil).unwrap()).unwrap();
                 for (stack, clean_doc) in &clean {
                     let doc = match render(dir.path(), &name, stack) {
                         Ok(doc) => doc,
@@ -258,7 +259,7 @@ fn stage_values_cannot_change_template_structure() {
 #[test]
 fn stage_name_with_yaml_syntax_cannot_change_template_structure() {
     let dir = TempDir::new("wsctl-injection-name").expect("temp dir");
-    let stage = serde_yaml::to_string(&repo_stage("dev")).unwrap();
+    let stage = serde_norway::to_string(&repo_stage("dev")).unwrap();
     std::fs::write(dir.join("clean.yaml"), &stage).unwrap();
     // A file name may hold anything but '/' and NUL.
     for (i, name) in

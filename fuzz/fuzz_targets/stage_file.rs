@@ -1,6 +1,6 @@
 //! Fuzzes stage-file parsing: the real `Stage::parse` of `src/stage.rs` (compiled into
 //! this target with `#[path]`, so the CLI exposes nothing new), and the `limits:` section
-//! alone as `wsctl dev` and the Lambdas read it (`Limits` through serde_yaml/serde_json).
+//! alone as `wsctl dev` and the Lambdas read it (`Limits` through serde_norway/serde_json).
 //!
 //! No input may panic. A stage that parses must re-parse from its own serialization to
 //! the same stage, and its limits must validate and yield usable durations and TTLs.
@@ -36,11 +36,11 @@ fuzz_target!(|bytes: &[u8]| {
         use_limits(&stage.limits);
         // Values become CloudFormation parameters: a Number parameter cannot be `inf`.
         assert!(stage.api.throttle_rate.is_finite(), "api.throttle_rate {} accepted", stage.api.throttle_rate);
-        let yaml = serde_yaml::to_string(&stage).expect("a parsed stage serializes");
+        let yaml = serde_norway::to_string(&stage).expect("a parsed stage serializes");
         let again = stage::Stage::parse(path, "fuzz", &yaml).unwrap_or_else(|e| panic!("re-parse of {yaml}: {e}"));
-        assert_eq!(serde_yaml::to_string(&again).expect("serializes"), yaml);
+        assert_eq!(serde_norway::to_string(&again).expect("serializes"), yaml);
     }
-    if let Ok(limits) = serde_yaml::from_str::<Limits>(text) {
+    if let Ok(limits) = serde_norway::from_str::<Limits>(text) {
         if limits.validate().is_ok() {
             use_limits(&limits);
         }

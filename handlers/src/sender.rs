@@ -159,7 +159,7 @@ impl ManagementApiSender {
 /// Sleeps up to `10 ms * 2^attempt` (full jitter), capped at 320 ms: short enough that a
 /// send retried in a refilling bucket is not left idle long after tokens are back.
 async fn backoff(attempt: u32) {
-    use rand::Rng;
+    use rand::RngExt;
     let cap = (10u64 << attempt.min(5)).min(320);
     let ms = rand::rng().random_range(0..=cap);
     tokio::time::sleep(Duration::from_millis(ms)).await;

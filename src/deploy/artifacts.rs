@@ -56,29 +56,12 @@ pub async fn exists(s3: &Client, bucket: &str, key: &str) -> anyhow::Result<bool
     Ok(stored(s3, bucket, key).await? != Stored::Missing)
 }
 
-/// Standard base64 (with padding), as S3 wants checksums.
-pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// The base64 SHA-256 S3 and Lambda report for a hex digest from the manifest.
+/// The base64 SHA-256 S3 and Lambda report (standard alphabet, padded) for a hex digest
+/// from the manifest; `None` unless it is 64 hex digits.
 pub fn hex_to_base64(hex: &str) -> Option<String> {
-    let bytes: Option<Vec<u8>> =
-        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
-    bytes.filter(|b| b.len() == 32).map(|b| base64(&b))
+    use base64::Engine;
+    let bytes = hex::decode(hex).ok().filter(|b| b.len() == 32)?;
+    Some(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 /// Checks every artifact of the manifest against the bucket; uploads the missing ones
@@ -128,7 +111,7 @@ pub async fn sync(
 /// Uploads a rendered template too large to pass inline; returns its S3 URL.
 pub async fn upload_template(s3: &Client, bucket: &str, region: &str, body: &str) -> anyhow::Result<String> {
     use sha2::{Digest, Sha256};
-    let key = format!("wsctl/templates/{}.yaml", super::cfn_yaml::hex(&Sha256::digest(body.as_bytes())));
+    let key = format!("wsctl/templates/{}.yaml", hex::encode(Sha256::digest(body.as_bytes())));
     if !exists(s3, bucket, &key).await? {
         s3.put_object()
             .bucket(bucket)
@@ -164,14 +147,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_matches_the_rfc_vectors() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    fn manifest_digests_become_s3_checksums() {
+        // SHA-256 of the empty string, hex and base64.
         let sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         assert_eq!(hex_to_base64(sha).unwrap(), "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
         assert!(hex_to_base64("abc").is_none());
+        assert!(hex_to_base64(&"zz".repeat(32)).is_none(), "not hex");
+        assert!(hex_to_base64(&sha[..62]).is_none(), "not 32 bytes");
     }
 }

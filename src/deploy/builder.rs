@@ -2,7 +2,6 @@
 //! cargo-zigbuild (linking against glibc 2.34), zips each as `bootstrap` reproducibly and
 //! writes `manifest.json` with every zip's SHA-256.
 
-use super::cfn_yaml::hex;
 use super::elf;
 use super::functions::FUNCTIONS;
 use super::manifest::{Artifact, Manifest, MANIFEST_VERSION};
@@ -109,8 +108,10 @@ pub fn build(plan: &BuildPlan) -> anyhow::Result<BuildResult> {
         let file = format!("{}.zip", f.name);
         let path = plan.out_dir.join(&file);
         std::fs::write(&path, &zip).with_context(|| format!("cannot write {}", path.display()))?;
-        functions
-            .insert(f.name.to_owned(), Artifact { file, sha256: hex(&Sha256::digest(&zip)), size: zip.len() as u64 });
+        functions.insert(
+            f.name.to_owned(),
+            Artifact { file, sha256: hex::encode(Sha256::digest(&zip)), size: zip.len() as u64 },
+        );
     }
     let manifest = Manifest {
         version: MANIFEST_VERSION,

@@ -10,7 +10,7 @@
 use super::cfn_yaml::{cfn_getatt, cfn_ref, cfn_sub, CfnYamlError, Template};
 use super::functions::FUNCTIONS;
 use crate::stage::RolloutSettings;
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 fn map(entries: Vec<(&str, Value)>) -> Value {
     let mut m = Mapping::new();

@@ -1,11 +1,11 @@
 //! Structured edits of a CloudFormation template held as a YAML tree.
 //!
-//! Templates are parsed into `serde_yaml::Value` (short-form intrinsics such as `!Ref` stay
+//! Templates are parsed into `serde_norway::Value` (short-form intrinsics such as `!Ref` stay
 //! tagged values), edited as data, and serialized again: stage values never enter a
 //! template by string pasting.
 
-use serde_yaml::value::{Tag, TaggedValue};
-use serde_yaml::{Mapping, Value};
+use serde_norway::value::{Tag, TaggedValue};
+use serde_norway::{Mapping, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 pub enum CfnYamlError {
     /// The embedded template is not valid YAML.
     #[error("template {name} is not valid YAML: {source}")]
-    Parse { name: &'static str, source: serde_yaml::Error },
+    Parse { name: &'static str, source: serde_norway::Error },
     /// The YAML is not a mapping with a `Resources` mapping.
     #[error("{0} is not a CloudFormation template (a mapping with a `Resources` mapping)")]
     NotATemplate(&'static str),
@@ -23,7 +23,7 @@ pub enum CfnYamlError {
     MissingResource(String),
     /// Serializing the edited tree failed.
     #[error("cannot serialize the template: {0}")]
-    Serialize(#[from] serde_yaml::Error),
+    Serialize(#[from] serde_norway::Error),
 }
 
 /// A parsed template.
@@ -35,7 +35,7 @@ pub struct Template {
 impl Template {
     /// Parses an embedded template; `name` is only used in errors.
     pub fn parse(name: &'static str, text: &str) -> Result<Template, CfnYamlError> {
-        let root: Value = serde_yaml::from_str(text).map_err(|source| CfnYamlError::Parse { name, source })?;
+        let root: Value = serde_norway::from_str(text).map_err(|source| CfnYamlError::Parse { name, source })?;
         let resources_ok = root.get("Resources").is_none_or(Value::is_mapping);
         if !root.is_mapping() || !resources_ok {
             return Err(CfnYamlError::NotATemplate(name));
@@ -143,14 +143,14 @@ impl Template {
         for id in ids {
             let body = self.resource(id).ok_or_else(|| CfnYamlError::MissingResource(id.clone()))?;
             hasher.update(id.as_bytes());
-            hasher.update(serde_yaml::to_string(body)?.as_bytes());
+            hasher.update(serde_norway::to_string(body)?.as_bytes());
         }
-        Ok(hex(&hasher.finalize()))
+        Ok(hex::encode(hasher.finalize()))
     }
 
     /// The template as YAML text.
     pub fn to_yaml(&self) -> Result<String, CfnYamlError> {
-        Ok(serde_yaml::to_string(&self.root)?)
+        Ok(serde_norway::to_string(&self.root)?)
     }
 }
 
@@ -375,11 +375,6 @@ fn rename_getatt_string(s: &mut String, old: &str, new: &str) {
 
 fn rename_in_sub(s: &str, old: &str, new: &str) -> String {
     s.replace(&format!("${{{old}}}"), &format!("${{{new}}}")).replace(&format!("${{{old}."), &format!("${{{new}."))
-}
-
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A short-form intrinsic such as `!Ref X`.

@@ -17,7 +17,7 @@ fn fingerprint() -> String {
         hash.update((bytes.len() as u64).to_le_bytes());
         hash.update(bytes);
     }
-    super::cfn_yaml::hex(&hash.finalize())[..16].to_owned()
+    hex::encode(hash.finalize())[..16].to_owned()
 }
 
 /// The cache root: `$XDG_CACHE_HOME/wsctl`, else `$HOME/.cache/wsctl`, else the temp dir.

@@ -86,7 +86,7 @@ impl Manifest {
                 .ok_or_else(|| invalid(format!("no artifact for function `{}`", f.name)))?;
             let bytes = std::fs::read(dir.join(&artifact.file))
                 .map_err(|e| invalid(format!("cannot read {}: {e}", artifact.file)))?;
-            let actual = super::cfn_yaml::hex(&Sha256::digest(&bytes));
+            let actual = hex::encode(Sha256::digest(&bytes));
             if actual != artifact.sha256 {
                 return Err(invalid(format!(
                     "{} has SHA-256 {actual}, the manifest says {}; rebuild with `wsctl build`",

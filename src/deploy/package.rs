@@ -1,17 +1,16 @@
-//! Reproducible zip archives for Lambda: entries in a fixed order, a fixed timestamp
-//! (1980-01-01 00:00, the DOS epoch), fixed Unix permissions, deflate at a fixed level.
-//! The same input bytes always give the same zip bytes, so a zip's SHA-256 identifies its
-//! contents.
+//! Reproducible zip archives for Lambda, written with the `zip` crate: entries in a fixed
+//! order, a fixed timestamp (1980-01-01 00:00, the DOS epoch), fixed Unix permissions,
+//! deflate at a fixed level and no extra fields. The same input bytes always give the same
+//! zip bytes, so a zip's SHA-256 identifies its contents.
 
-use flate2::{write::DeflateEncoder, Compression};
-use std::io::Write;
+use std::io::{Cursor, Write};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, DateTime, ZipWriter};
 
-/// DOS date of 1980-01-01 (year 0, month 1, day 1).
-const DOS_DATE: u16 = (1 << 5) | 1;
-/// DOS time 00:00:00.
-const DOS_TIME: u16 = 0;
-/// Unix regular file, rwxr-xr-x (Lambda needs `bootstrap` executable).
-const UNIX_MODE: u32 = 0o100_755;
+/// Unix permissions of every entry: rwxr-xr-x (Lambda needs `bootstrap` executable).
+const UNIX_MODE: u32 = 0o755;
+/// Deflate level (flate2's best compression).
+const DEFLATE_LEVEL: i64 = 9;
 
 /// One file to put in the archive.
 #[derive(Debug, Clone)]
@@ -22,94 +21,62 @@ pub struct Entry<'a> {
     pub data: &'a [u8],
 }
 
-/// A file too large for a plain (non-ZIP64) archive.
+/// An archive that could not be written.
 #[derive(Debug, thiserror::Error)]
-#[error("{0} is larger than 4 GiB, which Lambda would refuse anyway")]
-pub struct TooLarge(String);
+pub enum ZipError {
+    /// A file too large for a plain (non-ZIP64) archive.
+    #[error("{0} is larger than 4 GiB, which Lambda would refuse anyway")]
+    TooLarge(String),
+    /// The zip writer failed.
+    #[error("cannot write {name} into the zip: {source}")]
+    Write { name: String, source: zip::result::ZipError },
+}
+
+/// The options every entry gets: nothing that depends on the machine or the clock.
+fn options() -> SimpleFileOptions {
+    SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Deflated)
+        .compression_level(Some(DEFLATE_LEVEL))
+        .last_modified_time(DateTime::DEFAULT)
+        .unix_permissions(UNIX_MODE)
+        .large_file(false)
+}
 
 /// Builds the archive in memory; entries are sorted by name first.
-pub fn zip(entries: &[Entry<'_>]) -> Result<Vec<u8>, TooLarge> {
+pub fn zip(entries: &[Entry<'_>]) -> Result<Vec<u8>, ZipError> {
     let mut sorted: Vec<&Entry<'_>> = entries.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(b.name));
-    let mut out = Vec::new();
-    let mut central = Vec::new();
-    for entry in &sorted {
-        let too_large = || TooLarge(entry.name.to_owned());
-        let mut encoder = DeflateEncoder::new(Vec::new(), Compression::new(9));
-        encoder.write_all(entry.data).map_err(|_| too_large())?;
-        let compressed = encoder.finish().map_err(|_| too_large())?;
-        let crc = crc32fast::hash(entry.data);
-        let size = u32::try_from(entry.data.len()).map_err(|_| too_large())?;
-        let csize = u32::try_from(compressed.len()).map_err(|_| too_large())?;
-        let offset = u32::try_from(out.len()).map_err(|_| too_large())?;
-        let name = entry.name.as_bytes();
-        let name_len = u16::try_from(name.len()).map_err(|_| too_large())?;
-
-        // Local file header.
-        put32(&mut out, 0x0403_4b50);
-        put16(&mut out, 20); // version needed: 2.0 (deflate)
-        put16(&mut out, 0); // flags
-        put16(&mut out, 8); // deflate
-        put16(&mut out, DOS_TIME);
-        put16(&mut out, DOS_DATE);
-        put32(&mut out, crc);
-        put32(&mut out, csize);
-        put32(&mut out, size);
-        put16(&mut out, name_len);
-        put16(&mut out, 0); // extra length
-        out.extend_from_slice(name);
-        out.extend_from_slice(&compressed);
-
-        // Central directory record.
-        put32(&mut central, 0x0201_4b50);
-        put16(&mut central, (3 << 8) | 20); // made by: Unix, 2.0
-        put16(&mut central, 20);
-        put16(&mut central, 0);
-        put16(&mut central, 8);
-        put16(&mut central, DOS_TIME);
-        put16(&mut central, DOS_DATE);
-        put32(&mut central, crc);
-        put32(&mut central, csize);
-        put32(&mut central, size);
-        put16(&mut central, name_len);
-        put16(&mut central, 0); // extra
-        put16(&mut central, 0); // comment
-        put16(&mut central, 0); // disk number
-        put16(&mut central, 0); // internal attributes
-        put32(&mut central, UNIX_MODE << 16); // external attributes: Unix mode
-        put32(&mut central, offset);
-        central.extend_from_slice(name);
+    let mut writer = ZipWriter::new(Cursor::new(Vec::new()));
+    for entry in sorted {
+        if u32::try_from(entry.data.len()).is_err() {
+            return Err(ZipError::TooLarge(entry.name.to_owned()));
+        }
+        let failed = |source| ZipError::Write { name: entry.name.to_owned(), source };
+        writer.start_file(entry.name, options()).map_err(failed)?;
+        writer.write_all(entry.data).map_err(|e| failed(e.into()))?;
     }
-    let too_large = || TooLarge("the archive".to_owned());
-    let cd_offset = u32::try_from(out.len()).map_err(|_| too_large())?;
-    let cd_size = u32::try_from(central.len()).map_err(|_| too_large())?;
-    let count = u16::try_from(sorted.len()).map_err(|_| too_large())?;
-    out.extend_from_slice(&central);
-    // End of central directory.
-    put32(&mut out, 0x0605_4b50);
-    put16(&mut out, 0);
-    put16(&mut out, 0);
-    put16(&mut out, count);
-    put16(&mut out, count);
-    put32(&mut out, cd_size);
-    put32(&mut out, cd_offset);
-    put16(&mut out, 0);
-    Ok(out)
-}
-
-fn put16(out: &mut Vec<u8>, v: u16) {
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn put32(out: &mut Vec<u8>, v: u32) {
-    out.extend_from_slice(&v.to_le_bytes());
+    let done = writer.finish().map_err(|source| ZipError::Write { name: "the archive".to_owned(), source })?;
+    Ok(done.into_inner())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flate2::read::DeflateDecoder;
     use std::io::Read;
+
+    fn read_back(archive: &[u8]) -> Vec<(String, u32, DateTime, Vec<u8>)> {
+        let mut zip = zip::ZipArchive::new(Cursor::new(archive)).expect("a readable zip");
+        (0..zip.len())
+            .map(|i| {
+                let mut f = zip.by_index(i).unwrap();
+                let mut data = Vec::new();
+                f.read_to_end(&mut data).unwrap();
+                let name = f.name().unwrap().into_owned();
+                assert_eq!(f.compression(), CompressionMethod::Deflated, "{name}");
+                (name, f.unix_mode().unwrap(), f.last_modified().unwrap(), data)
+            })
+            .collect()
+    }
 
     #[test]
     fn same_input_same_bytes_and_readable() {
@@ -117,15 +84,43 @@ mod tests {
         let a = zip(&[Entry { name: "bootstrap", data: &data }]).unwrap();
         let b = zip(&[Entry { name: "bootstrap", data: &data }]).unwrap();
         assert_eq!(a, b);
-        // Parse the single local header back and inflate the data.
-        assert_eq!(&a[..4], &[0x50, 0x4b, 0x03, 0x04]);
-        let csize = u32::from_le_bytes(a[18..22].try_into().unwrap()) as usize;
-        let name_len = u16::from_le_bytes(a[26..28].try_into().unwrap()) as usize;
-        assert_eq!(&a[30..30 + name_len], b"bootstrap");
-        let start = 30 + name_len;
-        let mut inflated = Vec::new();
-        DeflateDecoder::new(&a[start..start + csize]).read_to_end(&mut inflated).unwrap();
-        assert_eq!(inflated, data);
+        let entries = read_back(&a);
+        assert_eq!(entries.len(), 1);
+        let (name, mode, modified, inflated) = &entries[0];
+        assert_eq!(name, "bootstrap");
+        assert_eq!(mode & 0o777, 0o755, "executable");
+        assert_eq!(*modified, DateTime::DEFAULT, "fixed 1980-01-01 timestamp");
+        assert_eq!(inflated, &data);
+        assert!(a.len() < data.len() / 4, "deflated: {} bytes for {}", a.len(), data.len());
+        // Local header: no flags (sizes in the header, no data descriptor), no extra fields.
+        assert_eq!(&a[..4], b"PK\x03\x04");
+        assert_eq!(u16::from_le_bytes([a[6], a[7]]), 0, "flags");
+        assert_eq!(u16::from_le_bytes([a[28], a[29]]), 0, "extra field length");
+    }
+
+    #[test]
+    fn entry_order_does_not_change_the_bytes() {
+        let one = Entry { name: "bootstrap", data: b"one" };
+        let two = Entry { name: "config.json", data: b"{}" };
+        let a = zip(&[one.clone(), two.clone()]).unwrap();
+        let b = zip(&[two, one]).unwrap();
+        assert_eq!(a, b);
+        let names: Vec<String> = read_back(&a).into_iter().map(|e| e.0).collect();
+        assert_eq!(names, ["bootstrap", "config.json"]);
+    }
+
+    /// The SHA-256 of a fixed input's zip, pinned: a change of the zip crate (or of its
+    /// options here) that changes the bytes shows up as this diff, and with it a new code
+    /// hash for every function on the next deploy.
+    #[test]
+    fn a_fixed_input_has_a_pinned_hash() {
+        use sha2::{Digest, Sha256};
+        let data = b"\x7fELF pretend binary\n".repeat(64);
+        let zipped = zip(&[Entry { name: "bootstrap", data: &data }]).unwrap();
+        assert_eq!(
+            hex::encode(Sha256::digest(&zipped)),
+            "3c8e694087acdb2bfa2f5d59c5f014d9da23fee74cc62c0cb189abe4c9f36877"
+        );
     }
 
     #[test]

@@ -7,11 +7,11 @@
 //! resources, and a Redis memory alarm per further shard.
 
 use super::canary;
-use super::cfn_yaml::{cfn_sub, hex, references, CfnYamlError, Template};
+use super::cfn_yaml::{cfn_sub, references, CfnYamlError, Template};
 use super::functions::FUNCTIONS;
 use super::manifest::Manifest;
 use crate::stage::{NetworkMode, RedisMode, RolloutStrategy, Stage};
-use serde_yaml::Value;
+use serde_norway::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -317,7 +317,7 @@ pub fn function_hash(template: &Template, id: &str, params: &BTreeMap<String, St
     let refs = references(body);
     let conditions = template.evaluate_conditions(params);
     let mut h = Sha256::new();
-    h.update(serde_yaml::to_string(body).map_err(CfnYamlError::from)?.as_bytes());
+    h.update(serde_norway::to_string(body).map_err(CfnYamlError::from)?.as_bytes());
     for name in &refs.names {
         if let Some(value) = params.get(name) {
             h.update(format!("\0param {name}={value}").as_bytes());
@@ -327,11 +327,11 @@ pub fn function_hash(template: &Template, id: &str, params: &BTreeMap<String, St
         let value = conditions.get(name).copied().unwrap_or(true);
         h.update(format!("\0condition {name}={value}").as_bytes());
     }
-    Ok(hex(&h.finalize())[..12].to_owned())
+    Ok(hex::encode(h.finalize())[..12].to_owned())
 }
 
 /// Sets one environment variable of a function resource.
-fn set_function_env(function: &mut serde_yaml::Mapping, name: &str, value: &str) {
+fn set_function_env(function: &mut serde_norway::Mapping, name: &str, value: &str) {
     let properties = function.entry(Value::from("Properties")).or_insert_with(|| Value::Mapping(Default::default()));
     let Some(properties) = properties.as_mapping_mut() else { return };
     let environment =
@@ -429,7 +429,7 @@ mod tests {
 
     #[test]
     fn every_family_is_allowed_by_the_data_template() {
-        let t: Value = serde_yaml::from_str(DATA_TEMPLATE).unwrap();
+        let t: Value = serde_norway::from_str(DATA_TEMPLATE).unwrap();
         let allowed = t["Parameters"]["RedisParameterGroupFamily"]["AllowedValues"].as_sequence().unwrap();
         for (engine, version) in [
             ("valkey", "7.2"),

@@ -33,7 +33,7 @@ pub fn handler_sources_hash(workspace: &Path) -> Option<String> {
         hash.update((bytes.len() as u64).to_le_bytes());
         hash.update(&bytes);
     }
-    Some(super::cfn_yaml::hex(&hash.finalize()))
+    Some(hex::encode(hash.finalize()))
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {

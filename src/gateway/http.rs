@@ -110,7 +110,7 @@ impl ManagementEmulation {
             let wait = if self.jitter.is_zero() {
                 self.latency
             } else {
-                use rand::Rng;
+                use rand::RngExt;
                 let j = self.jitter.as_micros() as i64;
                 let delta = rand::rng().random_range(-j..=j);
                 Duration::from_micros((self.latency.as_micros() as i64 + delta).max(0) as u64)

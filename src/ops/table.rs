@@ -1,18 +1,16 @@
 //! Plain-text tables sized to the terminal, and the time formats operator output uses.
+//! Widths are display columns (`unicode-width`): a CJK character or an emoji takes two.
 
-/// The width to fit tables into: the terminal's (TIOCGWINSZ on stdout), else `COLUMNS`,
-/// else none (output to a pipe or file is not truncated).
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
+/// The width to fit tables into: the terminal's (stdout), else `COLUMNS`, else none
+/// (output to a pipe or file is not truncated).
 pub fn terminal_width() -> Option<usize> {
-    #[cfg(unix)]
-    {
-        // SAFETY: TIOCGWINSZ fills a `winsize` we own; the fd is stdout, open for the process's life.
-        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-        let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
-        if ok && ws.ws_col > 0 {
-            return Some(usize::from(ws.ws_col));
-        }
-    }
-    std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse().ok()).filter(|&c: &usize| c > 0)
+    console::Term::stdout()
+        .size_checked()
+        .map(|(_rows, cols)| usize::from(cols))
+        .filter(|&c| c > 0)
+        .or_else(|| std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse().ok()).filter(|&c: &usize| c > 0))
 }
 
 /// Whether stdout is a terminal.
@@ -87,10 +85,10 @@ impl Table {
 
     /// Widths of the `visible` columns, shrunk (widest shrinkable first) toward `width`.
     fn fit_widths(&self, visible: &[usize], width: Option<usize>) -> Vec<usize> {
-        let mut widths: Vec<usize> = visible.iter().map(|&c| self.headers[c].chars().count()).collect();
+        let mut widths: Vec<usize> = visible.iter().map(|&c| self.headers[c].width()).collect();
         for row in &self.rows {
             for (w, &c) in widths.iter_mut().zip(visible) {
-                *w = (*w).max(row[c].chars().count());
+                *w = (*w).max(row[c].width());
             }
         }
         if let Some(max) = width {
@@ -117,51 +115,56 @@ fn push_line(out: &mut String, cells: &[&str], widths: &[usize]) {
         .zip(widths)
         .enumerate()
         .map(|(pos, (cell, &w))| {
-            let cut = fit(cell, w);
+            let mut cut = fit(cell, w);
             // No padding after the last column.
-            if pos == last {
-                cut
-            } else {
-                format!("{cut:<w$}")
+            if pos != last {
+                let pad = w.saturating_sub(cut.width());
+                cut.extend(std::iter::repeat_n(' ', pad));
             }
+            cut
         })
         .collect();
     out.push_str(parts.join(&" ".repeat(GAP)).trim_end());
     out.push('\n');
 }
 
-/// Cuts `s` to `width` characters, ending in `…` when cut.
+/// Cuts `s` to at most `width` display columns, ending in `…` when cut.
 pub fn fit(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
+    if s.width() <= width {
         return s.to_owned();
     }
     if width == 0 {
         return String::new();
     }
-    let mut cut: String = s.chars().take(width - 1).collect();
+    let mut cut = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let w = c.width().unwrap_or(0);
+        // Keep one column for the ellipsis.
+        if used + w > width - 1 {
+            break;
+        }
+        used += w;
+        cut.push(c);
+    }
     cut.push('…');
     cut
 }
 
-/// `2026-11-25 18:03:07Z` for an epoch-millisecond time.
+/// `2026-11-25 18:03:07Z` for an epoch-millisecond time (`?` beyond year 9999).
 pub fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Year, month, day of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    let Some(t) = i64::try_from(ms / 1000).ok().and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok()) else {
+        return "?".to_owned();
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// A short duration: `42s`, `5m12s`, `3h04m`, `2d05h`.
@@ -186,6 +189,9 @@ mod tests {
 
     #[test]
     fn dates_render_in_utc() {
+        assert_eq!(utc(1_795_694_587_999), "2026-11-26 12:03:07Z", "milliseconds are dropped");
+        assert_eq!(utc(253_402_300_799_000), "9999-12-31 23:59:59Z");
+        assert_eq!(utc(u64::MAX), "?");
         assert_eq!(utc(0), "1970-01-01 00:00:00Z");
         assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00Z");
         assert_eq!(utc(1_795_694_587_000), "2026-11-26 12:03:07Z");
@@ -217,5 +223,39 @@ mod tests {
         let t = t.droppable(&["AGENT"]);
         let dropped = t.render(Some(12));
         assert!(!dropped.contains("AGENT") && dropped.contains("ROOMS"), "{dropped}");
+    }
+
+    /// Every line's display width (what a terminal shows), not its char count.
+    fn columns(line: &str) -> usize {
+        line.width()
+    }
+
+    #[test]
+    fn wide_characters_keep_columns_aligned() {
+        let mut t = Table::new(&["ROOM", "SUBS", "LAST"], &["ROOM"]);
+        t.row(vec!["price:東京".into(), "3".into(), "x".into()]);
+        t.row(vec!["tvl:🚀🚀".into(), "12".into(), "y".into()]);
+        t.row(vec!["tvl:chain:ethereum".into(), "1".into(), "z".into()]);
+        let out = t.render(None);
+        let lines: Vec<&str> = out.lines().collect();
+        // SUBS starts at the same display column on every line.
+        let subs_col = |line: &str| {
+            let end = line.find(|c: char| c.is_ascii_digit() || c == 'S').unwrap();
+            columns(&line[..end])
+        };
+        let header = subs_col(lines[0]);
+        assert_eq!(header, "tvl:chain:ethereum".len() + GAP, "{out}");
+        for line in &lines[1..] {
+            assert_eq!(subs_col(line), header, "{out}");
+        }
+        // Cut to fit: no line wider than the terminal, wide characters never split.
+        let narrow = t.render(Some(20));
+        for line in narrow.lines() {
+            assert!(columns(line) <= 20, "{line:?} is {} columns", columns(line));
+        }
+        assert_eq!(fit("東京東京", 5), "東京…");
+        assert_eq!(fit("東京東京", 4), "東…");
+        assert_eq!(fit("🚀🚀🚀", 6), "🚀🚀🚀");
+        assert_eq!(columns(&fit("🚀🚀🚀", 5)), 5);
     }
 }

@@ -38,7 +38,7 @@ use crate::sender::LiveInfo;
 use crate::store::now_ms;
 use base64::Engine;
 use futures_util::StreamExt;
-use rand::RngCore;
+use rand::Rng;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
