@@ -182,7 +182,7 @@ fn a_stack_still_in_progress_is_waited_for_sigterm_leaves_it_running_and_the_nex
     let status = json(&status);
     let next = status["stacks"][1]["nextDeploy"].as_str().unwrap_or_default();
     assert!(next.contains("waits for CloudFormation to finish"), "{status:#}");
-    assert!(status["stacks"][0].get("nextDeploy").is_none(), "a settled stack has no advice: {status:#}");
+    assert!(status["stacks"][0]["nextDeploy"].is_null(), "a settled stack has no advice: {status:#}");
 
     // A plan says what deploy will do first, and plans the app as if the data stack were new.
     let plan = h.wsctl(&["plan", "--stage", "busy", "--manifest", v1.to_str().unwrap()]);

@@ -233,7 +233,10 @@ async fn gateway_rides_out_a_master_failover() {
     // Rooms on the surviving masters keep working meanwhile; c is not delivered to (and is
     // pruned from the room if its disconnect had not removed it yet).
     let reply = publish(&mut publisher, &safe, json!({"during": true})).await;
-    assert_eq!(reply["delivered"].as_u64(), Some(2), "{reply}");
+    // `delivered` counts members handed to their gateway node; c, if its `$disconnect` had
+    // not removed it yet, is counted there and pruned by its node, which no longer holds it.
+    let delivered = reply["delivered"].as_u64().unwrap_or(0);
+    assert!((2..=3).contains(&delivered), "{reply}");
     for ws in [&mut a, &mut b] {
         assert_eq!(recv(ws).await["data"]["during"], true);
     }
@@ -281,7 +284,10 @@ async fn gateway_rides_out_a_master_failover() {
     // The other master's room is still served by the same master.
     assert_eq!(owner(&cluster, &safe), safe_master);
     let reply = publish(&mut publisher, &safe, json!({"safe": true})).await;
-    assert_eq!(reply["delivered"].as_u64(), Some(2), "{reply}");
+    // `delivered` counts members handed to their gateway node; c, if its `$disconnect` had
+    // not removed it yet, is counted there and pruned by its node, which no longer holds it.
+    let delivered = reply["delivered"].as_u64().unwrap_or(0);
+    assert!((2..=3).contains(&delivered), "{reply}");
     for ws in [&mut a, &mut b] {
         assert_eq!(recv(ws).await["data"]["safe"], true);
     }
