@@ -25,6 +25,9 @@ pub struct Clients {
     pub region: String,
     /// The shared-config profile in use, if any.
     pub profile: Option<String>,
+    /// The SDK configuration every client was built from (for the signed EC2 calls of
+    /// `destroy`, see [`super::enis`]).
+    pub sdk: aws_types::SdkConfig,
 }
 
 impl Clients {
@@ -45,6 +48,7 @@ impl Clients {
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
             region,
             profile: global.profile.clone(),
+            sdk: config,
         })
     }
 

@@ -4,12 +4,13 @@
 
 use super::clients::Clients;
 use super::engine::Timing;
+use super::enis;
 use super::events::{self, Failure, Watch};
 use super::leftovers;
 use super::render::StackKind;
 use super::stacks::{self, sdk_error};
 use super::ui::Ui;
-use crate::stage::Stage;
+use crate::stage::{NetworkMode, Stage};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
@@ -42,6 +43,9 @@ pub struct DestroyReport {
     /// Log groups outside the stacks that were deleted (API Gateway's execution logs).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub log_groups_deleted: Vec<String>,
+    /// Lambda's network interfaces deleted once released, before the data stack.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network_interfaces_deleted: Vec<String>,
     /// Where the run acted (stage, account, region, profile).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<crate::aws::TargetLine>,
@@ -86,6 +90,7 @@ pub async fn destroy(
         retained: Vec::new(),
         ok: false,
         log_groups_deleted: Vec::new(),
+        network_interfaces_deleted: Vec::new(),
         target: None,
     };
     if present.is_empty() {
@@ -136,6 +141,9 @@ pub async fn destroy(
                 .await
                 .map_err(sdk_error)
                 .with_context(|| format!("lifting termination protection of {}", info.name))?;
+        }
+        if kind == StackKind::Data && stage.network.mode == NetworkMode::Create {
+            release_network_interfaces(clients, ui, timing, &info, &mut report).await?;
         }
         let resources = stacks::stack_resources(&clients.cfn, &info.id).await.map(|r| r.len()).unwrap_or(1);
         // CloudFormation deletes a stack in review, being created (cancelling the create) or
@@ -204,4 +212,26 @@ pub async fn destroy(
     }
     report.ok = true;
     Ok(report)
+}
+
+/// Before the data stack (its subnets and security group) is deleted: deletes the network
+/// interfaces Lambda has released and waits for the rest, so the delete does not fail on
+/// `DependencyViolation`. An error leaves the data stack untouched.
+async fn release_network_interfaces(
+    clients: &Clients,
+    ui: &Ui,
+    timing: Timing,
+    data: &stacks::StackInfo,
+    report: &mut DestroyReport,
+) -> anyhow::Result<()> {
+    let resources = stacks::stack_resources(&clients.cfn, &data.id).await?;
+    let Some(group) = resources.get("LambdaSecurityGroup").and_then(|r| r.physical_id.as_deref()) else {
+        return Ok(());
+    };
+    let ec2 = enis::Ec2::new(&clients.sdk)?;
+    let poll = timing.poll.max(std::time::Duration::from_millis(200));
+    report.network_interfaces_deleted = enis::release_lambda_interfaces(&ec2, ui, group, poll, timing.timeout)
+        .await
+        .with_context(|| format!("releasing Lambda's network interfaces before deleting {}", data.name))?;
+    Ok(())
 }

@@ -17,6 +17,7 @@ mod destroy;
 mod elf;
 mod embedded;
 mod engine;
+mod enis;
 mod events;
 pub(crate) mod functions;
 mod iam_policy;
