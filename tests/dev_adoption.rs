@@ -305,3 +305,70 @@ fn each_gateway_starts_a_fresh_log() {
     let log = std::fs::read_to_string(dir.join(".wsctl/gateway.log")).expect("log");
     assert!(!log.contains("from the last run"), "{log}");
 }
+
+/// A TLS-terminating front for the gateway, like a load balancer with a certificate for
+/// `localhost`: `wss://localhost:PORT` in, plain WebSocket to `upstream` out.
+async fn tls_front(upstream: std::net::SocketAddr, tls: &wsctl_testkit::ClusterTlsFiles) -> u16 {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&tls.cert).expect("cert").collect::<Result<Vec<_>, _>>().expect("pem");
+    let key = PrivateKeyDer::from_pem_file(&tls.key).expect("key");
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(upstream).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subscribe_over_wss_checks_the_certificate_against_the_system_roots() {
+    let gw = DevGateway::start();
+    let dir = TempDir::new("wsctl-wss").expect("temp dir");
+    let tls = wsctl_testkit::ClusterTlsFiles::generate(dir.path(), "localhost").expect("openssl certificates");
+    let port = tls_front(gw.addr, &tls).await;
+    let url = format!("wss://localhost:{port}/local");
+    let room = "tvl:protocol:tls";
+    let (code, _, err) = gw.cli(&["publish", "--stage", "local", "--room", room, "{\"over\":\"tls\"}"]);
+    assert_eq!(code, 0, "{err}");
+
+    // A CA the system does not trust: refused, and the error says it is the certificate.
+    let system = TempDir::new("wsctl-wss-roots").expect("temp dir");
+    std::fs::write(system.join("roots.pem"), "").expect("an empty root store");
+    let untrusted = wsctl()
+        .args(["subscribe", room, "--url", &url, "--key", &gw.key, "--count", "1"])
+        .env("SSL_CERT_FILE", system.join("roots.pem"))
+        .env("SSL_CERT_DIR", system.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run subscribe");
+    assert!(!untrusted.status.success(), "connected to an untrusted certificate");
+    let err = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(err.to_lowercase().contains("certificate"), "names the certificate: {err}");
+
+    // Trusted (the CA in the file the system roots are read from): the room's latest arrives.
+    let trusted = wsctl()
+        .args(["--output", "json", "subscribe", room, "--url", &url, "--key", &gw.key, "--count", "1"])
+        .env("SSL_CERT_FILE", &tls.ca)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run subscribe");
+    let stderr = String::from_utf8_lossy(&trusted.stderr);
+    assert!(trusted.status.success(), "{stderr}");
+    let line: Value = serde_json::from_slice(&trusted.stdout).expect("one JSON line");
+    assert_eq!((line["seq"].as_u64(), &line["data"]), (Some(1), &json!({"over": "tls"})), "{line}");
+}
