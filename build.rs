@@ -4,7 +4,8 @@
 //! Writes `$OUT_DIR/embedded_handlers.rs`: `HANDLER_FILES`, every file of a standalone
 //! cargo workspace holding `wsctl-handlers` (its sources; its Cargo.toml without the
 //! dev-dependencies, which point at the test harness; a workspace Cargo.toml carrying this
-//! repository's `[profile.*]` sections; the Cargo.lock). `src/deploy/embedded.rs`
+//! repository's `[profile.*]` sections; the Cargo.lock). Its `[[test]]` target goes too:
+//! the tests are not shipped. `src/deploy/embedded.rs`
 //! extracts it into a cache directory and builds there.
 
 use std::fmt::Write as _;
@@ -34,7 +35,10 @@ fn main() {
         let manifest = std::fs::read_to_string(handlers.join("Cargo.toml")).expect("handlers/Cargo.toml");
         files.push((
             "handlers/Cargo.toml".into(),
-            generated("handlers-Cargo.toml", without_section(&manifest, "[dev-dependencies]")),
+            generated(
+                "handlers-Cargo.toml",
+                without_section(&without_section(&manifest, "[dev-dependencies]"), "[[test]]"),
+            ),
         ));
         let root_manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
         files.push(("Cargo.toml".into(), generated("workspace-Cargo.toml", workspace_manifest(&root_manifest))));

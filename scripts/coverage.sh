@@ -5,7 +5,7 @@
 # `cargo llvm-cov report` merges them all.
 #
 #   scripts/coverage.sh                 # all tests; summary per file, then per crate
-#   scripts/coverage.sh --test template # extra arguments go to `cargo test`
+#   scripts/coverage.sh --test integration template:: # extra arguments go to `cargo test`
 #
 # Installs cargo-llvm-cov (crates.io) and the llvm-tools-preview component when missing.
 # Needs the same services as the tests (redis-server, moto_server, cfn-lint: see

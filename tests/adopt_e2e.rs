@@ -3,9 +3,7 @@
 //! checks the account and a given manifest's architecture before it would build anything,
 //! and builds from the handler sources shipped inside wsctl when there are none here.
 
-mod deploy_support;
-
-use deploy_support::{text, Harness};
+use crate::deploy_support::{text, Harness};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -9,18 +9,14 @@ use std::process::{Command, Stdio};
 
 const WSCTL: &str = env!("CARGO_BIN_EXE_wsctl");
 
-mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
-
-use common::DevGateway;
-use proxy::MuteProxy;
+use crate::common::proxy::MuteProxy;
+use crate::common::DevGateway;
 use std::time::Duration;
 
 /// Starts `wsctl dev` (repository stages, `extra` arguments, quiet logs); its PID is what
 /// `--server-pid` samples.
 fn start_dev(extra: &[&str]) -> DevGateway {
-    DevGateway::start_env(&common::repo_stages(), extra, vec![("RUST_LOG".into(), "warn".into())])
+    DevGateway::start_env(&crate::common::repo_stages(), extra, vec![("RUST_LOG".into(), "warn".into())])
 }
 
 /// Runs `wsctl --output json bench --url … --key … ARGS`; returns the exit code and the

@@ -2,9 +2,7 @@
 //! error document under `--output json`, quiet exit on a closed pipe, and snapshots of the
 //! help texts and of the errors of common mistakes (a change to them is a reviewed diff).
 
-mod common;
-
-use common::wsctl;
+use crate::common::wsctl;
 use serde_json::Value;
 use std::process::{Command, Stdio};
 use wsctl_testkit::TempDir;
@@ -80,7 +78,7 @@ fn a_closed_pipe_ends_quietly_with_exit_0() {
     // wsctl writes.
     let mut child = clean()
         .arg("--stages-dir")
-        .arg(common::repo_stages())
+        .arg(crate::common::repo_stages())
         .args(["template", "--stage", "prod", "--output", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

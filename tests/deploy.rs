@@ -6,9 +6,7 @@
 //! these tests check what moto does create (tables, VPC, functions, versions, roles) and
 //! the deployer's own behaviour (change sets, uploads, exit codes, output).
 
-mod deploy_support;
-
-use deploy_support::{json, stack, stage_yaml, stored_zip, text, Harness, FUNCTIONS};
+use crate::deploy_support::{json, stack, stage_yaml, stored_zip, text, Harness, FUNCTIONS};
 use serde_json::Value;
 use std::collections::BTreeMap;
 

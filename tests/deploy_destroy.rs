@@ -13,9 +13,7 @@
 //! moto itself deletes subnets that still hold interfaces, so what the test proves is that
 //! the interfaces are gone before the data stack is deleted, not the `DependencyViolation`.
 
-mod deploy_support;
-
-use deploy_support::{json, stage_yaml as network_stage_yaml, text, Harness};
+use crate::deploy_support::{json, stage_yaml as network_stage_yaml, text, Harness};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -9,10 +9,8 @@
 //! credentials never passes through the proxy (moto does it internally), so that part of
 //! the policy stays unproven here.
 
-mod deploy_support;
-
-use deploy_support::record::RecordProxy;
-use deploy_support::{json, stage_yaml, text, Harness};
+use crate::deploy_support::record::RecordProxy;
+use crate::deploy_support::{json, stage_yaml, text, Harness};
 use serde_json::Value;
 use std::collections::BTreeSet;
 

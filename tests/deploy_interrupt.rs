@@ -12,10 +12,8 @@
 //! ContinueUpdateRollback, so the cancel-and-roll-back of an update in progress and the
 //! continuation of a failed rollback are covered by the status table's unit tests only.
 
-mod deploy_support;
-
-use deploy_support::hold::HoldProxy;
-use deploy_support::{json, stack, stage_yaml, text, Harness};
+use crate::deploy_support::hold::HoldProxy;
+use crate::deploy_support::{json, stack, stage_yaml, text, Harness};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;

@@ -5,9 +5,7 @@
 //! `AWS_REGION`; it used to override the stage file's `region:` silently, so
 //! `wsctl deploy --stage prod` could build a second production in another region.
 
-mod deploy_support;
-
-use deploy_support::{json, stage_yaml, text, Harness};
+use crate::deploy_support::{json, stage_yaml, text, Harness};
 use std::process::Command;
 
 const STAGE_REGION: &str = "eu-west-1";

@@ -2,12 +2,8 @@
 //! `--allow-remote`, the "Try it" lines, `publish -` from stdin, a second `keys revoke`,
 //! and `wsctl subscribe` (printing, and resuming with `since` after a dropped connection).
 
-mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
-
-use common::{wsctl, DevGateway};
-use proxy::TcpProxy;
+use crate::common::proxy::TcpProxy;
+use crate::common::{wsctl, DevGateway};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Stdio};
@@ -99,7 +95,7 @@ fn init_writes_the_four_commented_stage_files_and_never_overwrites() {
     let first = run();
     for stage in ["local", "dev", "staging", "prod"] {
         let written = std::fs::read_to_string(dir.join(format!("stages/{stage}.yaml"))).expect(stage);
-        let shipped = std::fs::read_to_string(common::repo_stages().join(format!("{stage}.yaml"))).expect(stage);
+        let shipped = std::fs::read_to_string(crate::common::repo_stages().join(format!("{stage}.yaml"))).expect(stage);
         assert_eq!(written, shipped, "{stage}");
         assert!(written.trim_start().starts_with('#'), "{stage}.yaml starts with its explanation");
         assert!(first.contains(&format!("created  stages/{stage}.yaml")), "{first}");
@@ -129,7 +125,7 @@ fn a_second_gateway_on_the_same_state_dir_is_refused_and_names_the_first() {
     let first = DevGateway::start();
     let out = wsctl()
         .arg("--stages-dir")
-        .arg(common::repo_stages())
+        .arg(crate::common::repo_stages())
         .args(["dev", "--port", &free_port().to_string(), "--state-dir"])
         .arg(first.state.path())
         .stdin(Stdio::null())
@@ -210,7 +206,7 @@ fn try_it_lines_carry_a_non_default_state_dir() {
 async fn publish_reads_the_data_from_stdin() {
     let gw = DevGateway::start();
     let mut ws = gw.connect().await;
-    common::subscribe(&mut ws, "tvl:protocol:stdin").await;
+    crate::common::subscribe(&mut ws, "tvl:protocol:stdin").await;
     let mut child = wsctl()
         .arg("--stages-dir")
         .arg(&gw.stages)
@@ -224,7 +220,7 @@ async fn publish_reads_the_data_from_stdin() {
     child.stdin.take().expect("stdin").write_all(br#"{"tvl": 42.5, "from": "stdin"}"#).expect("write");
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let msg = common::recv(&mut ws).await;
+    let msg = crate::common::recv(&mut ws).await;
     assert_eq!(msg["type"], "message");
     assert_eq!(msg["data"], json!({"tvl": 42.5, "from": "stdin"}));
 }

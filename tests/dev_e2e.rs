@@ -2,9 +2,7 @@
 //! subscribe/publish/latest/replay/unsubscribe, disconnect cleanup, bad input, the
 //! Lambda-side publish through the `@connections` API, and Ctrl-C.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

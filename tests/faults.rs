@@ -2,12 +2,8 @@
 //! DynamoDB (moto_server) stopped, clients that vanish without a close. Each test starts
 //! and stops the real services itself and checks the state afterwards.
 
-mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
-
-use common::*;
-use proxy::TcpProxy;
+use crate::common::proxy::TcpProxy;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 use wsctl_testkit::{MotoServer, RedisServer, TempDir};
@@ -168,7 +164,7 @@ enum Outage {
 }
 
 async fn redis_restart_under_load(outage: Outage) {
-    use common::reader::Client;
+    use crate::common::reader::Client;
     use std::time::Instant;
 
     let aof = TempDir::new("redis-aof").unwrap();

@@ -4,9 +4,7 @@
 //! history limits allow, the rooms beyond the key's quota must be refused, and a
 //! `since: 0` replay must stay within `max_replay_bytes`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

@@ -3,9 +3,7 @@
 //! request during Ctrl-C, malformed frames, key probing, and paths the stage does not
 //! serve. Each asserts the bound that holds, from outside.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_util::SinkExt;
 use serde_json::json;
 use std::time::{Duration, Instant};

@@ -7,9 +7,7 @@
 //! (`python3 -m pip install 'websockets>=13' boto3`); `WSCTL_PYTHON3` names another
 //! interpreter. A missing package fails the test with that hint rather than skipping it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

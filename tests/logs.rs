@@ -1,11 +1,8 @@
 //! `wsctl logs`: a deployed stage's function logs through CloudWatch Logs
 //! (`FilterLogEvents`, on moto_server), and `--stage local`, the running gateway's own log.
 
-mod common;
-mod deploy_support;
-
-use common::DevGateway;
-use deploy_support::{stage_yaml, text, Harness};
+use crate::common::DevGateway;
+use crate::deploy_support::{stage_yaml, text, Harness};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -106,7 +103,7 @@ fn logs_of_a_deployed_stage_come_from_cloudwatch() {
 async fn logs_of_the_local_stage_follow_the_gateways_own_log() {
     let gw = DevGateway::start();
     // A refused connect is logged by the gateway.
-    assert_eq!(common::refused_status(&format!("{}?apiKey=wsk_nope", gw.url)).await, Some(403));
+    assert_eq!(crate::common::refused_status(&format!("{}?apiKey=wsk_nope", gw.url)).await, Some(403));
     let log = gw.state.join("gateway.log");
     for _ in 0..100 {
         if std::fs::read_to_string(&log).is_ok_and(|t| t.contains("connect refused")) {
@@ -122,7 +119,7 @@ async fn logs_of_the_local_stage_follow_the_gateways_own_log() {
     assert!(!out.contains("\x1b["), "no colour codes in the log file");
 
     // --follow shows the next one.
-    let mut child = common::wsctl()
+    let mut child = crate::common::wsctl()
         .args(["logs", "--stage", "local", "--follow", "--filter", "connect refused"])
         .env("WSCTL_STATE_DIR", gw.state.path())
         .stdout(Stdio::piped())
@@ -137,7 +134,7 @@ async fn logs_of_the_local_stage_follow_the_gateways_own_log() {
         }
     });
     rx.recv_timeout(Duration::from_secs(20)).expect("the existing line");
-    assert_eq!(common::refused_status(&format!("{}?apiKey=wsk_again", gw.url)).await, Some(403));
+    assert_eq!(crate::common::refused_status(&format!("{}?apiKey=wsk_again", gw.url)).await, Some(403));
     let next = rx.recv_timeout(Duration::from_secs(20)).expect("the new line");
     assert!(next.contains("connect refused"), "{next}");
     let _ = child.kill();

@@ -6,14 +6,12 @@
 //! One connection is held past 15 s and read again: the gateway once dropped every
 //! connection from its registry after about 10 s, and no test held one that long.
 
-mod common;
-
+use crate::common::*;
 use aws_sdk_apigatewaymanagement::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_apigatewaymanagement::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_apigatewaymanagement::error::DisplayErrorContext;
 use aws_sdk_apigatewaymanagement::primitives::{Blob, DateTime};
 use aws_sdk_apigatewaymanagement::Client;
-use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

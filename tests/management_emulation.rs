@@ -6,9 +6,7 @@
 //! subscriber's messages once and in order, in process and through an SQS FIFO queue
 //! (moto_server) read as the `publish` function reads its event source.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

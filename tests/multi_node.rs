@@ -4,10 +4,8 @@
 //! its claim lapses; and the management API of one process reaches the connections of
 //! every other.
 
-mod common;
-
-use common::reader::Client;
-use common::{connect_as, DevGateway};
+use crate::common::reader::Client;
+use crate::common::{connect_as, DevGateway};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -16,7 +14,7 @@ use wsctl_testkit::{RedisCluster, RedisServer, RespValue, TempDir};
 const ROOM: &str = "tvl:chain:ethereum";
 
 fn on_redis(redis: &RedisServer) -> DevGateway {
-    DevGateway::start_with(&common::repo_stages(), &["--redis-url", &redis.url()])
+    DevGateway::start_with(&crate::common::repo_stages(), &["--redis-url", &redis.url()])
 }
 
 fn members(redis: &RedisServer, room: &str) -> i64 {
@@ -77,8 +75,10 @@ async fn publishes_on_either_process_reach_every_subscriber_on_both_in_order() {
 async fn publishes_on_either_process_reach_every_subscriber_on_a_redis_cluster() {
     let cluster = RedisCluster::start(3, 1).expect("redis cluster");
     let args = ["--redis-url", &cluster.url(), "--redis-cluster"];
-    let (a, b) =
-        (DevGateway::start_with(&common::repo_stages(), &args), DevGateway::start_with(&common::repo_stages(), &args));
+    let (a, b) = (
+        DevGateway::start_with(&crate::common::repo_stages(), &args),
+        DevGateway::start_with(&crate::common::repo_stages(), &args),
+    );
     let key = format!("room:{{{ROOM}}}:connections");
     let count = || match cluster.cmd_for_key(&key, &["SCARD", &key]).expect("SCARD") {
         RespValue::Integer(n) => n,

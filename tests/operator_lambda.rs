@@ -10,13 +10,11 @@
 //! of a `wsctl dev` gateway that shares that Redis and those tables. Real WebSocket
 //! clients hold the connections.
 
-mod common;
-
+use crate::common::DevGateway;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use common::DevGateway;
 use serde_json::Value;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,7 +49,7 @@ fn start_dev(moto: &MotoServer, redis: &RedisServer, connections: &str, keys: &s
     let (redis_url, moto_url) = (redis.url(), moto.endpoint());
     let args = ["--redis-url", &redis_url, "--dynamodb-endpoint", &moto_url];
     let tables = ["--connections-table", connections, "--api-keys-table", keys];
-    DevGateway::start_env(&common::repo_stages(), &[&args[..], &tables[..]].concat(), moto.aws_env())
+    DevGateway::start_env(&crate::common::repo_stages(), &[&args[..], &tables[..]].concat(), moto.aws_env())
 }
 
 /// The Lambda Invoke API for the two functions, as the Lambda service answers it: the
@@ -104,7 +102,7 @@ async fn start_lambda(services: Services) -> String {
 }
 
 async fn connect(url: &str, key: &str, agent: &str) -> Ws {
-    common::connect_as(url, key, agent).await.expect("connect")
+    crate::common::connect_as(url, key, agent).await.expect("connect")
 }
 
 struct Env {
@@ -189,9 +187,9 @@ async fn rooms_and_publish_go_through_the_admin_and_publish_functions() {
     let (aave, eth) = (format!("{p}:protocol:aave"), format!("{p}:chain:ethereum"));
     let mut a = connect(&dev.url, &dev.key, "lambda-client-a").await;
     let mut b = connect(&dev.url, &dev.key, "lambda-client-b").await;
-    common::subscribe(&mut a, &aave).await;
-    common::subscribe(&mut b, &aave).await;
-    common::subscribe(&mut b, &eth).await;
+    crate::common::subscribe(&mut a, &aave).await;
+    crate::common::subscribe(&mut b, &aave).await;
+    crate::common::subscribe(&mut b, &eth).await;
 
     // rooms list / show through the admin function (Redis is only reachable there).
     let rooms = ops.json(&["rooms", "list", "--prefix", &format!("{p}:")]);
@@ -233,7 +231,7 @@ async fn rooms_and_publish_go_through_the_admin_and_publish_functions() {
     assert_eq!(report["delivered"], 2, "{report}");
     assert_eq!(report["seq"], 1, "{report}");
     for ws in [&mut a, &mut b] {
-        let msg = common::recv(ws).await;
+        let msg = crate::common::recv(ws).await;
         assert_eq!(msg["type"], "message", "{msg}");
         assert_eq!(msg["data"]["tvl"], 7);
     }
@@ -254,7 +252,7 @@ async fn rooms_and_publish_go_through_the_admin_and_publish_functions() {
     assert_eq!(invoked["functionName"], PUBLISH_FN, "{invoked}");
     assert_eq!(invoked["payload"]["delivered"], 2, "{invoked}");
     for ws in [&mut a, &mut b] {
-        assert_eq!(common::recv(ws).await["data"]["tvl"], 8);
+        assert_eq!(crate::common::recv(ws).await["data"]["tvl"], 8);
     }
     // A function error exits 1 and shows what the function said.
     let failed = ops.wsctl(&["invoke", "admin", r#"{"not":"a request"}"#]);

@@ -2,9 +2,7 @@
 //! real WebSocket clients (tokio-tungstenite), and the real `wsctl` binary for every
 //! operator command.
 
-mod common;
-
-use common::DevGateway;
+use crate::common::DevGateway;
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -107,13 +105,13 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 async fn list_kick_and_revoke_on_the_local_gateway() {
     let dev = DevGateway::start();
     let (room_a, room_b) = ("tvl:protocol:aave", "tvl:chain:ethereum");
-    let mut c1 = common::connect_as(&dev.url, &dev.key, "client-1").await.expect("client 1");
-    let mut c2 = common::connect_as(&dev.url, &dev.key, "client-2").await.expect("client 2");
-    let mut c3 = common::connect_as(&dev.url, &dev.key, "client-3").await.expect("client 3");
-    common::subscribe(&mut c1, room_a).await;
-    common::subscribe(&mut c2, room_a).await;
-    common::subscribe(&mut c2, room_b).await;
-    common::subscribe(&mut c3, room_b).await;
+    let mut c1 = crate::common::connect_as(&dev.url, &dev.key, "client-1").await.expect("client 1");
+    let mut c2 = crate::common::connect_as(&dev.url, &dev.key, "client-2").await.expect("client 2");
+    let mut c3 = crate::common::connect_as(&dev.url, &dev.key, "client-3").await.expect("client 3");
+    crate::common::subscribe(&mut c1, room_a).await;
+    crate::common::subscribe(&mut c2, room_a).await;
+    crate::common::subscribe(&mut c2, room_b).await;
+    crate::common::subscribe(&mut c3, room_b).await;
 
     // Exactly the three clients, each with its rooms, all on the dev key.
     let keys = dev.json(&["keys", "list"]);
@@ -173,12 +171,12 @@ async fn list_kick_and_revoke_on_the_local_gateway() {
     // publish reaches the remaining member of room A.
     let report = dev.json(&["publish", "--room", room_a, r#"{"tvl":42}"#]);
     assert_eq!(report["delivered"], 1, "{report}");
-    let msg = common::recv(&mut c2).await;
+    let msg = crate::common::recv(&mut c2).await;
     assert_eq!(msg["type"], "message");
     assert_eq!(msg["data"]["tvl"], 42);
     // DATA may be any JSON value, a negative number too.
     assert_eq!(dev.json(&["publish", "--room", room_a, "-5"])["delivered"], 1);
-    assert_eq!(common::recv(&mut c2).await["data"], -5);
+    assert_eq!(crate::common::recv(&mut c2).await["data"], -5);
 
     // Unknown connection: clear error, non-zero exit.
     // (Ids may start with '-': URL-safe base64.)
@@ -208,8 +206,8 @@ async fn list_kick_and_revoke_on_the_local_gateway() {
     assert!(!state_files.contains(&new_key), "the raw key must not be stored");
     let listed_keys = dev.wsctl(&["keys", "list"]);
     assert!(!String::from_utf8_lossy(&listed_keys.stdout).contains(&new_key));
-    let mut c4 = common::connect_as(&dev.url, &new_key, "client-4").await.expect("connect with the new key");
-    common::subscribe(&mut c4, room_b).await;
+    let mut c4 = crate::common::connect_as(&dev.url, &new_key, "client-4").await.expect("connect with the new key");
+    crate::common::subscribe(&mut c4, room_b).await;
     let by_key = dev.connections(&["--key", &new_id]);
     assert_eq!(by_key.len(), 1);
     assert_eq!(by_key[0].0, "client-4");
@@ -218,7 +216,7 @@ async fn list_kick_and_revoke_on_the_local_gateway() {
     assert_eq!(revoked["disconnected"], 1, "{revoked}");
     assert!(revoked["revokedAt"].as_str().is_some_and(|t| t.ends_with('Z')), "{revoked}");
     expect_closed(&mut c4, "client 4").await;
-    match common::connect_as(&dev.url, &new_key, "client-4-again").await {
+    match crate::common::connect_as(&dev.url, &new_key, "client-4-again").await {
         Err(WsError::Http(resp)) => assert_eq!(resp.status().as_u16(), 403),
         Err(e) => panic!("reconnect with a revoked key failed oddly: {e}"),
         Ok(_) => panic!("a revoked key could connect again"),

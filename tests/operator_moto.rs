@@ -9,10 +9,8 @@
 //! live in the same moto tables, so a kick or a revoke through the deployed-stage path
 //! closes real WebSocket clients.
 
-mod common;
-
+use crate::common::DevGateway;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
-use common::DevGateway;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -193,8 +191,8 @@ async fn deployed_stage_lists_shows_kicks_and_manages_keys() {
     let stage = Stage::create(moto).await;
     let dev = start_dev(moto, Some(&stage));
     let mgmt = Some(dev.management.as_str());
-    let mut c1 = common::connect_as(&dev.url, &dev.key, "moto-client-1").await.expect("client 1");
-    let c2 = common::connect_as(&dev.url, &dev.key, "moto-client-2").await.expect("client 2");
+    let mut c1 = crate::common::connect_as(&dev.url, &dev.key, "moto-client-1").await.expect("client 1");
+    let c2 = crate::common::connect_as(&dev.url, &dev.key, "moto-client-2").await.expect("client 2");
     subscribe(&mut c1, "tvl:protocol:aave").await;
 
     // A record whose connection is long gone (its $disconnect never ran).
@@ -264,13 +262,13 @@ async fn deployed_stage_lists_shows_kicks_and_manages_keys() {
     assert!(ids.contains(&new_id.as_str()) && ids.contains(&key_id.as_str()), "{listed_keys}");
     assert!(!listed_keys.to_string().contains(&raw));
 
-    let mut c3 = common::connect_as(&dev.url, &raw, "moto-client-3").await.expect("connect with the new key");
+    let mut c3 = crate::common::connect_as(&dev.url, &raw, "moto-client-3").await.expect("connect with the new key");
     subscribe(&mut c3, "tvl:chain:base").await;
     let revoked = stage.json(moto, &["keys", "revoke", &new_id, "--disconnect"], mgmt);
     assert_eq!(revoked["disconnected"], 1, "{revoked}");
     assert!(revoked["revokedAt"].as_str().is_some_and(|t| t.ends_with('Z')));
     expect_closed(&mut c3, "client 3").await;
-    match common::connect_as(&dev.url, &raw, "moto-client-3-again").await {
+    match crate::common::connect_as(&dev.url, &raw, "moto-client-3-again").await {
         Err(WsError::Http(resp)) => assert_eq!(resp.status().as_u16(), 403),
         Err(e) => panic!("reconnect with a revoked key failed oddly: {e}"),
         Ok(_) => panic!("a revoked key could connect again"),

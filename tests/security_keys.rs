@@ -2,9 +2,7 @@
 //! concurrent connects, revocation is effective at the next connect, and scopes are
 //! checked on every request (not only at connect).
 
-mod common;
-
-use common::{connect, recv, refused_status, send, DevGateway};
+use crate::common::{connect, recv, refused_status, send, DevGateway};
 use serde_json::json;
 use wsctl_testkit::MotoServer;
 
@@ -58,14 +56,11 @@ async fn connection_cap_holds_under_concurrent_connects_on_dynamodb() {
     let moto = MotoServer::shared();
     let suffix = wsctl_testkit::free_port();
     let (conns, keys) = (format!("cap-connections-{suffix}"), format!("cap-api-keys-{suffix}"));
-    // The gateway reads AWS credentials from its environment (inherited): moto's dummy
-    // ones. Set once and never removed; the other tests here do not talk to AWS.
-    for (k, v) in moto.aws_env() {
-        std::env::set_var(k, v);
-    }
-    let gw = DevGateway::start_with(
-        &common::repo_stages(),
+    // The gateway reads AWS credentials from its environment: moto's dummy ones.
+    let gw = DevGateway::start_env(
+        &crate::common::repo_stages(),
         &["--dynamodb-endpoint", &moto.endpoint(), "--connections-table", &conns, "--api-keys-table", &keys],
+        moto.aws_env(),
     );
     let (accepted, recorded) = concurrent_connects(&gw, 2, 40).await;
     assert_eq!((accepted, recorded), (2, 2), "40 concurrent connects, key capped at 2 (accepted, recorded)");

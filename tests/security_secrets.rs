@@ -9,9 +9,7 @@
 //! with `--dynamodb-endpoint` (moto), that the connections and api-keys tables hold the
 //! key id and hash only.
 
-mod common;
-
-use common::{connect, recv, recv_close, refused_status, send, wsctl};
+use crate::common::{connect, recv, recv_close, refused_status, send, wsctl};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -45,7 +43,7 @@ impl Gateway {
         let port = free_port();
         let mut child = wsctl()
             .args(["-vv", "--output", "json", "--stages-dir"])
-            .arg(common::repo_stages())
+            .arg(crate::common::repo_stages())
             .args(["dev", "--port", &port.to_string(), "--state-dir"])
             .arg(state.path())
             .args(extra)
@@ -96,7 +94,7 @@ impl Gateway {
     fn cli(&self, args: &[&str]) -> String {
         let out = wsctl()
             .arg("--stages-dir")
-            .arg(common::repo_stages())
+            .arg(crate::common::repo_stages())
             .args(args)
             .env("WSCTL_STATE_DIR", self.state.path())
             .env_remove("RUST_LOG")
@@ -291,7 +289,7 @@ async fn redis_auth_token_not_in_output() {
     let state = TempDir::new("wsctl-sec-state").expect("temp dir");
     let out = wsctl()
         .args(["--stages-dir"])
-        .arg(common::repo_stages())
+        .arg(crate::common::repo_stages())
         .args(["dev", "--port", &free_port().to_string(), "--state-dir"])
         .arg(state.path())
         .args(["--redis-url", &closed])

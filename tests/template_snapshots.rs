@@ -4,8 +4,8 @@
 //! diff of these files, reviewed with the change.
 //!
 //! A mismatch (or a stage with no snapshot yet) fails the test. To accept the new output,
-//! run `INSTA_UPDATE=always cargo test --test template_snapshots` (or `cargo insta review`
-//! with cargo-insta installed) and commit the changed `.snap` files. CI never writes them
+//! run `INSTA_UPDATE=always cargo test --test integration template_snapshots::` (or
+//! `cargo insta review` with cargo-insta installed) and commit the changed `.snap` files. CI never writes them
 //! (`.ci/run` sets `INSTA_UPDATE=no`; insta also refuses when `CI` is set).
 
 use std::path::PathBuf;

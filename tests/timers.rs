@@ -21,10 +21,8 @@
 //! | 410 pruning | `@connections` GET/POST answer 200 for live connections past 10 s |
 //! | all of it on default limits | `default_limits_hold_real_clients_for_30_seconds` |
 
-mod common;
-
-use common::reader::Client;
-use common::*;
+use crate::common::reader::Client;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -187,7 +187,7 @@ fn a_leaked_service_dies_with_the_test_process() {
         return;
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "a_leaked_service_dies_with_the_test_process", "--nocapture"])
+        .args(["--exact", "services::a_leaked_service_dies_with_the_test_process", "--nocapture"])
         .env("WSCTL_TESTKIT_LEAK_CHILD", "1")
         .output()
         .unwrap();

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod reader;
 
 use futures_util::{SinkExt, StreamExt};
