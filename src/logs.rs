@@ -4,16 +4,18 @@
 //! Readable lines by default, one JSON object per event with `--output json`; `--follow`
 //! keeps polling.
 
-use crate::cli::Global;
+use crate::aws::AwsTarget;
 use crate::deploy::functions::FUNCTIONS;
-use crate::output::{rfc3339_ms, OutputFormat};
+use crate::exit::Outcome;
+use crate::output::rfc3339_ms;
 use crate::stage::Stage;
+use crate::ui::Ui;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use std::collections::HashSet;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
+use std::path::Path;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 /// `wsctl logs`
@@ -64,21 +66,12 @@ struct Event {
     message: String,
 }
 
-fn print(event: &Event, format: OutputFormat) -> Result<()> {
-    let mut out = std::io::stdout().lock();
+fn print(event: &Event, ui: &Ui) -> Result<()> {
     let message = event.message.trim_end();
-    let written = match format {
-        OutputFormat::Json => writeln!(
-            out,
-            "{}",
-            serde_json::json!({ "function": event.function, "loggedAt": rfc3339_ms(event.at_ms), "message": message })
-        ),
-        OutputFormat::Text => writeln!(out, "{} {:<10} {message}", rfc3339_ms(event.at_ms), event.function),
-    };
-    match written.and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
-        other => Ok(other?),
-    }
+    ui.record(
+        &serde_json::json!({ "function": event.function, "loggedAt": rfc3339_ms(event.at_ms), "message": message }),
+        || format!("{} {:<10} {message}", rfc3339_ms(event.at_ms), event.function),
+    )
 }
 
 fn now_ms() -> u64 {
@@ -86,9 +79,9 @@ fn now_ms() -> u64 {
 }
 
 /// Runs `wsctl logs`.
-pub async fn run(global: &Global, args: LogsArgs) -> Result<ExitCode> {
+pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, args: LogsArgs) -> Result<Outcome> {
     if args.stage == "local" {
-        return local(global, &args).await;
+        return local(ui, &args).await;
     }
     let functions: Vec<&str> = match args.function.as_str() {
         "all" => FUNCTIONS.iter().map(|f| f.name).collect(),
@@ -97,9 +90,9 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<ExitCode> {
             None => bail!("--function {name}: unknown; pick one of {}, or all", FUNCTIONS.map(|f| f.name).join(", ")),
         },
     };
-    let stage = Stage::load(&global.stages_dir, &args.stage)?;
+    let stage = Stage::load(stages, &args.stage)?;
     let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
-    let sdk = crate::aws::sdk_config(global, &stage.name, Some(&region)).await?;
+    let sdk = crate::aws::sdk_config(aws, &stage.name, Some(&region)).await?;
     let client = aws_sdk_cloudwatchlogs::Client::new(&sdk);
     let app_stack = format!("{}-app", stage.stack_prefix());
     let mut start = now_ms().saturating_sub(args.since.as_millis() as u64);
@@ -139,13 +132,13 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<ExitCode> {
             if args.filter.as_deref().is_some_and(|f| !event.message.contains(f)) {
                 continue;
             }
-            print(event, global.output)?;
+            print(event, ui)?;
             if Some(event.at_ms) == newest {
                 at_newest.insert(id.clone());
             }
         }
         if !args.follow {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Outcome::Success);
         }
         if let Some(newest) = newest {
             if newest == start {
@@ -203,7 +196,7 @@ async fn fetch(
 }
 
 /// `--stage local`: the gateway's own log, `gateway.log` in its state directory.
-async fn local(global: &Global, args: &LogsArgs) -> Result<ExitCode> {
+async fn local(ui: &Ui, args: &LogsArgs) -> Result<Outcome> {
     let path = args.state_dir.join(crate::local::GATEWAY_LOG);
     let file = std::fs::File::open(&path).map_err(|_| {
         anyhow!("no gateway log at {}: start the gateway with `wsctl dev` (or pass --state-dir)", path.display())
@@ -216,7 +209,7 @@ async fn local(global: &Global, args: &LogsArgs) -> Result<ExitCode> {
         let n = reader.read_line(&mut line).with_context(|| format!("cannot read {}", path.display()))?;
         if n == 0 || !line.ends_with('\n') {
             if !args.follow {
-                return Ok(ExitCode::SUCCESS);
+                return Ok(Outcome::Success);
             }
             // A partial line: read it again once the rest is written.
             if n > 0 {
@@ -238,7 +231,7 @@ async fn local(global: &Global, args: &LogsArgs) -> Result<ExitCode> {
             at_ms: at_ms.unwrap_or_else(now_ms),
             message: strip_time(&line).to_owned(),
         };
-        print(&event, global.output)?;
+        print(&event, ui)?;
     }
 }
 

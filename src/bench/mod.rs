@@ -23,12 +23,11 @@ mod report;
 mod route;
 mod stats;
 
-use crate::cli::Global;
-use crate::output::{OutputFormat, EXIT_FAILURE, EXIT_OK};
+use crate::exit::Outcome;
+use crate::ui::Ui;
 use clap::{Args, Subcommand};
 use client::{KeyVia, Target};
 use report::{BenchSetup, Meta};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -158,7 +157,7 @@ impl Ctx {
 
 /// Runs `wsctl bench`; exits non-zero when the run found problems (failures, missing,
 /// duplicated or reordered deliveries).
-pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(ui: &Ui, a: BenchArgs) -> anyhow::Result<Outcome> {
     let c = a.common;
     let url =
         c.url.clone().ok_or_else(|| anyhow::anyhow!("--url is required, e.g. --url ws://127.0.0.1:8080/local"))?;
@@ -196,7 +195,7 @@ pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
         common: c,
         meta,
     };
-    let json = g.output == OutputFormat::Json;
+    let json = ui.json();
     let scenario = a.scenario;
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name("wsctl-bench".into()).spawn(move || {
@@ -218,7 +217,7 @@ pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
         let _ = tx.send(r);
     })?;
     let problems = rx.await.map_err(|_| anyhow::anyhow!("the bench thread ended without a report"))??;
-    Ok(ExitCode::from(if problems.is_empty() { EXIT_OK } else { EXIT_FAILURE }))
+    Ok(Outcome::success_if(problems.is_empty()))
 }
 
 async fn run_scenario(ctx: Ctx, s: Scenario, json: bool) -> anyhow::Result<Vec<String>> {

@@ -8,8 +8,8 @@ use super::events::{self, Failure, Watch};
 use super::leftovers;
 use super::render::StackKind;
 use super::stacks::{self, sdk_error};
-use super::ui::Ui;
 use crate::stage::Stage;
+use crate::ui::Ui;
 use anyhow::{bail, Context};
 use serde::Serialize;
 

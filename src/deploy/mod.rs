@@ -30,22 +30,21 @@ mod sources;
 mod stacks;
 pub use stacks::sdk_error;
 mod status;
-mod ui;
 mod versions;
 mod wiring;
 
-use crate::cli::Global;
-use crate::output::{print_json, EXIT_CHANGES, EXIT_FAILURE, EXIT_OK};
+use crate::aws::AwsTarget;
+use crate::exit::Outcome;
+use crate::output::print_json;
 use crate::stage::{Arch, Stage};
+use crate::ui::Ui;
 use anyhow::Context;
 use clap::Args;
 use engine::{Ctx, Mode, Timing};
 use manifest::Manifest;
 use render::{AppInputs, StackKind};
 use serde_json::json;
-use std::path::PathBuf;
-use std::process::ExitCode;
-use ui::Ui;
+use std::path::{Path, PathBuf};
 
 /// `wsctl template`
 #[derive(Debug, Args)]
@@ -82,8 +81,8 @@ pub enum PolicyRole {
 }
 
 /// `wsctl iam-policy --stage S`: the least-privilege deployer and operator policies.
-pub async fn iam_policy(global: &Global, args: IamPolicyArgs) -> anyhow::Result<ExitCode> {
-    let stage = load_stage(global, &args.stage)?;
+pub async fn iam_policy(stages: &Path, args: IamPolicyArgs) -> anyhow::Result<Outcome> {
+    let stage = Stage::load(stages, &args.stage)?;
     let all = iam_policy::policies(&stage)?;
     let doc = match args.role {
         Some(PolicyRole::Deployer) => all["deployer"].clone(),
@@ -91,7 +90,7 @@ pub async fn iam_policy(global: &Global, args: IamPolicyArgs) -> anyhow::Result<
         None => all,
     };
     print_json(&doc)?;
-    exit(EXIT_OK)
+    Ok(Outcome::Success)
 }
 
 /// `wsctl build`
@@ -176,17 +175,9 @@ pub struct DestroyArgs {
     pub timeout_minutes: u64,
 }
 
-fn load_stage(global: &Global, name: &str) -> anyhow::Result<Stage> {
-    Ok(Stage::load(&global.stages_dir, name)?)
-}
-
-fn exit(code: u8) -> anyhow::Result<ExitCode> {
-    Ok(ExitCode::from(code))
-}
-
 /// `wsctl template --stage S [--stack bootstrap|data|app]`: prints a rendered template.
-pub async fn template(global: &Global, args: TemplateArgs) -> anyhow::Result<ExitCode> {
-    let stage = load_stage(global, &args.stage)?;
+pub async fn template(stages: &Path, ui: &Ui, args: TemplateArgs) -> anyhow::Result<Outcome> {
+    let stage = Stage::load(stages, &args.stage)?;
     let manifest = args.manifest.as_deref().map(Manifest::load).transpose()?;
     let rendered = match args.stack {
         StackKind::Bootstrap => render::render_bootstrap()?,
@@ -195,7 +186,7 @@ pub async fn template(global: &Global, args: TemplateArgs) -> anyhow::Result<Exi
             render::render_app(&stage, &AppInputs { wiring: None, artifact_bucket: None, manifest: manifest.as_ref() })?
         }
     };
-    if Ui::detect(global.output).json() {
+    if ui.json() {
         print_json(&json!({
             "stage": stage.name,
             "stack": rendered.kind,
@@ -208,15 +199,14 @@ pub async fn template(global: &Global, args: TemplateArgs) -> anyhow::Result<Exi
     } else {
         print!("{}", rendered.body);
     }
-    exit(EXIT_OK)
+    Ok(Outcome::Success)
 }
 
 /// `wsctl build`: cross-compiles, zips and writes the manifest.
-pub async fn build(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
-    let ui = Ui::detect(global.output);
+pub async fn build(ui: &Ui, args: BuildArgs) -> anyhow::Result<Outcome> {
     let workspace = match args.workspace {
         Some(dir) => dir,
-        None => handlers_workspace(&ui)?,
+        None => handlers_workspace(ui)?,
     };
     let plan = builder::BuildPlan {
         arch: args.arch,
@@ -240,7 +230,7 @@ pub async fn build(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode>
             result.glibc.as_deref().unwrap_or("none")
         );
     }
-    exit(EXIT_OK)
+    Ok(Outcome::Success)
 }
 
 /// Where the handlers are built: this directory inside a wsctl checkout (its own
@@ -318,47 +308,55 @@ async fn manifest_for(stage: &Stage, choice: BuildChoice, ui: &Ui) -> anyhow::Re
 }
 
 async fn run(
-    global: &Global,
-    stage_name: &str,
+    aws: &AwsTarget,
+    ui: &Ui,
+    stage: &Stage,
     manifest: Option<PathBuf>,
     choice: BuildChoice,
     mode: Mode,
     timeout_minutes: u64,
 ) -> anyhow::Result<engine::StageReport> {
-    let stage = load_stage(global, stage_name)?;
     let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
     let expected = stage.require_account().map_err(anyhow::Error::msg)?.to_owned();
-    let ui = Ui::detect(global.output);
     // Everything that can fail without a build fails first: a given manifest and its
     // architecture, then the credentials, account and region. A build takes minutes.
     let given = match manifest {
         Some(path) => {
             let m = Manifest::load(&path)?;
-            check_architecture(&stage, &m, &path)?;
+            check_architecture(stage, &m, &path)?;
             Some((path, m))
         }
         None => None,
     };
-    let clients = clients::Clients::new(global, &stage.name, &region).await?;
+    let clients = clients::Clients::new(aws, &stage.name, &region).await?;
     let target = clients.guard_account(&expected, &stage.name).await?;
     let (manifest_path, manifest) = match given {
         Some(given) => given,
-        None => manifest_for(&stage, choice, &ui).await?,
+        None => manifest_for(stage, choice, ui).await?,
     };
     // From here on a Ctrl-C or SIGTERM no longer kills the process: the engine leaves each
     // stack in a state the next deploy can continue from, and says which.
     let interrupt = signals::Interrupt::install();
-    let mut ctx = Ctx { clients: &clients, ui, timing: Timing::from_env(timeout_minutes), bucket: None, interrupt };
-    let mut report = engine::run_stage(&mut ctx, &stage, &target.account, &manifest_path, &manifest, mode).await?;
+    let mut ctx =
+        Ctx { clients: &clients, ui: *ui, timing: Timing::from_env(timeout_minutes), bucket: None, interrupt };
+    let mut report = engine::run_stage(&mut ctx, stage, &target.account, &manifest_path, &manifest, mode).await?;
     report.target = Some(target);
     Ok(report)
 }
 
 /// `wsctl deploy --stage S`.
-pub async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitCode> {
-    let ui = Ui::detect(global.output);
+pub async fn deploy(stages: &Path, aws: &AwsTarget, ui: &Ui, args: DeployArgs) -> anyhow::Result<Outcome> {
     let apply = Mode::Apply { yes: args.yes };
-    let report = run(global, &args.stage, args.manifest, BuildChoice::Always, apply, args.timeout_minutes).await?;
+    let report = run(
+        aws,
+        ui,
+        &Stage::load(stages, &args.stage)?,
+        args.manifest,
+        BuildChoice::Always,
+        apply,
+        args.timeout_minutes,
+    )
+    .await?;
     if ui.json() {
         print_json(&report)?;
     } else if report.ok {
@@ -372,20 +370,13 @@ pub async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitCod
     } else {
         println!("stage {}: deploy did not complete", report.stage);
     }
-    exit(if report.interrupted {
-        signals::EXIT_INTERRUPTED
-    } else if report.ok {
-        EXIT_OK
-    } else {
-        EXIT_FAILURE
-    })
+    Ok(if report.interrupted { Outcome::Interrupted } else { Outcome::success_if(report.ok) })
 }
 
 /// `wsctl plan --stage S`: exit 0 without changes, 2 with changes.
-pub async fn plan(global: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let ui = Ui::detect(global.output);
+pub async fn plan(stages: &Path, aws: &AwsTarget, ui: &Ui, args: PlanArgs) -> anyhow::Result<Outcome> {
     let choice = if args.build { BuildChoice::Always } else { BuildChoice::IfChanged };
-    let report = run(global, &args.stage, args.manifest, choice, Mode::Plan, 90).await?;
+    let report = run(aws, ui, &Stage::load(stages, &args.stage)?, args.manifest, choice, Mode::Plan, 90).await?;
     let changes = report.stacks.iter().any(|s| s.has_changes()) || report.artifacts.iter().any(|a| a.uploaded);
     if ui.json() {
         print_json(&json!({ "changes": changes, "plan": report }))?;
@@ -394,42 +385,41 @@ pub async fn plan(global: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("stage {}: {}", report.stage, if changes { "changes pending" } else { "no changes" });
     }
-    exit(if report.interrupted {
-        signals::EXIT_INTERRUPTED
+    Ok(if report.interrupted {
+        Outcome::Interrupted
     } else if !report.ok {
-        EXIT_FAILURE
+        Outcome::Failure
     } else if changes {
-        EXIT_CHANGES
+        Outcome::ChangesPending
     } else {
-        EXIT_OK
+        Outcome::Success
     })
 }
 
 /// `wsctl status --stage S`.
-pub async fn status(global: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let stage = load_stage(global, &args.stage)?;
+pub async fn status(stages: &Path, aws: &AwsTarget, ui: &Ui, args: StatusArgs) -> anyhow::Result<Outcome> {
+    let stage = Stage::load(stages, &args.stage)?;
     let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
-    let clients = clients::Clients::new(global, &stage.name, &region).await?;
+    let clients = clients::Clients::new(aws, &stage.name, &region).await?;
     let report = status::gather(&clients, &stage).await?;
-    if Ui::detect(global.output).json() {
+    if ui.json() {
         print_json(&report)?;
     } else {
         status::print_text(&report);
     }
-    exit(EXIT_OK)
+    Ok(Outcome::Success)
 }
 
 /// `wsctl destroy --stage S`.
-pub async fn destroy(global: &Global, args: DestroyArgs) -> anyhow::Result<ExitCode> {
-    let stage = load_stage(global, &args.stage)?;
+pub async fn destroy(stages: &Path, aws: &AwsTarget, ui: &Ui, args: DestroyArgs) -> anyhow::Result<Outcome> {
+    let stage = Stage::load(stages, &args.stage)?;
     let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
     let expected = stage.require_account().map_err(anyhow::Error::msg)?.to_owned();
-    let ui = Ui::detect(global.output);
-    let clients = clients::Clients::new(global, &stage.name, &region).await?;
+    let clients = clients::Clients::new(aws, &stage.name, &region).await?;
     let target = clients.guard_account(&expected, &stage.name).await?;
     let mut report = destroy::destroy(
         &clients,
-        &ui,
+        ui,
         Timing::from_env(args.timeout_minutes),
         &stage,
         destroy::DestroyOptions { yes: args.yes, force: args.force, keep_data: args.keep_data },
@@ -439,5 +429,5 @@ pub async fn destroy(global: &Global, args: DestroyArgs) -> anyhow::Result<ExitC
     if ui.json() {
         print_json(&report)?;
     }
-    exit(if report.ok { EXIT_OK } else { EXIT_FAILURE })
+    Ok(Outcome::success_if(report.ok))
 }

@@ -13,17 +13,18 @@ mod serve;
 mod session;
 mod sweeper;
 
-use crate::cli::Global;
+use crate::aws::AwsTarget;
+use crate::exit::Outcome;
 use crate::local::{GatewayInfo, LocalState};
-use crate::output::OutputFormat;
 use crate::stage::Stage;
+use crate::ui::Ui;
 use anyhow::{Context, Result};
 use axum::routing::{get, post};
 use axum::Router;
 use clap::Args;
 use registry::{ConnHandle, LocalSender, Registry, CLOSE_GOING_AWAY};
+use std::path::Path;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -131,7 +132,7 @@ struct Stores {
     records: String,
 }
 
-async fn build_stores(args: &DevArgs, global: &Global, stage: &Stage, state: &LocalState) -> Result<Stores> {
+async fn build_stores(args: &DevArgs, aws: &AwsTarget, stage: &Stage, state: &LocalState) -> Result<Stores> {
     let limits = &stage.limits;
     let (rooms, node, rooms_name): (Arc<dyn LiveStore>, _, String) = match &args.redis_url {
         Some(url) => {
@@ -157,29 +158,29 @@ async fn build_stores(args: &DevArgs, global: &Global, stage: &Stage, state: &Lo
         }
         None => (Arc::new(MemoryRoomStore::new(limits.room_history)), None, "in-memory".into()),
     };
-    let (connections, keys, records): (Arc<dyn ConnectionStore>, Arc<dyn KeyStore>, String) =
-        match &args.dynamodb_endpoint {
-            Some(endpoint) => {
-                let mut g = global.clone();
-                g.endpoint_url = Some(endpoint.clone());
-                g.region = g.region.or_else(|| Some("us-east-1".into()));
-                let sdk = crate::aws::sdk_config(&g, &stage.name, stage.region.as_deref()).await?;
-                let client = dynamo::client(&sdk);
-                dynamo::ensure_tables(&client, &args.connections_table, &args.api_keys_table)
-                    .await
-                    .with_context(|| format!("cannot prepare DynamoDB tables at {endpoint}"))?;
-                (
-                    Arc::new(DynamoConnectionStore::new(client.clone(), &args.connections_table)),
-                    Arc::new(DynamoKeyStore::new(client, &args.api_keys_table)),
-                    format!("DynamoDB {endpoint}"),
-                )
-            }
-            None => (
-                Arc::new(MemoryConnectionStore::new()),
-                Arc::new(MemoryKeyStore::open(state.keys_file())?),
-                format!("in-memory (keys in {})", state.keys_file().display()),
-            ),
-        };
+    let (connections, keys, records): (Arc<dyn ConnectionStore>, Arc<dyn KeyStore>, String) = match &args
+        .dynamodb_endpoint
+    {
+        Some(endpoint) => {
+            let sdk =
+                crate::aws::sdk_config(&aws.at_endpoint(endpoint, "us-east-1"), &stage.name, stage.region.as_deref())
+                    .await?;
+            let client = dynamo::client(&sdk);
+            dynamo::ensure_tables(&client, &args.connections_table, &args.api_keys_table)
+                .await
+                .with_context(|| format!("cannot prepare DynamoDB tables at {endpoint}"))?;
+            (
+                Arc::new(DynamoConnectionStore::new(client.clone(), &args.connections_table)),
+                Arc::new(DynamoKeyStore::new(client, &args.api_keys_table)),
+                format!("DynamoDB {endpoint}"),
+            )
+        }
+        None => (
+            Arc::new(MemoryConnectionStore::new()),
+            Arc::new(MemoryKeyStore::open(state.keys_file())?),
+            format!("in-memory (keys in {})", state.keys_file().display()),
+        ),
+    };
     Ok(Stores { rooms, connections, keys, node, rooms_name, records })
 }
 
@@ -209,15 +210,15 @@ async fn ensure_dev_key(services: &Services, state: &LocalState) -> Result<Strin
 }
 
 /// Runs `wsctl dev` until Ctrl-C.
-pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
+pub async fn run_dev(stages: &Path, aws: &AwsTarget, ui: &Ui, args: DevArgs) -> Result<Outcome> {
     exposure::check_host(&args.host, args.allow_remote)?;
-    let stage = Stage::load(&global.stages_dir, &args.stage)?;
+    let stage = Stage::load(stages, &args.stage)?;
     let management = http::ManagementEmulation::new(&args.management)?;
     let limits = stage.limits.clone();
     fdlimit::raise_and_pregrow(limits.max_connections);
     let state = LocalState::open(&args.state_dir)?;
     let _lock = state.lock_for_gateway()?;
-    let stores = build_stores(&args, global, &stage, &state).await?;
+    let stores = build_stores(&args, aws, &stage, &state).await?;
     let node_tag = stores.node.as_ref().map_or_else(new_node_tag, |bus| bus.tag().to_owned());
     let metrics = Arc::new(wsctl_handlers::metrics::Metrics::default());
     let registry = Arc::new(Registry::new(metrics.clone()));
@@ -262,7 +263,7 @@ pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
         pid: std::process::id(),
     };
     state.write_gateway(&info)?;
-    print_banner(global.output, &info, &dev_key, &stores, &gw.node_tag, &args)?;
+    print_banner(ui, &info, &dev_key, &stores, &gw.node_tag, &args)?;
 
     let app = Router::new()
         .route("/", get(connect::wrong_stage))
@@ -299,7 +300,7 @@ pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
         bus.leave().await;
     }
     state.remove_gateway();
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Success)
 }
 
 /// How long shutdown waits for clients to take their close frame.
@@ -315,7 +316,7 @@ async fn drain(gw: &Gateway, wait: Duration) {
         h.request_close(CLOSE_GOING_AWAY, "server shutting down");
     }
     let deadline = tokio::time::Instant::now() + wait;
-    while gw.registry.len() > 0 && tokio::time::Instant::now() < deadline {
+    while !gw.registry.is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Whatever did not finish in time still gets its cleanup.
@@ -355,57 +356,48 @@ fn state_dir_flag(dir: &std::path::Path) -> String {
     }
 }
 
-fn print_banner(
-    format: OutputFormat,
-    info: &GatewayInfo,
-    key: &str,
-    stores: &Stores,
-    node_tag: &str,
-    args: &DevArgs,
-) -> Result<()> {
-    match format {
-        OutputFormat::Json => {
-            let line = serde_json::json!({
-                "url": info.url,
-                "apiKey": key,
-                "managementEndpoint": info.management_endpoint,
-                "metrics": format!("{}/metrics", info.http),
-                "pid": info.pid,
-                "rooms": stores.rooms_name,
-                "records": stores.records,
-                "node": node_tag,
-            });
-            println!("{line}");
+fn print_banner(ui: &Ui, info: &GatewayInfo, key: &str, stores: &Stores, node_tag: &str, args: &DevArgs) -> Result<()> {
+    let ready = serde_json::json!({
+        "url": info.url,
+        "apiKey": key,
+        "managementEndpoint": info.management_endpoint,
+        "metrics": format!("{}/metrics", info.http),
+        "pid": info.pid,
+        "rooms": stores.rooms_name,
+        "records": stores.records,
+        "node": node_tag,
+    });
+    let mut t = String::new();
+    if !ui.json() {
+        use std::fmt::Write;
+        writeln!(t, "wsctl dev: local gateway for stage '{}'", args.stage)?;
+        writeln!(t, "  rooms        {}", stores.rooms_name)?;
+        writeln!(t, "  records      {}", stores.records)?;
+        if stores.node.is_some() {
+            writeln!(
+                t,
+                "  node         {node_tag} (one of the gateways sharing this Redis; each reaches every subscriber)"
+            )?;
         }
-        OutputFormat::Text => {
-            println!("wsctl dev: local gateway for stage '{}'", args.stage);
-            println!("  rooms        {}", stores.rooms_name);
-            println!("  records      {}", stores.records);
-            if stores.node.is_some() {
-                println!(
-                    "  node         {node_tag} (one of the gateways sharing this Redis; each reaches every subscriber)"
-                );
-            }
-            println!("  WebSocket    {}?apiKey={key}", info.url);
-            println!(
-                "  API key      {key}  (scopes subscribe,publish; saved in {})",
-                args.state_dir.join("dev-key").display()
-            );
-            println!("  @connections {}/@connections/{{id}}", info.management_endpoint);
-            if let Some(emulated) = http::ManagementEmulation::new(&args.management).ok().and_then(|m| m.describe()) {
-                println!("               emulating {emulated}");
-            }
-            println!("  metrics      {}/metrics", info.http);
-            println!();
-            let dir = state_dir_flag(&args.state_dir);
-            println!("Try it:  wsctl subscribe{dir} tvl:protocol:aave");
-            println!(r#"         wsctl publish --stage local{dir} --room tvl:protocol:aave '{{"tvl":1}}'"#);
-            println!("   or:   wscat -c '{}?apiKey={key}'", info.url);
-            println!(r#"         > {{"action":"subscribe","room":"tvl:protocol:aave"}}"#);
-            println!("Ctrl-C stops the gateway (every connection gets its $disconnect).");
+        writeln!(t, "  WebSocket    {}?apiKey={key}", info.url)?;
+        writeln!(
+            t,
+            "  API key      {key}  (scopes subscribe,publish; saved in {})",
+            args.state_dir.join("dev-key").display()
+        )?;
+        writeln!(t, "  @connections {}/@connections/{{id}}", info.management_endpoint)?;
+        if let Some(emulated) = http::ManagementEmulation::new(&args.management).ok().and_then(|m| m.describe()) {
+            writeln!(t, "               emulating {emulated}")?;
         }
+        writeln!(t, "  metrics      {}/metrics", info.http)?;
+        writeln!(t)?;
+        let dir = state_dir_flag(&args.state_dir);
+        writeln!(t, "Try it:  wsctl subscribe{dir} tvl:protocol:aave")?;
+        writeln!(t, r#"         wsctl publish --stage local{dir} --room tvl:protocol:aave '{{"tvl":1}}'"#)?;
+        writeln!(t, "   or:   wscat -c '{}?apiKey={key}'", info.url)?;
+        writeln!(t, r#"         > {{"action":"subscribe","room":"tvl:protocol:aave"}}"#)?;
+        writeln!(t, "Ctrl-C stops the gateway (every connection gets its $disconnect).")?;
     }
-    use std::io::Write;
-    std::io::stdout().flush()?;
-    Ok(())
+    // `record` ends the text with its own newline.
+    ui.record(&ready, || t.trim_end_matches('\n').to_owned())
 }

@@ -9,14 +9,15 @@
 use super::table::{ago, stdout_is_tty, terminal_width, utc, Table};
 use super::target::{unexpected, with_target, Admin, Deployed, Target, TargetArgs};
 use super::watch::{self, Frame, WatchArgs};
-use crate::cli::Global;
-use crate::output::{print_json, OutputFormat};
+use crate::aws::AwsTarget;
+use crate::exit::Outcome;
+use crate::ui::Ui;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::process::ExitCode;
+use std::path::Path;
 use wsctl_handlers::admin::{AdminReply, AdminRequest, ConnectionDetails, MAX_PAGE};
 use wsctl_handlers::sender::{LiveInfo, Sender};
 use wsctl_handlers::store::{now_ms, ConnectionRecord, ConnectionStore, RoomInfo};
@@ -189,25 +190,21 @@ pub struct Listing {
 }
 
 /// Runs `wsctl connections …`.
-pub async fn run(global: &Global, command: ConnectionsCommand) -> Result<ExitCode> {
+pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, command: ConnectionsCommand) -> Result<Outcome> {
     match command {
-        ConnectionsCommand::List(args) => list(global, args).await,
-        ConnectionsCommand::Show(args) => show(global, args).await,
-        ConnectionsCommand::Kick(args) => kick(global, args).await,
+        ConnectionsCommand::List(args) => list(stages, aws, ui, args).await,
+        ConnectionsCommand::Show(args) => show(stages, aws, ui, args).await,
+        ConnectionsCommand::Kick(args) => kick(stages, aws, ui, args).await,
     }
 }
 
-async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
-    let target = Target::resolve(global, &args.target).await?;
-    let format = global.output;
+async fn list(stages: &Path, aws: &AwsTarget, ui: &Ui, args: ListArgs) -> Result<Outcome> {
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let limit = args.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-    watch::run(&args.watch, format, || async {
+    watch::run(&args.watch, ui, || async {
         let mut listing = fetch(&target, args.room.as_deref(), args.key.as_deref(), limit, !args.no_live).await?;
         sort(&mut listing.connections, args.sort);
-        Ok(match format {
-            OutputFormat::Json => Frame::Json(serde_json::to_value(&listing)?),
-            OutputFormat::Text => Frame::Text(render_listing(&listing, args.watch.watch)),
-        })
+        Frame::of(ui, &listing, |l| render_listing(l, args.watch.watch))
     })
     .await
 }
@@ -459,8 +456,8 @@ fn render_listing(listing: &Listing, watching: bool) -> String {
     out
 }
 
-async fn show(global: &Global, args: ShowArgs) -> Result<ExitCode> {
-    let target = Target::resolve(global, &args.target).await?;
+async fn show(stages: &Path, aws: &AwsTarget, ui: &Ui, args: ShowArgs) -> Result<Outcome> {
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let mut warnings = Vec::new();
     let view = match &target {
         Target::Local(_) => {
@@ -473,47 +470,43 @@ async fn show(global: &Global, args: ShowArgs) -> Result<ExitCode> {
         }
         Target::Deployed(d) => show_deployed(d, &args.id, &mut warnings).await?,
     };
-    match global.output {
-        OutputFormat::Json => {
-            let mut v = serde_json::to_value(&view)?;
-            v["stage"] = target.stage_name().into();
-            if !warnings.is_empty() {
-                v["warnings"] = warnings.into();
-            }
-            print_json(&v)?;
-        }
-        OutputFormat::Text => {
-            let now = now_ms();
-            println!("connection   {}", view.connection_id);
-            println!("stage        {}", target.stage_name());
-            println!("state        {}", format!("{:?}", view.state).to_lowercase());
-            println!("key id       {}", view.key_id);
-            println!("source ip    {}", view.source_ip);
-            println!("user agent   {}", view.user_agent);
-            println!("connected    {} ({})", utc(view.connected_at), ago(view.connected_at, now));
-            match view.last_active_at {
-                Some(t) => println!("last active  {} ({})", utc(t), ago(t, now)),
-                None => println!("last active  -"),
-            }
-            println!("expires      {} (record TTL)", utc(view.expires_at));
-            match (view.messages_in, view.messages_out) {
-                (Some(i), Some(o)) => println!("messages     {i} in, {o} out"),
-                _ => println!("messages     not reported by this gateway"),
-            }
-            match &view.rooms {
-                Some(rooms) => println!(
-                    "rooms        {} {}",
-                    rooms.len(),
-                    if rooms.is_empty() { String::new() } else { rooms.join(", ") }
-                ),
-                None => println!("rooms        unknown"),
-            }
-            for w in &warnings {
-                eprintln!("warning: {w}");
-            }
-        }
+    let mut doc = serde_json::to_value(&view)?;
+    doc["stage"] = target.stage_name().into();
+    if !warnings.is_empty() {
+        doc["warnings"] = warnings.clone().into();
     }
-    Ok(ExitCode::SUCCESS)
+    ui.emit(&doc, || {
+        let now = now_ms();
+        println!("connection   {}", view.connection_id);
+        println!("stage        {}", target.stage_name());
+        println!("state        {}", format!("{:?}", view.state).to_lowercase());
+        println!("key id       {}", view.key_id);
+        println!("source ip    {}", view.source_ip);
+        println!("user agent   {}", view.user_agent);
+        println!("connected    {} ({})", utc(view.connected_at), ago(view.connected_at, now));
+        match view.last_active_at {
+            Some(t) => println!("last active  {} ({})", utc(t), ago(t, now)),
+            None => println!("last active  -"),
+        }
+        println!("expires      {} (record TTL)", utc(view.expires_at));
+        match (view.messages_in, view.messages_out) {
+            (Some(i), Some(o)) => println!("messages     {i} in, {o} out"),
+            _ => println!("messages     not reported by this gateway"),
+        }
+        match &view.rooms {
+            Some(rooms) => println!(
+                "rooms        {} {}",
+                rooms.len(),
+                if rooms.is_empty() { String::new() } else { rooms.join(", ") }
+            ),
+            None => println!("rooms        unknown"),
+        }
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
+        Ok(())
+    })?;
+    Ok(Outcome::Success)
 }
 
 /// Record from the table, live state from GetConnection, rooms from the admin function.
@@ -583,8 +576,8 @@ struct Kicked {
     warnings: Vec<String>,
 }
 
-async fn kick(global: &Global, args: KickArgs) -> Result<ExitCode> {
-    let target = Target::resolve(global, &args.target).await?;
+async fn kick(stages: &Path, aws: &AwsTarget, ui: &Ui, args: KickArgs) -> Result<Outcome> {
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let written_to = target.guard_write().await?;
     let stage = target.stage_name().to_owned();
     let mut warnings = Vec::new();
@@ -601,20 +594,18 @@ async fn kick(global: &Global, args: KickArgs) -> Result<ExitCode> {
     };
     tracing::info!(stage = %stage, connection_id = %args.id, reason = args.reason.as_deref().unwrap_or(""), was_live, "connection kicked");
     let report = Kicked { stage, connection_id: args.id, was_live, reason: args.reason, warnings };
-    match global.output {
-        OutputFormat::Json => print_json(&with_target(&report, &written_to)?)?,
-        OutputFormat::Text => {
-            if report.was_live {
-                println!("kicked {} on stage {}; its $disconnect cleanup runs", report.connection_id, report.stage);
-            } else {
-                println!("{} was already closed; removed its leftover record and memberships", report.connection_id);
-            }
-            for w in &report.warnings {
-                eprintln!("warning: {w}");
-            }
+    ui.emit(&with_target(&report, &written_to)?, || {
+        if report.was_live {
+            println!("kicked {} on stage {}; its $disconnect cleanup runs", report.connection_id, report.stage);
+        } else {
+            println!("{} was already closed; removed its leftover record and memberships", report.connection_id);
         }
-    }
-    Ok(ExitCode::SUCCESS)
+        for w in &report.warnings {
+            eprintln!("warning: {w}");
+        }
+        Ok(())
+    })?;
+    Ok(Outcome::Success)
 }
 
 /// DeleteConnection; when the connection is already gone, removes its stale record (and,

@@ -3,13 +3,14 @@
 
 use super::publish::read_data;
 use super::target::{Target, TargetArgs};
-use crate::cli::Global;
+use crate::aws::AwsTarget;
 use crate::deploy::functions::FUNCTIONS;
-use crate::output::{print_json, OutputFormat};
+use crate::exit::Outcome;
+use crate::ui::Ui;
 use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::{json, Value};
-use std::process::ExitCode;
+use std::path::Path;
 
 /// `wsctl invoke`
 #[derive(Debug, Args)]
@@ -24,7 +25,7 @@ pub struct InvokeArgs {
 }
 
 /// Runs `wsctl invoke`; exits 1 when the function reports an error.
-pub async fn run(global: &Global, args: InvokeArgs) -> Result<ExitCode> {
+pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, args: InvokeArgs) -> Result<Outcome> {
     if !FUNCTIONS.iter().any(|f| f.name == args.function) {
         bail!("unknown function `{}`: pick one of {}", args.function, FUNCTIONS.map(|f| f.name).join(", "));
     }
@@ -32,7 +33,7 @@ pub async fn run(global: &Global, args: InvokeArgs) -> Result<ExitCode> {
         Some(arg) => read_data(arg)?,
         None => json!({}),
     };
-    let target = Target::resolve(global, &args.target).await?;
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let Target::Deployed(d) = &target else {
         bail!(
             "--stage local runs the handlers inside `wsctl dev`, not as functions; connect a client, or use \
@@ -43,21 +44,22 @@ pub async fn run(global: &Global, args: InvokeArgs) -> Result<ExitCode> {
     let (error, payload) = function.invoke_raw(serde_json::to_vec(&event)?).await?;
     let parsed: Value =
         serde_json::from_slice(&payload).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&payload).into()));
-    match global.output {
-        OutputFormat::Json => print_json(&json!({
+    ui.emit(
+        &json!({
             "stage": d.stage,
             "function": args.function,
             "functionName": function.name(),
             "functionError": error,
             "payload": parsed,
-        }))?,
-        OutputFormat::Text => {
+        }),
+        || {
             let pretty = serde_json::to_string_pretty(&parsed)?;
             match &error {
                 Some(kind) => eprintln!("{} failed ({kind}):\n{pretty}", function.name()),
                 None => println!("{pretty}"),
             }
-        }
-    }
-    Ok(if error.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(())
+        },
+    )?;
+    Ok(Outcome::success_if(error.is_none()))
 }

@@ -4,12 +4,13 @@
 
 use super::table::{terminal_width, utc, Table};
 use super::target::{unexpected, with_target, Deployed, Target, TargetArgs};
-use crate::cli::Global;
-use crate::output::{print_json, OutputFormat};
+use crate::aws::AwsTarget;
+use crate::exit::Outcome;
+use crate::ui::Ui;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use std::process::ExitCode;
+use std::path::Path;
 use wsctl_handlers::admin::{AdminReply, AdminRequest, KeyView, MAX_PAGE};
 use wsctl_handlers::auth::{self, Scopes};
 use wsctl_handlers::sender::Sender;
@@ -65,11 +66,11 @@ pub struct RevokeArgs {
 }
 
 /// Runs `wsctl keys …`.
-pub async fn run(global: &Global, command: KeysCommand) -> Result<ExitCode> {
+pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, command: KeysCommand) -> Result<Outcome> {
     match command {
-        KeysCommand::Create(args) => create(global, args).await,
-        KeysCommand::List(args) => list(global, args).await,
-        KeysCommand::Revoke(args) => revoke(global, args).await,
+        KeysCommand::Create(args) => create(stages, aws, ui, args).await,
+        KeysCommand::List(args) => list(stages, aws, ui, args).await,
+        KeysCommand::Revoke(args) => revoke(stages, aws, ui, args).await,
     }
 }
 
@@ -113,7 +114,7 @@ fn key_json<S: serde::Serializer>(k: &KeyView, s: S) -> Result<S::Ok, S::Error> 
     KeyJson::from(k).serialize(s)
 }
 
-async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
+async fn create(stages: &Path, aws: &AwsTarget, ui: &Ui, args: CreateArgs) -> Result<Outcome> {
     let scopes = Scopes::parse_list(&args.scopes).map_err(|e| anyhow!("--scopes: {e}"))?;
     if scopes.as_slice().is_empty() {
         bail!("--scopes needs at least one of: subscribe, publish");
@@ -121,7 +122,7 @@ async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
     if args.name.trim().is_empty() {
         bail!("--name must not be empty: label the key with who uses it");
     }
-    let target = Target::resolve(global, &args.target).await?;
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let written_to = target.guard_write().await?;
     let (key, record) = match &target {
         Target::Local(_) => {
@@ -147,23 +148,21 @@ async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
     };
     tracing::debug!(stage = target.stage_name(), key_id = %record.key_id, "API key created");
     let created = Created { stage: target.stage_name().to_owned(), key, record };
-    match global.output {
-        OutputFormat::Json => print_json(&with_target(&created, &written_to)?)?,
-        OutputFormat::Text => {
-            let r = &created.record;
-            println!(
-                "created {} ({:?}) on stage {}: scopes {}, max connections {}",
-                r.key_id,
-                r.name,
-                created.stage,
-                r.scopes,
-                cap(r.max_connections)
-            );
-            println!("API key (shown once; store it now, it cannot be shown again):");
-            println!("{}", created.key);
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    ui.emit(&with_target(&created, &written_to)?, || {
+        let r = &created.record;
+        println!(
+            "created {} ({:?}) on stage {}: scopes {}, max connections {}",
+            r.key_id,
+            r.name,
+            created.stage,
+            r.scopes,
+            cap(r.max_connections)
+        );
+        println!("API key (shown once; store it now, it cannot be shown again):");
+        println!("{}", created.key);
+        Ok(())
+    })?;
+    Ok(Outcome::Success)
 }
 
 fn cap(max: u32) -> String {
@@ -174,8 +173,8 @@ fn cap(max: u32) -> String {
     }
 }
 
-async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
-    let target = Target::resolve(global, &args.target).await?;
+async fn list(stages: &Path, aws: &AwsTarget, ui: &Ui, args: ListArgs) -> Result<Outcome> {
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let mut keys = match &target {
         Target::Local(_) => match target.admin().await?.call(&AdminRequest::ListKeys).await? {
             AdminReply::Keys { keys } => keys,
@@ -192,13 +191,13 @@ async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
         keys.retain(|k| k.revoked_at.is_none());
     }
     keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
-    match global.output {
-        OutputFormat::Json => print_json(&serde_json::json!({
+    ui.emit(
+        &serde_json::json!({
             "stage": target.stage_name(),
             "total": keys.len(),
             "keys": keys.iter().map(KeyJson::from).collect::<Vec<_>>(),
-        }))?,
-        OutputFormat::Text => {
+        }),
+        || {
             let mut table = Table::new(&["KEY ID", "NAME", "SCOPES", "MAX CONN", "CREATED", "REVOKED"], &["NAME"]);
             for k in &keys {
                 table.row(vec![
@@ -214,9 +213,10 @@ async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
                 print!("{}", table.render(terminal_width()));
             }
             println!("{} key(s) on stage {}", keys.len(), target.stage_name());
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+            Ok(())
+        },
+    )?;
+    Ok(Outcome::Success)
 }
 
 /// What `keys revoke` prints.
@@ -232,11 +232,11 @@ struct Revoked {
     already_revoked: bool,
 }
 
-async fn revoke(global: &Global, args: RevokeArgs) -> Result<ExitCode> {
+async fn revoke(stages: &Path, aws: &AwsTarget, ui: &Ui, args: RevokeArgs) -> Result<Outcome> {
     // A key revoked before this command started was already revoked: the stores keep the
     // first revocation time.
     let started = now_ms();
-    let target = Target::resolve(global, &args.target).await?;
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let written_to = target.guard_write().await?;
     let stage = target.stage_name().to_owned();
     let (record, disconnected) = match &target {
@@ -256,20 +256,18 @@ async fn revoke(global: &Global, args: RevokeArgs) -> Result<ExitCode> {
     tracing::debug!(stage = %stage, key_id = %record.key_id, disconnected, "API key revoked");
     let already_revoked = record.revoked_at.is_some_and(|at| at < started);
     let report = Revoked { stage, record, disconnected, already_revoked };
-    match global.output {
-        OutputFormat::Json => print_json(&with_target(&report, &written_to)?)?,
-        OutputFormat::Text => {
-            let at = report.record.revoked_at.map_or_else(|| "now".into(), utc);
-            let verb = if already_revoked { "already revoked" } else { "revoked" };
-            print!("{verb} {} ({:?}) on stage {} at {at}", report.record.key_id, report.record.name, report.stage);
-            if args.disconnect {
-                println!("; closed {} live connection(s)", report.disconnected);
-            } else {
-                println!("; its live connections stay open until they end (use --disconnect to close them)");
-            }
+    ui.emit(&with_target(&report, &written_to)?, || {
+        let at = report.record.revoked_at.map_or_else(|| "now".into(), utc);
+        let verb = if already_revoked { "already revoked" } else { "revoked" };
+        print!("{verb} {} ({:?}) on stage {} at {at}", report.record.key_id, report.record.name, report.stage);
+        if args.disconnect {
+            println!("; closed {} live connection(s)", report.disconnected);
+        } else {
+            println!("; its live connections stay open until they end (use --disconnect to close them)");
         }
-    }
-    Ok(ExitCode::SUCCESS)
+        Ok(())
+    })?;
+    Ok(Outcome::Success)
 }
 
 /// Marks the key revoked in the table, then (with `disconnect`) closes each of its

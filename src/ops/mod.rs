@@ -17,20 +17,27 @@ pub use publish::{publish, PublishArgs};
 pub use rooms::RoomsCommand;
 pub use target::{Target, TargetArgs};
 
-use crate::cli::Global;
-use std::process::ExitCode;
+use crate::aws::AwsTarget;
+use crate::exit::Outcome;
+use crate::ui::Ui;
+use std::path::Path;
 
 /// Runs `wsctl connections …`.
-pub async fn connections(global: &Global, command: ConnectionsCommand) -> anyhow::Result<ExitCode> {
-    connections::run(global, command).await
+pub async fn connections(
+    stages: &Path,
+    aws: &AwsTarget,
+    ui: &Ui,
+    command: ConnectionsCommand,
+) -> anyhow::Result<Outcome> {
+    connections::run(stages, aws, ui, command).await
 }
 
 /// Runs `wsctl rooms …`.
-pub async fn rooms(global: &Global, command: RoomsCommand) -> anyhow::Result<ExitCode> {
-    rooms::run(global, command).await
+pub async fn rooms(stages: &Path, aws: &AwsTarget, ui: &Ui, command: RoomsCommand) -> anyhow::Result<Outcome> {
+    rooms::run(stages, aws, ui, command).await
 }
 
 /// Runs `wsctl keys …`.
-pub async fn keys(global: &Global, command: KeysCommand) -> anyhow::Result<ExitCode> {
-    keys::run(global, command).await
+pub async fn keys(stages: &Path, aws: &AwsTarget, ui: &Ui, command: KeysCommand) -> anyhow::Result<Outcome> {
+    keys::run(stages, aws, ui, command).await
 }

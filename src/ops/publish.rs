@@ -2,11 +2,12 @@
 //! deployed stage's `publish` function and reports delivered / pruned / failed.
 
 use super::target::{unexpected, with_target, Target, TargetArgs};
-use crate::cli::Global;
-use crate::output::{print_json, OutputFormat};
+use crate::aws::AwsTarget;
+use crate::exit::Outcome;
+use crate::ui::Ui;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use std::process::ExitCode;
+use std::path::Path;
 use wsctl_handlers::admin::{AdminReply, AdminRequest};
 use wsctl_handlers::lambda::PublishResult;
 use wsctl_handlers::service::PublishReport;
@@ -44,9 +45,9 @@ pub fn read_data(arg: &str) -> Result<serde_json::Value> {
 }
 
 /// Runs `wsctl publish`.
-pub async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
+pub async fn publish(stages: &Path, aws: &AwsTarget, ui: &Ui, args: PublishArgs) -> Result<Outcome> {
     let data = read_data(&args.data)?;
-    let target = Target::resolve(global, &args.target).await?;
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let written_to = target.guard_write().await?;
     let report: PublishReport = match &target {
         Target::Local(_) => {
@@ -65,9 +66,8 @@ pub async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
             }
         }
     };
-    match global.output {
-        OutputFormat::Json => print_json(&with_target(&report, &written_to)?)?,
-        OutputFormat::Text => println!(
+    ui.emit(&with_target(&report, &written_to)?, || {
+        println!(
             "published to {} on stage {} as seq {}: {} subscriber(s), {} delivered, {} pruned as gone, {} failed",
             report.room,
             target.stage_name(),
@@ -76,7 +76,8 @@ pub async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
             report.delivered,
             report.pruned,
             report.failed
-        ),
-    }
-    Ok(ExitCode::SUCCESS)
+        );
+        Ok(())
+    })?;
+    Ok(Outcome::Success)
 }

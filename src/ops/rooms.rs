@@ -4,12 +4,13 @@
 use super::table::{ago, terminal_width, utc, Table};
 use super::target::{unexpected, Admin, Target, TargetArgs};
 use super::watch::{self, Frame, WatchArgs};
-use crate::cli::Global;
-use crate::output::{print_json, OutputFormat};
+use crate::aws::AwsTarget;
+use crate::exit::Outcome;
+use crate::ui::Ui;
 use anyhow::{anyhow, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use std::process::ExitCode;
+use std::path::Path;
 use wsctl_handlers::admin::{AdminReply, AdminRequest, MAX_PAGE};
 use wsctl_handlers::store::{now_ms, RoomInfo};
 
@@ -68,10 +69,10 @@ struct RoomView {
 }
 
 /// Runs `wsctl rooms …`.
-pub async fn run(global: &Global, command: RoomsCommand) -> Result<ExitCode> {
+pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, command: RoomsCommand) -> Result<Outcome> {
     match command {
-        RoomsCommand::List(args) => list(global, args).await,
-        RoomsCommand::Show(args) => show(global, args).await,
+        RoomsCommand::List(args) => list(stages, aws, ui, args).await,
+        RoomsCommand::Show(args) => show(stages, aws, ui, args).await,
     }
 }
 
@@ -96,18 +97,14 @@ pub async fn fetch_rooms(admin: &Admin<'_>, prefix: &str, limit: Option<usize>) 
     }
 }
 
-async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
-    let target = Target::resolve(global, &args.target).await?;
+async fn list(stages: &Path, aws: &AwsTarget, ui: &Ui, args: ListArgs) -> Result<Outcome> {
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let admin = target.admin().await?;
     let limit = args.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-    let format = global.output;
-    watch::run(&args.watch, format, || async {
+    watch::run(&args.watch, ui, || async {
         let (rooms, truncated) = fetch_rooms(&admin, &args.prefix, limit).await?;
         let listing = RoomListing { stage: target.stage_name().to_owned(), total: rooms.len(), truncated, rooms };
-        Ok(match format {
-            OutputFormat::Json => Frame::Json(serde_json::to_value(&listing)?),
-            OutputFormat::Text => Frame::Text(render_list(&listing)),
-        })
+        Frame::of(ui, &listing, render_list)
     })
     .await
 }
@@ -133,8 +130,8 @@ fn render_list(listing: &RoomListing) -> String {
     out
 }
 
-async fn show(global: &Global, args: ShowArgs) -> Result<ExitCode> {
-    let target = Target::resolve(global, &args.target).await?;
+async fn show(stages: &Path, aws: &AwsTarget, ui: &Ui, args: ShowArgs) -> Result<Outcome> {
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let admin = target.admin().await?;
     let stage = target.stage_name().to_owned();
     let (info, members) = match admin.call(&AdminRequest::ShowRoom { room: args.room.clone() }).await {
@@ -149,22 +146,20 @@ async fn show(global: &Global, args: ShowArgs) -> Result<ExitCode> {
         Err(e) => return Err(e),
     };
     let view = RoomView { stage, info, members };
-    match global.output {
-        OutputFormat::Json => print_json(&view)?,
-        OutputFormat::Text => {
-            let now = now_ms();
-            println!("room          {}", view.info.room);
-            println!("stage         {}", view.stage);
-            println!("seq           {}", view.info.seq);
-            match view.info.last_publish_ms {
-                Some(t) => println!("last publish  {} ({})", utc(t), ago(t, now)),
-                None => println!("last publish  never"),
-            }
-            println!("subscribers   {}", view.members.len());
-            for m in &view.members {
-                println!("  {m}");
-            }
+    ui.emit(&view, || {
+        let now = now_ms();
+        println!("room          {}", view.info.room);
+        println!("stage         {}", view.stage);
+        println!("seq           {}", view.info.seq);
+        match view.info.last_publish_ms {
+            Some(t) => println!("last publish  {} ({})", utc(t), ago(t, now)),
+            None => println!("last publish  never"),
         }
-    }
-    Ok(ExitCode::SUCCESS)
+        println!("subscribers   {}", view.members.len());
+        for m in &view.members {
+            println!("  {m}");
+        }
+        Ok(())
+    })?;
+    Ok(Outcome::Success)
 }

@@ -8,7 +8,7 @@
 //! DescribeStacks; each can be overridden (flags or `WSCTL_*` variables), which is how the
 //! tests point wsctl at moto_server and how a stage deployed by other means is operated.
 
-use crate::cli::Global;
+use crate::aws::AwsTarget;
 use crate::local::{AdminClient, LocalState};
 use crate::stage::Stage;
 use anyhow::{anyhow, bail, Context, Result};
@@ -16,7 +16,7 @@ use aws_config::SdkConfig;
 use clap::Args;
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 use wsctl_handlers::admin::{AdminReply, AdminRequest, MAX_PAGE};
@@ -74,11 +74,11 @@ pub enum Target {
 impl Target {
     /// Resolves `--stage`: `local` needs a running gateway; any other name needs its stage
     /// file, a region and AWS credentials (the stack outputs are read when first needed).
-    pub async fn resolve(global: &Global, args: &TargetArgs) -> Result<Target> {
+    pub async fn resolve(stages: &Path, aws: &AwsTarget, args: &TargetArgs) -> Result<Target> {
         if args.stage == "local" {
             return Ok(Target::Local(LocalState::existing(&args.state_dir)?.admin_client()?));
         }
-        let stage = Stage::load(&global.stages_dir, &args.stage)?;
+        let stage = Stage::load(stages, &args.stage)?;
         let region = stage.region.clone().ok_or_else(|| {
             anyhow!(
                 "stage '{}' has no `region:` in its stage file, so it is not a deployed stage; \
@@ -88,12 +88,12 @@ impl Target {
             )
         })?;
         // The stage file's region wins; --region may only repeat it.
-        let sdk = crate::aws::sdk_config(global, &stage.name, Some(&region)).await?;
+        let sdk = crate::aws::sdk_config(aws, &stage.name, Some(&region)).await?;
         check_credentials(&sdk, &stage.name).await?;
         Ok(Target::Deployed(Box::new(Deployed {
             stage: stage.name.clone(),
             account: stage.account.clone(),
-            profile: global.profile.clone(),
+            profile: aws.profile.clone(),
             region,
             app_stack: format!("{}-app", stage.stack_prefix()),
             sdk,
