@@ -12,6 +12,8 @@ pub mod registry;
 mod serve;
 mod session;
 mod sweeper;
+#[cfg(test)]
+mod tests;
 
 use crate::aws::AwsTarget;
 use crate::exit::Outcome;
@@ -30,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wsctl_handlers::admin::{AdminReply, AdminRequest};
 use wsctl_handlers::auth::hash_key;
+use wsctl_handlers::limits::Limits;
 use wsctl_handlers::ratelimit::TokenBucket;
 use wsctl_handlers::service::Services;
 use wsctl_handlers::store::dynamo::{self, DynamoConnectionStore, DynamoKeyStore};
@@ -104,7 +107,77 @@ pub struct Gateway {
     refusals: refusals::SourceRefusals,
 }
 
+/// A gateway's stores: where rooms, connection records and API keys live.
+pub struct GatewayStores {
+    /// Rooms, caps and rate-limit buckets.
+    pub rooms: Arc<dyn LiveStore>,
+    /// Connection records.
+    pub connections: Arc<dyn ConnectionStore>,
+    /// API keys.
+    pub keys: Arc<dyn KeyStore>,
+    /// Present on Redis: other `wsctl dev` processes on it share the rooms.
+    pub node: Option<Arc<NodeBus>>,
+}
+
+impl GatewayStores {
+    /// Everything in memory, as `wsctl dev` runs without `--redis-url` and
+    /// `--dynamodb-endpoint` (keys not saved to a file).
+    pub fn embedded(room_history: usize) -> GatewayStores {
+        GatewayStores {
+            rooms: Arc::new(MemoryRoomStore::new(room_history)),
+            connections: Arc::new(MemoryConnectionStore::new()),
+            keys: Arc::new(MemoryKeyStore::new()),
+            node: None,
+        }
+    }
+}
+
+/// What a gateway is besides its stores and limits.
+pub struct GatewaySettings {
+    /// The stage whose path (`/{stage}`) the gateway serves.
+    pub stage: String,
+    /// Bearer token of `/@admin`.
+    pub admin_token: String,
+    /// WebSocket read buffer size (at least 1,024 bytes is used).
+    pub read_buffer: usize,
+    /// Latency and throttling of `@connections`.
+    pub management: http::ManagementEmulation,
+}
+
 impl Gateway {
+    /// A gateway running the handlers on `stores` under `limits`, delivering to its own
+    /// connections (and, on Redis, to the other nodes').
+    pub fn new(stores: &GatewayStores, limits: &Limits, settings: GatewaySettings) -> Gateway {
+        let node_tag = stores.node.as_ref().map_or_else(new_node_tag, |bus| bus.tag().to_owned());
+        let metrics = Arc::new(wsctl_handlers::metrics::Metrics::default());
+        let registry = Arc::new(Registry::new(metrics.clone()));
+        // Each session keeps its connection's bucket (no store round trip per frame); the
+        // per-key bucket lives in the room store, shared with other nodes on one Redis.
+        let sender = Arc::new(LocalSender::new(registry.clone(), stores.node.clone()));
+        let mut services = Services::new(
+            stores.rooms.clone(),
+            stores.connections.clone(),
+            stores.keys.clone(),
+            sender,
+            limits.clone(),
+        )
+        .with_connection_limit_by_caller();
+        services.metrics = metrics;
+        Gateway {
+            services: Arc::new(services),
+            registry,
+            shutting_down: AtomicBool::new(false),
+            admin_token: settings.admin_token,
+            read_buffer: settings.read_buffer.max(1024),
+            stage: settings.stage,
+            node_tag,
+            node: stores.node.clone(),
+            management: settings.management,
+            connect_rate: Mutex::new(TokenBucket::new(limits.connects_per_second, limits.connects_per_second)),
+            refusals: refusals::SourceRefusals::new(limits.refused_connects_per_second_per_source),
+        }
+    }
+
     /// Takes a connect-rate token.
     fn admit(&self) -> bool {
         self.connect_rate.lock().map(|mut b| b.try_take()).unwrap_or(false)
@@ -123,11 +196,7 @@ impl Gateway {
 
 /// The stores in use, and their names for the banner.
 struct Stores {
-    rooms: Arc<dyn LiveStore>,
-    connections: Arc<dyn ConnectionStore>,
-    keys: Arc<dyn KeyStore>,
-    /// Present on Redis: other `wsctl dev` processes on it share the rooms.
-    node: Option<Arc<NodeBus>>,
+    stores: GatewayStores,
     rooms_name: String,
     records: String,
 }
@@ -181,7 +250,7 @@ async fn build_stores(args: &DevArgs, aws: &AwsTarget, stage: &Stage, state: &Lo
             format!("in-memory (keys in {})", state.keys_file().display()),
         ),
     };
-    Ok(Stores { rooms, connections, keys, node, rooms_name, records })
+    Ok(Stores { stores: GatewayStores { rooms, connections, keys, node }, rooms_name, records })
 }
 
 /// Returns the dev key, creating it (scopes subscribe and publish) on first run or when
@@ -219,31 +288,14 @@ pub async fn run_dev(stages: &Path, aws: &AwsTarget, ui: &Ui, args: DevArgs) -> 
     let state = LocalState::open(&args.state_dir)?;
     let _lock = state.lock_for_gateway()?;
     let stores = build_stores(&args, aws, &stage, &state).await?;
-    let node_tag = stores.node.as_ref().map_or_else(new_node_tag, |bus| bus.tag().to_owned());
-    let metrics = Arc::new(wsctl_handlers::metrics::Metrics::default());
-    let registry = Arc::new(Registry::new(metrics.clone()));
-    // Each session keeps its connection's bucket (no store round trip per frame); the
-    // per-key bucket lives in the room store, shared with other nodes on one Redis.
-    let sender = Arc::new(LocalSender::new(registry.clone(), stores.node.clone()));
-    let mut services =
-        Services::new(stores.rooms.clone(), stores.connections.clone(), stores.keys.clone(), sender, limits.clone())
-            .with_connection_limit_by_caller();
-    services.metrics = metrics;
-    let services = Arc::new(services);
-    let dev_key = ensure_dev_key(&services, &state).await?;
-    let gw = Arc::new(Gateway {
-        services,
-        registry,
-        shutting_down: AtomicBool::new(false),
-        admin_token: state.admin_token()?,
-        read_buffer: args.read_buffer.max(1024),
+    let settings = GatewaySettings {
         stage: stage.name.clone(),
-        node_tag,
-        node: stores.node.clone(),
+        admin_token: state.admin_token()?,
+        read_buffer: args.read_buffer,
         management,
-        connect_rate: Mutex::new(TokenBucket::new(limits.connects_per_second, limits.connects_per_second)),
-        refusals: refusals::SourceRefusals::new(limits.refused_connects_per_second_per_source),
-    });
+    };
+    let gw = Arc::new(Gateway::new(&stores.stores, &limits, settings));
+    let dev_key = ensure_dev_key(&gw.services, &state).await?;
 
     if let Some(bus) = &gw.node {
         let handler =
@@ -265,28 +317,13 @@ pub async fn run_dev(stages: &Path, aws: &AwsTarget, ui: &Ui, args: DevArgs) -> 
     state.write_gateway(&info)?;
     print_banner(ui, &info, &dev_key, &stores, &gw.node_tag, &args)?;
 
-    let app = Router::new()
-        .route("/", get(connect::wrong_stage))
-        .route("/{stage}", get(connect::upgrade))
-        .route(
-            "/@connections/{id}",
-            post(http::post_to_connection).get(http::get_connection).delete(http::delete_connection),
-        )
-        .route(
-            "/{stage}/@connections/{id}",
-            post(http::post_to_connection).get(http::get_connection).delete(http::delete_connection),
-        )
-        .route("/@admin", post(http::admin))
-        .route("/metrics", get(http::metrics))
-        .route("/healthz", get(http::healthz))
-        .with_state(gw.clone());
     let sweeper = tokio::spawn(sweeper::run(gw.clone()));
     let accept = serve::AcceptLimits {
         handshake_timeout: Duration::from_secs(limits.handshake_timeout_secs),
         max_pending: limits.max_pending_handshakes,
         send_buffer: limits.send_buffer_bytes,
     };
-    serve::serve(listener, app, accept, gw.services.metrics.clone(), wait_for_signal()).await;
+    serve::serve(listener, app(gw.clone()), accept, gw.services.metrics.clone(), wait_for_signal()).await;
     // Stopped accepting. Close every WebSocket; a second signal cuts the wait short.
     tokio::select! {
         () = drain(&gw, DRAIN_WAIT) => {}
@@ -301,6 +338,28 @@ pub async fn run_dev(stages: &Path, aws: &AwsTarget, ui: &Ui, args: DevArgs) -> 
     }
     state.remove_gateway();
     Ok(Outcome::Success)
+}
+
+/// The gateway's HTTP surface: the WebSocket upgrade on `/{stage}`, the management API
+/// (`@connections`, with or without the stage in the path, as API Gateway serves it), the
+/// operator's `/@admin`, `/metrics` and `/healthz`. Binding, the banner and signals are
+/// [`run_dev`]'s; this is all a test needs to call the gateway in-process.
+pub fn app(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/", get(connect::wrong_stage))
+        .route("/{stage}", get(connect::upgrade))
+        .route(
+            "/@connections/{id}",
+            post(http::post_to_connection).get(http::get_connection).delete(http::delete_connection),
+        )
+        .route(
+            "/{stage}/@connections/{id}",
+            post(http::post_to_connection).get(http::get_connection).delete(http::delete_connection),
+        )
+        .route("/@admin", post(http::admin))
+        .route("/metrics", get(http::metrics))
+        .route("/healthz", get(http::healthz))
+        .with_state(gw)
 }
 
 /// How long shutdown waits for clients to take their close frame.
@@ -373,7 +432,7 @@ fn print_banner(ui: &Ui, info: &GatewayInfo, key: &str, stores: &Stores, node_ta
         writeln!(t, "wsctl dev: local gateway for stage '{}'", args.stage)?;
         writeln!(t, "  rooms        {}", stores.rooms_name)?;
         writeln!(t, "  records      {}", stores.records)?;
-        if stores.node.is_some() {
+        if stores.stores.node.is_some() {
             writeln!(
                 t,
                 "  node         {node_tag} (one of the gateways sharing this Redis; each reaches every subscriber)"
