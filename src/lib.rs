@@ -6,6 +6,7 @@
 pub mod aws;
 pub mod bench;
 pub mod builtin_stages;
+pub mod contract;
 pub mod deploy;
 pub mod exit;
 pub mod gateway;

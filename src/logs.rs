@@ -5,7 +5,7 @@
 //! keeps polling.
 
 use crate::aws::AwsTarget;
-use crate::deploy::functions::FUNCTIONS;
+use crate::contract::{self, Function, FUNCTIONS};
 use crate::exit::Outcome;
 use crate::output::rfc3339_ms;
 use crate::stage::Stage;
@@ -83,10 +83,10 @@ pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, args: LogsArgs) -> Res
     if args.stage == "local" {
         return local(ui, &args).await;
     }
-    let functions: Vec<&str> = match args.function.as_str() {
-        "all" => FUNCTIONS.iter().map(|f| f.name).collect(),
-        name => match FUNCTIONS.iter().find(|f| f.name == name) {
-            Some(f) => vec![f.name],
+    let functions: Vec<Function> = match args.function.as_str() {
+        "all" => FUNCTIONS.to_vec(),
+        name => match Function::named(name) {
+            Some(f) => vec![f],
             None => bail!("--function {name}: unknown; pick one of {}, or all", FUNCTIONS.map(|f| f.name).join(", ")),
         },
     };
@@ -94,7 +94,7 @@ pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, args: LogsArgs) -> Res
     let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
     let sdk = crate::aws::sdk_config(aws, &stage.name, Some(&region)).await?;
     let client = aws_sdk_cloudwatchlogs::Client::new(&sdk);
-    let app_stack = format!("{}-app", stage.stack_prefix());
+    let app_stack = contract::app_stack(&stage);
     let mut start = now_ms().saturating_sub(args.since.as_millis() as u64);
     // Events at the newest timestamp already printed: the next poll starts there again.
     let mut seen_at_start: HashSet<String> = HashSet::new();
@@ -102,10 +102,10 @@ pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, args: LogsArgs) -> Res
     loop {
         let mut batch = Vec::new();
         for f in &functions {
-            let group = format!("/aws/lambda/{app_stack}-{f}");
+            let group = format!("/aws/lambda/{}", f.deployed_name(&app_stack));
             if let Ok(events) = fetch(&client, &group, start, args.filter.as_deref()).await? {
                 found_any_group = true;
-                let function = (*f).to_owned();
+                let function = f.name.to_owned();
                 batch.extend(
                     events
                         .into_iter()
@@ -118,7 +118,7 @@ pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, args: LogsArgs) -> Res
                 "no log groups for stage '{}' in {region} (looked for /aws/lambda/{app_stack}-{}): is it deployed \
                  (`wsctl status --stage {}`)? A function's group appears when the stage is deployed",
                 stage.name,
-                if functions.len() == 1 { functions[0] } else { "<function>" },
+                if functions.len() == 1 { functions[0].name } else { "<function>" },
                 stage.name
             );
         }

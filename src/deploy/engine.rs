@@ -604,7 +604,7 @@ pub async fn verify_deployed_code(
     manifest: &Manifest,
 ) -> anyhow::Result<Vec<String>> {
     let mut mismatches = Vec::new();
-    for f in super::functions::FUNCTIONS {
+    for f in crate::contract::FUNCTIONS {
         let Some(artifact) = manifest.functions.get(f.name) else { continue };
         let expected = artifacts::hex_to_base64(&artifact.sha256)
             .with_context(|| format!("manifest: `{}` has a malformed sha256", f.name))?;

@@ -4,7 +4,7 @@
 use super::publish::read_data;
 use super::target::{Target, TargetArgs};
 use crate::aws::AwsTarget;
-use crate::deploy::functions::FUNCTIONS;
+use crate::contract::{Function, FUNCTIONS};
 use crate::exit::Outcome;
 use crate::ui::Ui;
 use anyhow::{bail, Result};
@@ -26,9 +26,9 @@ pub struct InvokeArgs {
 
 /// Runs `wsctl invoke`; exits 1 when the function reports an error.
 pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, args: InvokeArgs) -> Result<Outcome> {
-    if !FUNCTIONS.iter().any(|f| f.name == args.function) {
+    let Some(function) = Function::named(&args.function) else {
         bail!("unknown function `{}`: pick one of {}", args.function, FUNCTIONS.map(|f| f.name).join(", "));
-    }
+    };
     let event = match &args.event {
         Some(arg) => read_data(arg)?,
         None => json!({}),
@@ -40,7 +40,7 @@ pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, args: InvokeArgs) -> R
              `wsctl publish` / `wsctl keys` there"
         );
     };
-    let function = d.function(&args.function).await?;
+    let function = d.function(function).await?;
     let (error, payload) = function.invoke_raw(serde_json::to_vec(&event)?).await?;
     let parsed: Value =
         serde_json::from_slice(&payload).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&payload).into()));

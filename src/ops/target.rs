@@ -9,6 +9,7 @@
 //! tests point wsctl at moto_server and how a stage deployed by other means is operated.
 
 use crate::aws::AwsTarget;
+use crate::contract::{self, output, Function, LIVE_ALIAS};
 use crate::local::{AdminClient, LocalState};
 use crate::stage::Stage;
 use anyhow::{anyhow, bail, Context, Result};
@@ -23,9 +24,6 @@ use wsctl_handlers::admin::{AdminReply, AdminRequest, MAX_PAGE};
 use wsctl_handlers::protocol::ErrorCode;
 use wsctl_handlers::sender::{ManagementApiConfig, ManagementApiSender};
 use wsctl_handlers::store::dynamo::{self, DynamoConnectionStore, DynamoKeyStore};
-
-/// The Lambda alias the app stack routes traffic to.
-const LIVE_ALIAS: &str = "live";
 
 /// Which stage a command acts on.
 #[derive(Debug, Clone, Args)]
@@ -95,7 +93,7 @@ impl Target {
             account: stage.account.clone(),
             profile: aws.profile.clone(),
             region,
-            app_stack: format!("{}-app", stage.stack_prefix()),
+            app_stack: contract::app_stack(&stage),
             sdk,
             overrides: args.overrides.clone(),
             outputs: OnceCell::new(),
@@ -255,51 +253,49 @@ impl Deployed {
 
     /// The connections table.
     pub async fn connection_store(&self) -> Result<DynamoConnectionStore> {
-        let table = self.name(&self.overrides.connections_table, "ConnectionsTableName").await?;
+        let table = self.name(&self.overrides.connections_table, output::CONNECTIONS_TABLE).await?;
         Ok(DynamoConnectionStore::new(dynamo::client(&self.sdk), table))
     }
 
     /// The API-keys table.
     pub async fn key_store(&self) -> Result<DynamoKeyStore> {
-        let table = self.name(&self.overrides.api_keys_table, "ApiKeysTableName").await?;
+        let table = self.name(&self.overrides.api_keys_table, output::API_KEYS_TABLE).await?;
         Ok(DynamoKeyStore::new(dynamo::client(&self.sdk), table))
     }
 
     /// The management API (GetConnection, DeleteConnection).
     pub async fn sender(&self) -> Result<ManagementApiSender> {
-        let endpoint = self.name(&self.overrides.management_endpoint, "ManagementEndpoint").await?;
+        let endpoint = self.name(&self.overrides.management_endpoint, output::MANAGEMENT_ENDPOINT).await?;
         Ok(ManagementApiSender::new(&self.sdk, &endpoint, ManagementApiConfig::default()))
     }
 
     /// The `admin` function.
     pub async fn admin_function(&self) -> Result<LambdaFn> {
-        let name = self.name(&self.overrides.admin_function, "AdminFunctionName").await?;
-        Ok(LambdaFn::new(&self.sdk, name))
+        self.function(contract::ADMIN).await
     }
 
-    /// One of the six functions by its short name (`message`, …): the admin and publish
-    /// overrides apply, else the app stack output `{Name}FunctionName`.
-    pub async fn function(&self, short: &str) -> Result<LambdaFn> {
-        let given = match short {
-            "admin" => &self.overrides.admin_function,
-            "publish" => &self.overrides.publish_function,
-            _ => &None,
+    /// One of the six functions: the admin and publish overrides apply, else the app stack
+    /// output `{Name}FunctionName`.
+    pub async fn function(&self, function: Function) -> Result<LambdaFn> {
+        let given = if function == contract::ADMIN {
+            &self.overrides.admin_function
+        } else if function == contract::PUBLISH {
+            &self.overrides.publish_function
+        } else {
+            &None
         };
-        let mut logical = short.to_owned();
-        logical[..1].make_ascii_uppercase();
-        let name = self.name(given, &format!("{logical}FunctionName")).await?;
+        let name = self.name(given, &function.output_key()).await?;
         Ok(LambdaFn::new(&self.sdk, name))
     }
 
     /// The stage's WebSocket URL (wss://…, app stack output WebSocketUrl).
     pub async fn websocket_url(&self) -> Result<String> {
-        self.name(&None, "WebSocketUrl").await
+        self.name(&None, output::WEBSOCKET_URL).await
     }
 
     /// The `publish` function.
     pub async fn publish_function(&self) -> Result<LambdaFn> {
-        let name = self.name(&self.overrides.publish_function, "PublishFunctionName").await?;
-        Ok(LambdaFn::new(&self.sdk, name))
+        self.function(contract::PUBLISH).await
     }
 }
 
