@@ -3,15 +3,27 @@
 //! bootstrap stack is never deleted.
 
 use super::clients::Clients;
-use super::engine::Timing;
 use super::events::{self, Failure, Watch};
 use super::leftovers;
 use super::render::StackKind;
+use super::report::Timing;
 use super::stacks::{self, sdk_error};
 use crate::stage::Stage;
 use crate::ui::Ui;
 use anyhow::{bail, Context};
 use serde::Serialize;
+
+/// What `destroy` did to one stack (`action` in the JSON report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeleteAction {
+    /// The stack was deleted.
+    Deleted,
+    /// There was no stack to delete.
+    Absent,
+    /// The deletion failed.
+    Failed,
+}
 
 /// What happened to one stack.
 #[derive(Debug, Serialize)]
@@ -19,8 +31,8 @@ use serde::Serialize;
 pub struct DeletedStack {
     /// Stack name.
     pub name: String,
-    /// `deleted`, `absent` or `failed`.
-    pub action: String,
+    /// What was done to the stack.
+    pub action: DeleteAction,
     /// Final status.
     pub status: Option<String>,
     /// Resources that failed to delete.
@@ -93,7 +105,7 @@ pub async fn destroy(
         for kind in kinds {
             report.stacks.push(DeletedStack {
                 name: kind.stack_name(stage),
-                action: "absent".into(),
+                action: DeleteAction::Absent,
                 status: None,
                 failures: Vec::new(),
             });
@@ -188,7 +200,7 @@ pub async fn destroy(
         }
         report.stacks.push(DeletedStack {
             name: info.name.clone(),
-            action: if failed { "failed".into() } else { "deleted".into() },
+            action: if failed { DeleteAction::Failed } else { DeleteAction::Deleted },
             status: Some(outcome.status),
             failures: outcome.failures,
         });
@@ -204,4 +216,16 @@ pub async fn destroy(
     }
     report.ok = true;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delete_actions_are_the_words_of_the_json_report() {
+        let words = [DeleteAction::Deleted, DeleteAction::Absent, DeleteAction::Failed]
+            .map(|a| serde_json::to_value(a).expect("serializes"));
+        assert_eq!(words, ["deleted", "absent", "failed"]);
+    }
 }

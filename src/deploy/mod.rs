@@ -24,6 +24,7 @@ mod manifest;
 mod package;
 mod recovery;
 mod render;
+mod report;
 mod signals;
 mod sources;
 mod stacks;
@@ -40,9 +41,9 @@ use crate::stage::{Arch, Stage};
 use crate::ui::Ui;
 use anyhow::Context;
 use clap::Args;
-use engine::{Ctx, Mode, Timing};
 use manifest::Manifest;
 use render::{AppInputs, StackKind};
+use report::{Ctx, Mode, Timing};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -315,7 +316,7 @@ async fn run(
     choice: BuildChoice,
     mode: Mode,
     timeout_minutes: u64,
-) -> anyhow::Result<engine::StageReport> {
+) -> anyhow::Result<report::StageReport> {
     let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
     let expected = stage.require_account().map_err(anyhow::Error::msg)?.to_owned();
     // Everything that can fail without a build fails first: a given manifest and its

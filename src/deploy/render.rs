@@ -66,7 +66,9 @@ pub struct Rendered {
     pub stack_name: String,
     /// Template YAML.
     pub body: String,
-
+    /// The template `body` was written from: conditions and resources are read here,
+    /// never by parsing `body` again.
+    pub template: Template,
     /// Parameter values, by name.
     pub parameters: BTreeMap<String, String>,
     /// Stack tags.
@@ -126,6 +128,7 @@ pub fn render_bootstrap() -> Result<Rendered, RenderError> {
         kind: StackKind::Bootstrap,
         stack_name: contract::BOOTSTRAP_STACK.to_owned(),
         body: template.to_yaml()?,
+        template,
         parameters: BTreeMap::new(),
         tags: BTreeMap::from([("wsctl:bootstrap".to_owned(), "true".to_owned())]),
     })
@@ -196,6 +199,7 @@ pub fn render_data(stage: &Stage) -> Result<Rendered, RenderError> {
         kind: StackKind::Data,
         stack_name: StackKind::Data.stack_name(stage),
         body: template.to_yaml()?,
+        template,
         parameters: p,
         tags: tags(stage),
     })
@@ -293,6 +297,7 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
         kind: StackKind::App,
         stack_name: StackKind::App.stack_name(stage),
         body: template.to_yaml()?,
+        template,
         parameters: p,
         tags: tags(stage),
     })
