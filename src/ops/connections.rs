@@ -7,7 +7,7 @@
 //! members directly.
 
 use super::table::{ago, stdout_is_tty, terminal_width, utc, Table};
-use super::target::{unexpected, with_target, Admin, Deployed, Target, TargetArgs};
+use super::target::{unexpected, with_target, Admin, AdminError, Answer, Deployed, Target, TargetArgs};
 use super::watch::{self, Frame, WatchArgs};
 use crate::aws::AwsTarget;
 use crate::exit::Outcome;
@@ -218,7 +218,7 @@ pub async fn fetch(
     check_live: bool,
 ) -> Result<Listing> {
     let mut listing = match (target, room) {
-        (Target::Deployed(d), None) => fetch_deployed(d, key, limit, check_live).await?,
+        (Target::Deployed(d), None) => bulk_list_deployed(d, key, limit, check_live).await?,
         _ => fetch_via_admin(&target.admin().await?, room, key, limit).await?,
     };
     listing.stage = target.stage_name().to_owned();
@@ -268,8 +268,17 @@ async fn fetch_via_admin(
     Ok(Listing { stage: String::new(), total: 0, truncated, connections, warnings: Vec::new() })
 }
 
-/// Deployed, without `--room`: the table directly, then live state and rooms.
-async fn fetch_deployed(d: &Deployed, key: Option<&str>, limit: Option<usize>, check_live: bool) -> Result<Listing> {
+/// The bulk read, an optimisation over paging through the `admin` function (50 connections
+/// a page, each a DynamoDB read, a Redis read and a GetConnection inside the function):
+/// a deployed stage without `--room` is listed from its table directly, then live state
+/// (GetConnection, [`LIVE_CONCURRENCY`] at a time) and rooms (every active room's members,
+/// through the function) are added.
+async fn bulk_list_deployed(
+    d: &Deployed,
+    key: Option<&str>,
+    limit: Option<usize>,
+    check_live: bool,
+) -> Result<Listing> {
     let store = d.connection_store().await?;
     let mut records = Vec::new();
     let mut cursor: Option<String> = None;
@@ -554,13 +563,14 @@ async fn show_deployed(d: &Deployed, id: &str, warnings: &mut Vec<String>) -> Re
     Ok(ConnectionView::new(record, live.as_ref(), state, rooms))
 }
 
-fn not_found_hint(e: anyhow::Error, id: &str, stage: &str) -> anyhow::Error {
-    if e.to_string().contains("not found") {
+/// A missing connection told with where to look; any other failure as it is.
+fn not_found_hint(e: AdminError, id: &str, stage: &str) -> anyhow::Error {
+    if e.is_not_found() {
         anyhow!(
             "connection {id} not found on stage '{stage}' (list them with `wsctl connections list --stage {stage}`)"
         )
     } else {
-        e
+        e.into()
     }
 }
 
@@ -580,17 +590,11 @@ async fn kick(stages: &Path, aws: &AwsTarget, ui: &Ui, args: KickArgs) -> Result
     let target = Target::resolve(stages, aws, &args.target).await?;
     let written_to = target.guard_write().await?;
     let stage = target.stage_name().to_owned();
-    let mut warnings = Vec::new();
-    let was_live = match &target {
-        Target::Local(_) => {
-            let admin = target.admin().await?;
-            match admin.call(&AdminRequest::KickConnection { connection_id: args.id.clone() }).await {
-                Ok(AdminReply::Kicked { was_live, .. }) => was_live,
-                Ok(other) => return Err(unexpected(&other)),
-                Err(e) => return Err(not_found_hint(e, &args.id, &stage)),
-            }
-        }
-        Target::Deployed(d) => kick_deployed(d, &args.id, &mut warnings).await?,
+    let (was_live, warnings) = match target.call(&AdminRequest::KickConnection { connection_id: args.id.clone() }).await
+    {
+        Ok(Answer { reply: AdminReply::Kicked { was_live, .. }, warnings }) => (was_live, warnings),
+        Ok(Answer { reply, .. }) => return Err(unexpected(&reply)),
+        Err(e) => return Err(not_found_hint(e, &args.id, &stage)),
     };
     tracing::info!(stage = %stage, connection_id = %args.id, reason = args.reason.as_deref().unwrap_or(""), was_live, "connection kicked");
     let report = Kicked { stage, connection_id: args.id, was_live, reason: args.reason, warnings };
@@ -606,44 +610,4 @@ async fn kick(stages: &Path, aws: &AwsTarget, ui: &Ui, args: KickArgs) -> Result
         Ok(())
     })?;
     Ok(Outcome::Success)
-}
-
-/// DeleteConnection; when the connection is already gone, removes its stale record (and,
-/// through the admin function, its room memberships).
-async fn kick_deployed(d: &Deployed, id: &str, warnings: &mut Vec<String>) -> Result<bool> {
-    let sender = d.sender().await?;
-    let was_live = sender
-        .disconnect(id)
-        .await
-        .map_err(|e| anyhow!("{e}"))
-        .with_context(|| format!("DeleteConnection {id} failed on stage '{}'", d.stage))?;
-    if was_live {
-        return Ok(true);
-    }
-    let store = d.connection_store().await?;
-    let had_record = store
-        .delete(id)
-        .await
-        .with_context(|| format!("cannot update the connections table of stage '{}'", d.stage))?
-        .is_some();
-    if !had_record {
-        bail!(
-            "connection {id} not found on stage '{}' (list them with `wsctl connections list --stage {}`)",
-            d.stage,
-            d.stage
-        );
-    }
-    // The record is gone; the admin function also removes Redis memberships.
-    let cleanup = async {
-        Admin::Lambda(d.admin_function().await?)
-            .call(&AdminRequest::KickConnection { connection_id: id.to_owned() })
-            .await
-    };
-    match cleanup.await {
-        Ok(_) => {}
-        // Not found there means nothing was left in Redis either.
-        Err(e) if e.to_string().contains("not found") => {}
-        Err(e) => warnings.push(format!("room memberships not cleaned (they expire with the connection TTL): {e:#}")),
-    }
-    Ok(false)
 }

@@ -1,20 +1,20 @@
 //! `wsctl keys create|list|revoke`. Only a key's SHA-256 is ever stored; the raw key is
-//! printed once by `create` and never logged. Deployed stages use the API-keys table
-//! directly; `--stage local` asks the gateway (which keeps key hashes in its state dir).
+//! printed once by `create` and never logged. Each verb is one admin request to the
+//! stage ([`Target::call`]): deployed stages serve it on their API-keys table directly;
+//! `--stage local` asks the gateway (which keeps key hashes in its state dir).
 
 use super::table::{terminal_width, utc, Table};
-use super::target::{unexpected, with_target, Deployed, Target, TargetArgs};
+use super::target::{unexpected, with_target, Target, TargetArgs};
 use crate::aws::AwsTarget;
 use crate::exit::Outcome;
 use crate::ui::Ui;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::path::Path;
-use wsctl_handlers::admin::{AdminReply, AdminRequest, KeyView, MAX_PAGE};
-use wsctl_handlers::auth::{self, Scopes};
-use wsctl_handlers::sender::Sender;
-use wsctl_handlers::store::{now_ms, ConnectionStore, KeyStore};
+use wsctl_handlers::admin::{AdminReply, AdminRequest, KeyView};
+use wsctl_handlers::auth::Scopes;
+use wsctl_handlers::store::now_ms;
 
 /// `wsctl keys …`
 #[derive(Debug, Subcommand)]
@@ -124,27 +124,14 @@ async fn create(stages: &Path, aws: &AwsTarget, ui: &Ui, args: CreateArgs) -> Re
     }
     let target = Target::resolve(stages, aws, &args.target).await?;
     let written_to = target.guard_write().await?;
-    let (key, record) = match &target {
-        Target::Local(_) => {
-            let request = AdminRequest::CreateKey {
-                name: args.name.clone(),
-                scopes: scopes.to_string(),
-                max_connections: args.max_connections,
-            };
-            match target.admin().await?.call(&request).await? {
-                AdminReply::KeyCreated { key, record } => (key, record),
-                other => return Err(unexpected(&other)),
-            }
-        }
-        Target::Deployed(d) => {
-            let new = auth::generate(&args.name, scopes, args.max_connections, now_ms());
-            d.key_store()
-                .await?
-                .create(&new.record)
-                .await
-                .with_context(|| format!("cannot write the API-keys table of stage '{}'", d.stage))?;
-            (new.raw, KeyView::from(&new.record))
-        }
+    let request = AdminRequest::CreateKey {
+        name: args.name.clone(),
+        scopes: scopes.to_string(),
+        max_connections: args.max_connections,
+    };
+    let (key, record) = match target.call(&request).await?.reply {
+        AdminReply::KeyCreated { key, record } => (key, record),
+        other => return Err(unexpected(&other)),
     };
     tracing::debug!(stage = target.stage_name(), key_id = %record.key_id, "API key created");
     let created = Created { stage: target.stage_name().to_owned(), key, record };
@@ -175,17 +162,9 @@ fn cap(max: u32) -> String {
 
 async fn list(stages: &Path, aws: &AwsTarget, ui: &Ui, args: ListArgs) -> Result<Outcome> {
     let target = Target::resolve(stages, aws, &args.target).await?;
-    let mut keys = match &target {
-        Target::Local(_) => match target.admin().await?.call(&AdminRequest::ListKeys).await? {
-            AdminReply::Keys { keys } => keys,
-            other => return Err(unexpected(&other)),
-        },
-        Target::Deployed(d) => {
-            let store = d.key_store().await?;
-            let records =
-                store.list().await.with_context(|| format!("cannot read the API-keys table of stage '{}'", d.stage))?;
-            records.iter().map(KeyView::from).collect()
-        }
+    let mut keys = match target.call(&AdminRequest::ListKeys).await?.reply {
+        AdminReply::Keys { keys } => keys,
+        other => return Err(unexpected(&other)),
     };
     if args.active {
         keys.retain(|k| k.revoked_at.is_none());
@@ -239,19 +218,14 @@ async fn revoke(stages: &Path, aws: &AwsTarget, ui: &Ui, args: RevokeArgs) -> Re
     let target = Target::resolve(stages, aws, &args.target).await?;
     let written_to = target.guard_write().await?;
     let stage = target.stage_name().to_owned();
-    let (record, disconnected) = match &target {
-        Target::Local(_) => {
-            let request = AdminRequest::RevokeKey { key_id: args.id.clone(), disconnect: args.disconnect };
-            match target.admin().await?.call(&request).await {
-                Ok(AdminReply::KeyRevoked { record, disconnected }) => (record, disconnected),
-                Ok(other) => return Err(unexpected(&other)),
-                Err(e) if e.to_string().contains("not found") => {
-                    bail!("key {} not found on stage '{stage}' (see `wsctl keys list --stage {stage}`)", args.id)
-                }
-                Err(e) => return Err(e),
-            }
+    let request = AdminRequest::RevokeKey { key_id: args.id.clone(), disconnect: args.disconnect };
+    let (record, disconnected) = match target.call(&request).await.map(|a| a.reply) {
+        Ok(AdminReply::KeyRevoked { record, disconnected }) => (record, disconnected),
+        Ok(other) => return Err(unexpected(&other)),
+        Err(e) if e.is_not_found() => {
+            bail!("key {} not found on stage '{stage}' (see `wsctl keys list --stage {stage}`)", args.id)
         }
-        Target::Deployed(d) => revoke_deployed(d, &args.id, args.disconnect).await?,
+        Err(e) => return Err(e.into()),
     };
     tracing::debug!(stage = %stage, key_id = %record.key_id, disconnected, "API key revoked");
     let already_revoked = record.revoked_at.is_some_and(|at| at < started);
@@ -268,56 +242,4 @@ async fn revoke(stages: &Path, aws: &AwsTarget, ui: &Ui, args: RevokeArgs) -> Re
         Ok(())
     })?;
     Ok(Outcome::Success)
-}
-
-/// Marks the key revoked in the table, then (with `disconnect`) closes each of its
-/// connections, found by a Query on the `byKey` index, with DeleteConnection.
-async fn revoke_deployed(d: &Deployed, id: &str, disconnect: bool) -> Result<(KeyView, usize)> {
-    let keys = d.key_store().await?;
-    let record = keys
-        .revoke(id, now_ms())
-        .await
-        .with_context(|| format!("cannot update the API-keys table of stage '{}'", d.stage))?
-        .ok_or_else(|| {
-            anyhow!("key {id} not found on stage '{}' (see `wsctl keys list --stage {}`)", d.stage, d.stage)
-        })?;
-    if !disconnect {
-        return Ok((KeyView::from(&record), 0));
-    }
-    let connections = d.connection_store().await?;
-    let sender = d.sender().await?;
-    let mut closed = 0;
-    let mut failures = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = connections
-            .list_by_key(id, cursor.as_deref(), MAX_PAGE)
-            .await
-            .with_context(|| format!("cannot read the connections table of stage '{}'", d.stage))?;
-        for c in &page.items {
-            match sender.disconnect(&c.connection_id).await {
-                Ok(true) => closed += 1,
-                // Already closed: drop its leftover record.
-                Ok(false) => {
-                    connections
-                        .delete(&c.connection_id)
-                        .await
-                        .with_context(|| format!("cannot update the connections table of stage '{}'", d.stage))?;
-                }
-                Err(e) => failures.push(format!("{}: {e}", c.connection_id)),
-            }
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    if !failures.is_empty() {
-        bail!(
-            "key {id} is revoked (it cannot connect again), but {} of its connections could not be closed: {}; run the command again",
-            failures.len(),
-            failures.join("; ")
-        );
-    }
-    Ok((KeyView::from(&record), closed))
 }

@@ -1,8 +1,16 @@
 //! Operator commands: publish, connections, rooms, keys — on `--stage local` (through the
 //! running `wsctl dev`) and on deployed stages (DynamoDB, the management API and the
-//! stage's Lambda functions). Every command runs one code path over a [`target::Target`].
+//! stage's Lambda functions). Every command runs one code path over a [`target::Target`]:
+//! it sends an `AdminRequest` with [`target::Target::call`] and renders the reply; refusals
+//! are [`target::AdminError`]s matched by their code. What a deployed stage serves without
+//! its `admin` function (keys, kicks) is in `deployed.rs`. Two reads of a deployed stage
+//! stay outside the admin requests, both in `connections.rs`: `connections list`'s bulk
+//! read of the connections table (an optimisation over paging through the function 50
+//! connections at a time), and `connections show`'s record and live state, read directly
+//! so they show, with a warning, when the function cannot answer.
 
 mod connections;
+mod deployed;
 pub mod invoke;
 mod keys;
 mod publish;

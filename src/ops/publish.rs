@@ -1,16 +1,13 @@
 //! `wsctl publish --stage S --room R DATA`: publishes through the local gateway or a
 //! deployed stage's `publish` function and reports delivered / pruned / failed.
 
-use super::target::{unexpected, with_target, Target, TargetArgs};
+use super::target::{with_target, AdminError, Target, TargetArgs};
 use crate::aws::AwsTarget;
 use crate::exit::Outcome;
 use crate::ui::Ui;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use std::path::Path;
-use wsctl_handlers::admin::{AdminReply, AdminRequest};
-use wsctl_handlers::lambda::PublishResult;
-use wsctl_handlers::service::PublishReport;
 
 /// `wsctl publish`
 #[derive(Debug, Args)]
@@ -49,23 +46,10 @@ pub async fn publish(stages: &Path, aws: &AwsTarget, ui: &Ui, args: PublishArgs)
     let data = read_data(&args.data)?;
     let target = Target::resolve(stages, aws, &args.target).await?;
     let written_to = target.guard_write().await?;
-    let report: PublishReport = match &target {
-        Target::Local(_) => {
-            let request = AdminRequest::Publish { room: args.room.clone(), data };
-            match target.admin().await?.call(&request).await.context("publish refused")? {
-                AdminReply::Published { report } => report,
-                other => return Err(unexpected(&other)),
-            }
-        }
-        Target::Deployed(d) => {
-            // The publish function's own event: {"room": …, "data": …}.
-            let event = serde_json::json!({ "room": args.room, "data": data });
-            match d.publish_function().await?.invoke::<_, PublishResult>(&event).await? {
-                PublishResult::Ok(report) => report,
-                PublishResult::Err { code, message } => bail!("publish refused ({}): {message}", code.as_str()),
-            }
-        }
-    };
+    let report = target.publish(&args.room, data).await.map_err(|e| match e {
+        AdminError::Refused { code, message } => anyhow!("publish refused ({}): {message}", code.as_str()),
+        AdminError::Failed(e) => e,
+    })?;
     ui.emit(&with_target(&report, &written_to)?, || {
         println!(
             "published to {} on stage {} as seq {}: {} subscriber(s), {} delivered, {} pruned as gone, {} failed",

@@ -137,13 +137,13 @@ async fn show(stages: &Path, aws: &AwsTarget, ui: &Ui, args: ShowArgs) -> Result
     let (info, members) = match admin.call(&AdminRequest::ShowRoom { room: args.room.clone() }).await {
         Ok(AdminReply::Room { info, members }) => (info, members),
         Ok(other) => return Err(unexpected(&other)),
-        Err(e) if e.to_string().contains("not found") => {
+        Err(e) if e.is_not_found() => {
             return Err(anyhow!(
                 "room {} not found on stage '{stage}': it has no subscribers and no history (see `wsctl rooms list --stage {stage}`)",
                 args.room
             ))
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let view = RoomView { stage, info, members };
     ui.emit(&view, || {

@@ -21,8 +21,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 use wsctl_handlers::admin::{AdminReply, AdminRequest, MAX_PAGE};
+use wsctl_handlers::lambda::PublishResult;
 use wsctl_handlers::protocol::ErrorCode;
 use wsctl_handlers::sender::{ManagementApiConfig, ManagementApiSender};
+use wsctl_handlers::service::PublishReport;
 use wsctl_handlers::store::dynamo::{self, DynamoConnectionStore, DynamoKeyStore};
 
 /// Which stage a command acts on.
@@ -141,6 +143,33 @@ impl Target {
         }
     }
 
+    /// Runs one operator request where the stage serves it: the local gateway's `/@admin`;
+    /// on a deployed stage the `admin` function, or, for keys and kicks, the stage's tables
+    /// and management API directly ([`super::deployed`]).
+    pub async fn call(&self, request: &AdminRequest) -> Result<Answer, AdminError> {
+        match self {
+            Target::Deployed(d) if super::deployed::serves(request) => super::deployed::call(d, request).await,
+            _ => Ok(Answer { reply: self.admin().await?.call(request).await?, warnings: Vec::new() }),
+        }
+    }
+
+    /// Publishes to a room: through the local gateway's `/@admin`, or through a deployed
+    /// stage's `publish` function, the path producers use.
+    pub async fn publish(&self, room: &str, data: serde_json::Value) -> Result<PublishReport, AdminError> {
+        let Target::Deployed(d) = self else {
+            return match self.call(&AdminRequest::Publish { room: room.to_owned(), data }).await?.reply {
+                AdminReply::Published { report } => Ok(report),
+                other => Err(unexpected(&other).into()),
+            };
+        };
+        // The publish function's own event: {"room": …, "data": …}.
+        let event = serde_json::json!({ "room": room, "data": data });
+        match d.publish_function().await?.invoke::<_, PublishResult>(&event).await? {
+            PublishResult::Ok(report) => Ok(report),
+            PublishResult::Err { code, message } => Err(AdminError::Refused { code, message }),
+        }
+    }
+
     /// The channel for typed admin requests: the gateway, or the stage's `admin` Lambda.
     pub async fn admin(&self) -> Result<Admin<'_>> {
         match self {
@@ -148,6 +177,15 @@ impl Target {
             Target::Deployed(d) => Ok(Admin::Lambda(d.admin_function().await?)),
         }
     }
+}
+
+/// What a stage answered to one request, and what it could not do alongside (warnings
+/// for the operator).
+pub struct Answer {
+    /// The reply.
+    pub reply: AdminReply,
+    /// What was left undone, e.g. a cleanup that will happen later by itself.
+    pub warnings: Vec<String>,
 }
 
 /// A command's JSON document with `"target"` (where a write went) added, when there is one.
@@ -372,6 +410,42 @@ pub enum Admin<'a> {
 /// well within the function's timeout (10 s on the dev stage).
 const LAMBDA_CONNECTION_PAGE: usize = 50;
 
+/// An admin request that did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The stage answered with a typed refusal (the code of [`AdminReply::Error`]).
+    #[error("{}", refusal(*.code, .message))]
+    Refused {
+        /// What kind of refusal: callers match on it (`ErrorCode::NotFound`), never on text.
+        code: ErrorCode,
+        /// What was wrong and what to do.
+        message: String,
+    },
+    /// No answer: the stage could not be reached, the function failed, or the reply was unreadable.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl AdminError {
+    /// A refusal with `code`.
+    pub fn refused(code: ErrorCode, message: impl Into<String>) -> AdminError {
+        AdminError::Refused { code, message: message.into() }
+    }
+
+    /// The stage says the connection, room or key does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, AdminError::Refused { code: ErrorCode::NotFound, .. })
+    }
+}
+
+/// A refusal as the operator reads it: a missing thing says so plainly, anything else names its code.
+fn refusal(code: ErrorCode, message: &str) -> String {
+    match code {
+        ErrorCode::NotFound => message.to_owned(),
+        _ => format!("refused ({}): {message}", code.as_str()),
+    }
+}
+
 impl Admin<'_> {
     /// Page size for `list_connections` through this channel.
     pub fn connection_page(&self) -> usize {
@@ -381,28 +455,57 @@ impl Admin<'_> {
         }
     }
 
-    /// Sends one request; an [`AdminReply::Error`] becomes an error naming its code.
-    pub async fn call(&self, request: &AdminRequest) -> Result<AdminReply> {
+    /// Sends one request; an [`AdminReply::Error`] becomes [`AdminError::Refused`].
+    pub async fn call(&self, request: &AdminRequest) -> Result<AdminReply, AdminError> {
         let reply = match self {
             Admin::Gateway(client) => client.call(request).await?,
             Admin::Lambda(function) => function.invoke(request).await?,
         };
         match reply {
-            AdminReply::Error { code, message } => Err(admin_error(code, message)),
+            AdminReply::Error { code, message } => Err(AdminError::Refused { code, message }),
             other => Ok(other),
         }
-    }
-}
-
-/// Turns an admin error reply into an error an operator can act on.
-fn admin_error(code: ErrorCode, message: String) -> anyhow::Error {
-    match code {
-        ErrorCode::NotFound => anyhow!("{message}"),
-        _ => anyhow!("refused ({}): {message}", code.as_str()),
     }
 }
 
 /// The error for an [`AdminReply`] of the wrong kind.
 pub fn unexpected(reply: &AdminReply) -> anyhow::Error {
     anyhow!("unexpected reply from the stage's admin endpoint: {reply:?}; are wsctl and the stage the same version?")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_told_by_its_code_and_matched_by_its_code_alone() {
+        let missing = AdminError::refused(ErrorCode::NotFound, "key key_1 not found");
+        assert!(missing.is_not_found());
+        assert_eq!(missing.to_string(), "key key_1 not found");
+        // The words of a message never decide: only the code does.
+        let forbidden = AdminError::refused(ErrorCode::Forbidden, "the scope publish was not found on this key");
+        assert!(!forbidden.is_not_found());
+        assert_eq!(forbidden.to_string(), "refused (forbidden): the scope publish was not found on this key");
+        let failed = AdminError::from(anyhow!("connection c1 not found in the cache"));
+        assert!(!failed.is_not_found());
+    }
+
+    #[test]
+    fn a_deployed_stage_serves_keys_and_kicks_itself_and_the_rest_through_its_admin_function() {
+        let direct = [
+            AdminRequest::CreateKey { name: "n".into(), scopes: "publish".into(), max_connections: 0 },
+            AdminRequest::ListKeys,
+            AdminRequest::RevokeKey { key_id: "key_1".into(), disconnect: true },
+            AdminRequest::KickConnection { connection_id: "c1".into() },
+        ];
+        assert!(direct.iter().all(super::super::deployed::serves));
+        let through_function = [
+            AdminRequest::ShowConnection { connection_id: "c1".into() },
+            AdminRequest::ListRooms { prefix: String::new(), cursor: None, limit: 10 },
+            AdminRequest::ShowRoom { room: "r".into() },
+            AdminRequest::Publish { room: "r".into(), data: serde_json::Value::Null },
+            AdminRequest::ListConnections { key_id: None, room: Some("r".into()), cursor: None, limit: 10 },
+        ];
+        assert!(!through_function.iter().any(super::super::deployed::serves));
+    }
 }
