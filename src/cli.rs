@@ -1,9 +1,19 @@
 //! Command-line surface: global options and the subcommand tree, and the one place that
 //! turns the global options into what the library's commands take (an [`AwsTarget`], a
-//! [`Ui`], the stages directory). Each subcommand's own arguments still live beside its
-//! implementation.
+//! [`Ui`], the stages directory). Each subcommand's arguments live in the module under
+//! `src/cli/` that mirrors its library module (`cli/ops/keys.rs` for `wsctl::ops::keys`),
+//! with the help texts, and convert into the library's plain option structs; no module of
+//! the library imports clap.
 
+pub mod bench;
+pub mod deploy;
+pub mod gateway;
+pub mod init;
+pub mod logs;
 pub mod manuals;
+pub mod ops;
+pub mod stage;
+pub mod subscribe;
 pub mod usage;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -11,7 +21,6 @@ use std::path::PathBuf;
 use wsctl::aws::AwsTarget;
 use wsctl::exit::Outcome;
 use wsctl::ui::{OutputFormat, Ui};
-use wsctl::{bench, deploy, gateway, init, logs, ops, subscribe};
 
 /// Provision, ship, roll out and operate a real-time WebSocket API on AWS.
 ///
@@ -134,23 +143,23 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
     let g = cli.global;
     let (aws, ui, stages) = (g.aws(), Ui::detect(g.output.into()), g.stages_dir.as_path());
     match cli.command {
-        Command::Init(a) => init::run(stages, &ui, a).await,
-        Command::Dev(a) => gateway::run_dev(stages, &aws, &ui, a).await,
-        Command::Subscribe(a) => subscribe::run(stages, &aws, &ui, a).await,
-        Command::Publish(a) => ops::publish(stages, &aws, &ui, a).await,
-        Command::Connections(c) => ops::connections(stages, &aws, &ui, c).await,
-        Command::Rooms(c) => ops::rooms(stages, &aws, &ui, c).await,
-        Command::Keys(c) => ops::keys(stages, &aws, &ui, c).await,
-        Command::Template(a) => deploy::template(stages, &ui, a).await,
-        Command::Build(a) => deploy::build(&ui, a).await,
-        Command::Deploy(a) => deploy::deploy(stages, &aws, &ui, a).await,
-        Command::Plan(a) => deploy::plan(stages, &aws, &ui, a).await,
-        Command::Status(a) => deploy::status(stages, &aws, &ui, a).await,
-        Command::Destroy(a) => deploy::destroy(stages, &aws, &ui, a).await,
-        Command::IamPolicy(a) => deploy::iam_policy(stages, a).await,
-        Command::Invoke(a) => ops::invoke::run(stages, &aws, &ui, a).await,
-        Command::Logs(a) => logs::run(stages, &aws, &ui, a).await,
-        Command::Bench(a) => bench::run(&ui, a).await,
+        Command::Init(a) => wsctl::init::run(stages, &ui, a.into()).await,
+        Command::Dev(a) => wsctl::gateway::run_dev(stages, &aws, &ui, a.into()).await,
+        Command::Subscribe(a) => wsctl::subscribe::run(stages, &aws, &ui, a.into()).await,
+        Command::Publish(a) => wsctl::ops::publish(stages, &aws, &ui, a.into()).await,
+        Command::Connections(c) => wsctl::ops::connections(stages, &aws, &ui, c.into()).await,
+        Command::Rooms(c) => wsctl::ops::rooms(stages, &aws, &ui, c.into()).await,
+        Command::Keys(c) => wsctl::ops::keys(stages, &aws, &ui, c.into()).await,
+        Command::Template(a) => wsctl::deploy::template(stages, &ui, a.into()).await,
+        Command::Build(a) => wsctl::deploy::build(&ui, a.into()).await,
+        Command::Deploy(a) => wsctl::deploy::deploy(stages, &aws, &ui, a.into()).await,
+        Command::Plan(a) => wsctl::deploy::plan(stages, &aws, &ui, a.into()).await,
+        Command::Status(a) => wsctl::deploy::status(stages, &aws, &ui, a.into()).await,
+        Command::Destroy(a) => wsctl::deploy::destroy(stages, &aws, &ui, a.into()).await,
+        Command::IamPolicy(a) => wsctl::deploy::iam_policy(stages, a.into()).await,
+        Command::Invoke(a) => wsctl::ops::invoke::run(stages, &aws, &ui, a.into()).await,
+        Command::Logs(a) => wsctl::logs::run(stages, &aws, &ui, a.into()).await,
+        Command::Bench(a) => wsctl::bench::run(&ui, a.into()).await,
         Command::Completions(a) => manuals::completions(a),
         Command::Man(a) => manuals::man(a),
     }

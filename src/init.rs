@@ -6,14 +6,13 @@ use crate::builtin_stages::STAGES;
 use crate::exit::Outcome;
 use crate::ui::Ui;
 use anyhow::{Context, Result};
-use clap::Args;
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
 use std::path::PathBuf;
 
 /// `wsctl init`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct InitArgs {}
 
 /// One stage file and what `init` did with it.

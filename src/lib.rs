@@ -1,4 +1,5 @@
-//! `wsctl` as a library: everything the command line runs, with no command-line types.
+//! `wsctl` as a library: everything the command line runs, with no command-line types (no
+//! clap: each command takes plain option structs).
 //! The binary (`main.rs` and `cli.rs`) parses the arguments, turns the global options into
 //! an [`aws::AwsTarget`] and a [`ui::Ui`], calls one command here, and maps its
 //! [`exit::Outcome`] to the process's exit code.

@@ -11,7 +11,6 @@ use crate::output::rfc3339_ms;
 use crate::stage::Stage;
 use crate::ui::Ui;
 use anyhow::{anyhow, bail, Context, Result};
-use clap::Args;
 use std::collections::HashSet;
 use std::io::BufRead;
 use std::path::Path;
@@ -19,33 +18,27 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// `wsctl logs`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct LogsArgs {
     /// Stage: `local` (the running `wsctl dev`'s own log) or a deployed stage.
-    #[arg(long, env = "WSCTL_STAGE", default_value = "local")]
-    stage: String,
+    pub stage: String,
     /// State directory of the local gateway (--stage local).
-    #[arg(long, env = "WSCTL_STATE_DIR", default_value = ".wsctl")]
-    state_dir: PathBuf,
+    pub state_dir: PathBuf,
     /// Function: authorizer, connect, disconnect, message, publish, admin, or all.
-    #[arg(long, default_value = "all")]
-    function: String,
+    pub function: String,
     /// How far back to start: 30s, 10m, 2h, 1d.
-    #[arg(long, default_value = "10m", value_parser = parse_since)]
-    since: Duration,
+    pub since: Duration,
     /// Keep printing new events until Ctrl-C.
-    #[arg(short, long)]
-    follow: bool,
+    pub follow: bool,
     /// Only events whose message contains this text.
-    #[arg(long)]
-    filter: Option<String>,
+    pub filter: Option<String>,
 }
 
 /// How often `--follow` asks again.
 const POLL: Duration = Duration::from_secs(2);
 
 /// Parses `30s`, `10m`, `2h`, `1d` (a bare number is seconds).
-fn parse_since(text: &str) -> Result<Duration, String> {
+pub fn parse_since(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
     let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a duration like 30s, 10m, 2h or 1d"))?;

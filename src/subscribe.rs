@@ -9,7 +9,6 @@ use crate::local::LocalState;
 use crate::ops::TargetArgs;
 use crate::ui::Ui;
 use anyhow::{anyhow, bail, Context, Result};
-use clap::Args;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -19,25 +18,20 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 /// `wsctl subscribe`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct SubscribeArgs {
     /// Rooms to subscribe to, e.g. tvl:protocol:aave price:coingecko:bitcoin.
-    #[arg(required = true, value_name = "ROOM")]
-    rooms: Vec<String>,
-    #[command(flatten)]
-    target: TargetArgs,
+    pub rooms: Vec<String>,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Connect here (ws:// or wss://) instead of the stage's WebSocket URL.
-    #[arg(long)]
-    url: Option<String>,
+    pub url: Option<String>,
     /// API key with the subscribe scope (on --stage local: the gateway's dev key).
-    #[arg(long, env = "WSCTL_API_KEY", hide_env_values = true)]
-    key: Option<String>,
+    pub key: Option<String>,
     /// Replay what each room's history still holds after this seq (0: all of it).
-    #[arg(long)]
-    since: Option<u64>,
+    pub since: Option<u64>,
     /// Exit after printing this many messages.
-    #[arg(long)]
-    count: Option<u64>,
+    pub count: Option<u64>,
 }
 
 /// Longest wait between reconnection attempts.

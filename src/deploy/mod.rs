@@ -23,7 +23,7 @@ mod leftovers;
 mod manifest;
 mod package;
 mod recovery;
-mod render;
+pub mod render;
 mod report;
 mod signals;
 mod sources;
@@ -40,7 +40,6 @@ use crate::output::print_json;
 use crate::stage::{Arch, Stage};
 use crate::ui::Ui;
 use anyhow::Context;
-use clap::Args;
 use manifest::Manifest;
 use render::{AppInputs, StackKind};
 use report::{Ctx, Mode, Timing};
@@ -48,32 +47,27 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 
 /// `wsctl template`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct TemplateArgs {
     /// Stage name (stages/NAME.yaml).
-    #[arg(long)]
     pub stage: String,
     /// Which stack's template to print.
-    #[arg(long, value_enum, default_value_t = StackKind::App)]
     pub stack: StackKind,
     /// Build manifest whose artifacts name the Lambda versions (default: none).
-    #[arg(long)]
     pub manifest: Option<PathBuf>,
 }
 
 /// `wsctl iam-policy`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct IamPolicyArgs {
     /// Stage name (stages/NAME.yaml; needs `account:` and `region:`).
-    #[arg(long)]
     pub stage: String,
     /// Print only this policy document (ready for `aws iam put-role-policy`).
-    #[arg(long, value_enum)]
     pub role: Option<PolicyRole>,
 }
 
 /// Which of a stage's policies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyRole {
     /// `deploy`, `plan`, `status`, `destroy` (and CloudFormation acting with its credentials).
     Deployer,
@@ -95,84 +89,66 @@ pub async fn iam_policy(stages: &Path, args: IamPolicyArgs) -> anyhow::Result<Ou
 }
 
 /// `wsctl build`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct BuildArgs {
     /// Lambda architecture (default: arm64).
-    #[arg(long, value_enum, default_value_t = Arch::Arm64)]
     pub arch: Arch,
     /// Directory for the zips and manifest.json.
-    #[arg(long, default_value = "dist")]
     pub out: PathBuf,
     /// Cargo workspace holding the handlers package (default: `.` inside a wsctl checkout,
     /// else the handler sources shipped inside wsctl).
-    #[arg(long)]
     pub workspace: Option<PathBuf>,
     /// Cargo package with one binary per function.
-    #[arg(long, default_value = "wsctl-handlers")]
     pub package: String,
     /// Cargo profile to build with. Not `--profile`: that is the AWS profile (and
     /// `AWS_PROFILE`), which must never reach cargo.
-    #[arg(long = "cargo-profile", id = "cargo_profile", default_value = "lambda")]
     pub cargo_profile: String,
 }
 
 /// `wsctl deploy`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct DeployArgs {
     /// Stage name (stages/NAME.yaml).
-    #[arg(long)]
     pub stage: String,
     /// Apply without asking (required when no terminal is attached).
-    #[arg(long)]
     pub yes: bool,
     /// Deploy exactly the artifacts of an earlier `wsctl build` (default: build now into dist/).
-    #[arg(long)]
     pub manifest: Option<PathBuf>,
     /// Give up waiting on one stack operation after this many minutes.
-    #[arg(long, default_value_t = 90)]
     pub timeout_minutes: u64,
 }
 
 /// `wsctl plan`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct PlanArgs {
     /// Stage name (stages/NAME.yaml).
-    #[arg(long)]
     pub stage: String,
     /// Plan with the artifacts of an earlier `wsctl build` (default: dist/manifest.json
     /// while the handler sources are unchanged since it was built, else a fresh build).
-    #[arg(long)]
     pub manifest: Option<PathBuf>,
     /// Build the handlers even when dist/manifest.json matches the sources.
-    #[arg(long, conflicts_with = "manifest")]
     pub build: bool,
 }
 
 /// `wsctl status`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct StatusArgs {
     /// Stage name (stages/NAME.yaml).
-    #[arg(long)]
     pub stage: String,
 }
 
 /// `wsctl destroy`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct DestroyArgs {
     /// Stage name (stages/NAME.yaml).
-    #[arg(long)]
     pub stage: String,
     /// Delete without asking (required when no terminal is attached).
-    #[arg(long)]
     pub yes: bool,
     /// Allow destroying a protected stage (and lift the data stack's termination protection).
-    #[arg(long)]
     pub force: bool,
     /// Delete only the app stack; keep the VPC, Redis and tables.
-    #[arg(long)]
     pub keep_data: bool,
     /// Give up waiting on one stack deletion after this many minutes.
-    #[arg(long, default_value_t = 90)]
     pub timeout_minutes: u64,
 }
 

@@ -26,7 +26,7 @@ pub const APP_TEMPLATE: &str = include_str!("../../templates/app.yaml");
 pub const INLINE_TEMPLATE_LIMIT: usize = 51_200;
 
 /// Which of the three stacks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StackKind {
     /// Artifact bucket and API Gateway CloudWatch role (per account and region).

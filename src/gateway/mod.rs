@@ -23,7 +23,6 @@ use crate::ui::Ui;
 use anyhow::{Context, Result};
 use axum::routing::{get, post};
 use axum::Router;
-use clap::Args;
 use registry::{ConnHandle, LocalSender, Registry, CLOSE_GOING_AWAY};
 use std::path::Path;
 use std::path::PathBuf;
@@ -42,44 +41,32 @@ use wsctl_handlers::store::redis::{RedisConfig, RedisRoomStore};
 use wsctl_handlers::store::{ConnectionStore, KeyStore, LiveStore};
 
 /// `wsctl dev`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct DevArgs {
     /// Stage file whose limits apply.
-    #[arg(long, default_value = "local")]
     pub stage: String,
     /// Address to listen on (anything but loopback needs --allow-remote).
-    #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// Allow a non-loopback --host: @connections and /metrics have no authentication.
-    #[arg(long)]
     pub allow_remote: bool,
     /// Port to listen on.
-    #[arg(long, default_value_t = 8080)]
     pub port: u16,
     /// Keep rooms in this Redis (`redis://` or `rediss://`) instead of in memory.
-    #[arg(long, env = "WSCTL_REDIS_URL")]
     pub redis_url: Option<String>,
     /// The Redis is in cluster mode.
-    #[arg(long, requires = "redis_url")]
     pub redis_cluster: bool,
     /// Keep connection records and API keys in DynamoDB at this endpoint (e.g. moto_server).
-    #[arg(long)]
     pub dynamodb_endpoint: Option<String>,
     /// Table names used with --dynamodb-endpoint (created if missing).
-    #[arg(long, default_value = "wsctl-local-connections")]
     pub connections_table: String,
     /// API-keys table used with --dynamodb-endpoint (created if missing).
-    #[arg(long, default_value = "wsctl-local-api-keys")]
     pub api_keys_table: String,
     /// Directory for the dev key, key records and the admin token.
-    #[arg(long, env = "WSCTL_STATE_DIR", default_value = ".wsctl")]
     pub state_dir: PathBuf,
     /// WebSocket read buffer per connection, in bytes (small keeps memory per connection low:
     /// 2,048 holds 19,000 connections at 7.6 KiB each, 4,096 at 9.6; BENCHMARKS.md).
-    #[arg(long, default_value_t = 2048)]
     pub read_buffer: usize,
     /// Latency and throttling of the `@connections` endpoint (AWS-like; off by default).
-    #[command(flatten)]
     pub management: http::ManagementEmulationArgs,
 }
 

@@ -13,7 +13,6 @@ use crate::aws::AwsTarget;
 use crate::exit::Outcome;
 use crate::ui::Ui;
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{Args, Subcommand, ValueEnum};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -28,7 +27,7 @@ const LIVE_CONCURRENCY: usize = 16;
 const ROOM_CONCURRENCY: usize = 8;
 
 /// `wsctl connections …`
-#[derive(Debug, Subcommand)]
+#[derive(Debug)]
 pub enum ConnectionsCommand {
     /// List live connections: id, key id, source IP, user agent, connected, last active, rooms.
     List(ListArgs),
@@ -39,32 +38,27 @@ pub enum ConnectionsCommand {
 }
 
 /// `wsctl connections list`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct ListArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Only members of this room.
-    #[arg(long)]
-    room: Option<String>,
+    pub room: Option<String>,
     /// Only connections of this key id (key_…, never the key itself).
-    #[arg(long = "key", value_name = "KEY_ID")]
-    key: Option<String>,
+    pub key: Option<String>,
     /// Fetch at most N connections (default: every connection, over as many pages as it takes).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    limit: Option<u64>,
+    pub limit: Option<u64>,
     /// Sort order.
-    #[arg(long, value_enum, default_value_t = SortBy::Connected)]
-    sort: SortBy,
+    pub sort: SortBy,
     /// Deployed stages: skip GetConnection for each connection (much faster on very large
     /// stages; state and last activity are then not shown).
-    #[arg(long)]
-    no_live: bool,
-    #[command(flatten)]
-    watch: WatchArgs,
+    pub no_live: bool,
+    /// Refreshing with --watch.
+    pub watch: WatchArgs,
 }
 
 /// Sort orders of `connections list`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortBy {
     /// Oldest connection first.
     Connected,
@@ -77,26 +71,23 @@ pub enum SortBy {
 }
 
 /// `wsctl connections show`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct ShowArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Connection id.
-    #[arg(allow_hyphen_values = true)]
-    id: String,
+    pub id: String,
 }
 
 /// `wsctl connections kick`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct KickArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Connection id.
-    #[arg(allow_hyphen_values = true)]
-    id: String,
+    pub id: String,
     /// Why (recorded in wsctl's output and log; API Gateway's DeleteConnection carries no reason to the client).
-    #[arg(long)]
-    reason: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// Whether the gateway / management API knows the connection as open.

@@ -8,20 +8,18 @@ use crate::contract::{Function, FUNCTIONS};
 use crate::exit::Outcome;
 use crate::ui::Ui;
 use anyhow::{bail, Result};
-use clap::Args;
 use serde_json::{json, Value};
 use std::path::Path;
 
 /// `wsctl invoke`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct InvokeArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// authorizer, connect, disconnect, message, publish or admin.
-    function: String,
+    pub function: String,
     /// The event: JSON, @FILE, or - to read stdin (default: {}).
-    #[arg(allow_hyphen_values = true)]
-    event: Option<String>,
+    pub event: Option<String>,
 }
 
 /// Runs `wsctl invoke`; exits 1 when the function reports an error.

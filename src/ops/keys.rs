@@ -9,7 +9,6 @@ use crate::aws::AwsTarget;
 use crate::exit::Outcome;
 use crate::ui::Ui;
 use anyhow::{anyhow, bail, Result};
-use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::path::Path;
 use wsctl_handlers::admin::{AdminReply, AdminRequest, KeyView};
@@ -17,7 +16,7 @@ use wsctl_handlers::auth::Scopes;
 use wsctl_handlers::store::now_ms;
 
 /// `wsctl keys …`
-#[derive(Debug, Subcommand)]
+#[derive(Debug)]
 pub enum KeysCommand {
     /// Create an API key; the key is printed once (only its hash is stored).
     Create(CreateArgs),
@@ -28,41 +27,36 @@ pub enum KeysCommand {
 }
 
 /// `wsctl keys create`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct CreateArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Label, e.g. the customer or service using the key.
-    #[arg(long)]
-    name: String,
+    pub name: String,
     /// Comma-separated scopes: subscribe, publish.
-    #[arg(long, default_value = "subscribe")]
-    scopes: String,
+    pub scopes: String,
     /// Live connections the key may hold at once (0 = unlimited).
-    #[arg(long, default_value_t = 0)]
-    max_connections: u32,
+    pub max_connections: u32,
 }
 
 /// `wsctl keys list`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct ListArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Hide revoked keys.
-    #[arg(long)]
-    active: bool,
+    pub active: bool,
 }
 
 /// `wsctl keys revoke`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct RevokeArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Key id (key_…).
-    id: String,
+    pub id: String,
     /// Also close the key's live connections now.
-    #[arg(long)]
-    disconnect: bool,
+    pub disconnect: bool,
 }
 
 /// Runs `wsctl keys …`.

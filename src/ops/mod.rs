@@ -9,15 +9,15 @@
 //! connections at a time), and `connections show`'s record and live state, read directly
 //! so they show, with a warning, when the function cannot answer.
 
-mod connections;
+pub mod connections;
 mod deployed;
 pub mod invoke;
-mod keys;
-mod publish;
-mod rooms;
+pub mod keys;
+pub mod publish;
+pub mod rooms;
 mod table;
-mod target;
-mod watch;
+pub mod target;
+pub mod watch;
 
 pub use connections::ConnectionsCommand;
 pub use keys::KeysCommand;

@@ -6,20 +6,17 @@ use crate::aws::AwsTarget;
 use crate::exit::Outcome;
 use crate::ui::Ui;
 use anyhow::{anyhow, Context, Result};
-use clap::Args;
 use std::path::Path;
 
 /// `wsctl publish`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct PublishArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Room name, e.g. tvl:protocol:aave.
-    #[arg(long)]
     pub room: String,
     /// The message data: JSON (quote strings: '"hello"'), @FILE to read it from a file, or -
     /// to read it from stdin.
-    #[arg(allow_hyphen_values = true)]
     pub data: String,
 }
 

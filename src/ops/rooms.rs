@@ -8,14 +8,13 @@ use crate::aws::AwsTarget;
 use crate::exit::Outcome;
 use crate::ui::Ui;
 use anyhow::{anyhow, Result};
-use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::path::Path;
 use wsctl_handlers::admin::{AdminReply, AdminRequest, MAX_PAGE};
 use wsctl_handlers::store::{now_ms, RoomInfo};
 
 /// `wsctl rooms …`
-#[derive(Debug, Subcommand)]
+#[derive(Debug)]
 pub enum RoomsCommand {
     /// List rooms: subscribers, last publish, seq.
     List(ListArgs),
@@ -24,28 +23,25 @@ pub enum RoomsCommand {
 }
 
 /// `wsctl rooms list`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct ListArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Only rooms whose name starts with this, e.g. `tvl:protocol:`.
-    #[arg(long, default_value = "")]
-    prefix: String,
+    pub prefix: String,
     /// Fetch at most N rooms (default: all).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    limit: Option<u64>,
-    #[command(flatten)]
-    watch: WatchArgs,
+    pub limit: Option<u64>,
+    /// Refreshing with --watch.
+    pub watch: WatchArgs,
 }
 
 /// `wsctl rooms show`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct ShowArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Room name.
-    #[arg(allow_hyphen_values = true)]
-    room: String,
+    pub room: String,
 }
 
 /// What `rooms list` prints.

@@ -6,22 +6,18 @@ use super::table::stdout_is_tty;
 use crate::exit::Outcome;
 use crate::ui::Ui;
 use anyhow::{bail, Result};
-use clap::Args;
 use std::future::Future;
 use std::io::Write;
 use std::time::Duration;
 
 /// Options of listings that can be watched.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
 pub struct WatchArgs {
     /// Refresh the listing every --interval seconds until Ctrl-C (redrawn in place on a terminal).
-    #[arg(long)]
     pub watch: bool,
     /// Seconds between refreshes with --watch.
-    #[arg(long, default_value_t = 2.0, requires = "watch")]
     pub interval: f64,
     /// Stop after this many refreshes (default: until Ctrl-C).
-    #[arg(long, requires = "watch")]
     pub iterations: Option<u64>,
 }
 
