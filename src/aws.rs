@@ -1,13 +1,38 @@
-//! One place that builds the AWS SDK configuration for every client wsctl creates, so the
-//! region, profile and endpoint override (`--endpoint-url`, e.g. a local moto_server) apply
-//! to all of them alike; where a command is about to act ([`TargetLine`]); and how an AWS
+//! Where AWS calls go ([`AwsTarget`]: region, profile, endpoint override) and the one place
+//! that builds the AWS SDK configuration for every client wsctl creates, so the region,
+//! profile and endpoint override (`--endpoint-url`, e.g. a local moto_server) apply to all
+//! of them alike; where a command is about to act ([`TargetLine`]); and how an AWS
 //! error is told to the operator ([`explain`]).
 
-use crate::cli::Global;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use serde::Serialize;
 use std::time::Duration;
+
+/// Where a command's AWS calls go, as the operator asked (`--region`, `--profile`/
+/// `AWS_PROFILE`, `--endpoint-url`/`AWS_ENDPOINT_URL`); a stage file's `region:` still wins
+/// over `region` (see [`choose_region`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsTarget {
+    /// The region for stages whose file names none.
+    pub region: Option<String>,
+    /// The shared-config profile.
+    pub profile: Option<String>,
+    /// One endpoint for every AWS service (e.g. a local moto_server).
+    pub endpoint_url: Option<String>,
+}
+
+impl AwsTarget {
+    /// This target with every call sent to `endpoint`, in `region` unless one is already
+    /// chosen (the local gateway's DynamoDB endpoint).
+    pub fn at_endpoint(&self, endpoint: &str, region: &str) -> AwsTarget {
+        AwsTarget {
+            region: self.region.clone().or_else(|| Some(region.to_owned())),
+            profile: self.profile.clone(),
+            endpoint_url: Some(endpoint.to_owned()),
+        }
+    }
+}
 
 /// A region that contradicts the stage file.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +70,12 @@ pub fn choose_region(
 /// `--profile` if given, and `--endpoint-url`/`AWS_ENDPOINT_URL` for every service.
 /// A stalled connection fails instead of hanging the command: 10 s to connect, 5 minutes
 /// per attempt (room for a handler zip on a slow uplink).
-pub async fn sdk_config(global: &Global, stage: &str, stage_region: Option<&str>) -> Result<SdkConfig, RegionConflict> {
-    let region = choose_region(global.region.as_deref(), stage, stage_region)?;
+pub async fn sdk_config(
+    target: &AwsTarget,
+    stage: &str,
+    stage_region: Option<&str>,
+) -> Result<SdkConfig, RegionConflict> {
+    let region = choose_region(target.region.as_deref(), stage, stage_region)?;
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(10))
         .operation_attempt_timeout(Duration::from_secs(300))
@@ -55,10 +84,10 @@ pub async fn sdk_config(global: &Global, stage: &str, stage_region: Option<&str>
     if let Some(region) = region {
         loader = loader.region(Region::new(region));
     }
-    if let Some(profile) = &global.profile {
+    if let Some(profile) = &target.profile {
         loader = loader.profile_name(profile);
     }
-    if let Some(endpoint) = &global.endpoint_url {
+    if let Some(endpoint) = &target.endpoint_url {
         loader = loader.endpoint_url(endpoint);
     }
     Ok(loader.load().await)

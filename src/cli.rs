@@ -1,10 +1,26 @@
-//! Command-line surface: global options and the subcommand tree. Each subcommand's own
-//! arguments live beside its implementation.
+//! Command-line surface: global options and the subcommand tree, and the one place that
+//! turns the global options into what the library's commands take (an [`AwsTarget`], a
+//! [`Ui`], the stages directory). Each subcommand's arguments live in the module under
+//! `src/cli/` that mirrors its library module (`cli/ops/keys.rs` for `wsctl::ops::keys`),
+//! with the help texts, and convert into the library's plain option structs; no module of
+//! the library imports clap.
 
-use crate::{bench, deploy, gateway, init, logs, manuals, ops, output::OutputFormat, subscribe};
-use clap::{Args, Parser, Subcommand};
+pub mod bench;
+pub mod deploy;
+pub mod gateway;
+pub mod init;
+pub mod logs;
+pub mod manuals;
+pub mod ops;
+pub mod stage;
+pub mod subscribe;
+pub mod usage;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
-use std::process::ExitCode;
+use wsctl::aws::AwsTarget;
+use wsctl::exit::Outcome;
+use wsctl::ui::{OutputFormat, Ui};
 
 /// Provision, ship, roll out and operate a real-time WebSocket API on AWS.
 ///
@@ -23,8 +39,8 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Output format: human-readable text, or one JSON document on stdout for CI.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
+    #[arg(long, global = true, value_enum, default_value_t = OutputArg::Text)]
+    pub output: OutputArg,
     /// Directory holding the stage files (NAME.yaml).
     #[arg(long, global = true, env = "WSCTL_STAGES_DIR", default_value = "stages")]
     pub stages_dir: PathBuf,
@@ -41,6 +57,35 @@ pub struct Global {
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// `--output`: how a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputArg {
+    /// Human-readable text.
+    Text,
+    /// One JSON document on stdout; logs stay on stderr.
+    Json,
+}
+
+impl From<OutputArg> for OutputFormat {
+    fn from(arg: OutputArg) -> OutputFormat {
+        match arg {
+            OutputArg::Text => OutputFormat::Text,
+            OutputArg::Json => OutputFormat::Json,
+        }
+    }
+}
+
+impl Global {
+    /// Where AWS calls go.
+    pub fn aws(&self) -> AwsTarget {
+        AwsTarget {
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+        }
+    }
 }
 
 /// The subcommands.
@@ -94,26 +139,27 @@ pub enum Command {
 }
 
 /// Runs the chosen subcommand.
-pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
     let g = cli.global;
+    let (aws, ui, stages) = (g.aws(), Ui::detect(g.output.into()), g.stages_dir.as_path());
     match cli.command {
-        Command::Init(a) => init::run(&g, a).await,
-        Command::Dev(a) => gateway::run_dev(&g, a).await,
-        Command::Subscribe(a) => subscribe::run(&g, a).await,
-        Command::Publish(a) => ops::publish(&g, a).await,
-        Command::Connections(c) => ops::connections(&g, c).await,
-        Command::Rooms(c) => ops::rooms(&g, c).await,
-        Command::Keys(c) => ops::keys(&g, c).await,
-        Command::Template(a) => deploy::template(&g, a).await,
-        Command::Build(a) => deploy::build(&g, a).await,
-        Command::Deploy(a) => deploy::deploy(&g, a).await,
-        Command::Plan(a) => deploy::plan(&g, a).await,
-        Command::Status(a) => deploy::status(&g, a).await,
-        Command::Destroy(a) => deploy::destroy(&g, a).await,
-        Command::IamPolicy(a) => deploy::iam_policy(&g, a).await,
-        Command::Invoke(a) => ops::invoke::run(&g, a).await,
-        Command::Logs(a) => logs::run(&g, a).await,
-        Command::Bench(a) => bench::run(&g, a).await,
+        Command::Init(a) => wsctl::init::run(stages, &ui, a.into()).await,
+        Command::Dev(a) => wsctl::gateway::run_dev(stages, &aws, &ui, a.into()).await,
+        Command::Subscribe(a) => wsctl::subscribe::run(stages, &aws, &ui, a.into()).await,
+        Command::Publish(a) => wsctl::ops::publish(stages, &aws, &ui, a.into()).await,
+        Command::Connections(c) => wsctl::ops::connections(stages, &aws, &ui, c.into()).await,
+        Command::Rooms(c) => wsctl::ops::rooms(stages, &aws, &ui, c.into()).await,
+        Command::Keys(c) => wsctl::ops::keys(stages, &aws, &ui, c.into()).await,
+        Command::Template(a) => wsctl::deploy::template(stages, &ui, a.into()).await,
+        Command::Build(a) => wsctl::deploy::build(&ui, a.into()).await,
+        Command::Deploy(a) => wsctl::deploy::deploy(stages, &aws, &ui, a.into()).await,
+        Command::Plan(a) => wsctl::deploy::plan(stages, &aws, &ui, a.into()).await,
+        Command::Status(a) => wsctl::deploy::status(stages, &aws, &ui, a.into()).await,
+        Command::Destroy(a) => wsctl::deploy::destroy(stages, &aws, &ui, a.into()).await,
+        Command::IamPolicy(a) => wsctl::deploy::iam_policy(stages, a.into()).await,
+        Command::Invoke(a) => wsctl::ops::invoke::run(stages, &aws, &ui, a.into()).await,
+        Command::Logs(a) => wsctl::logs::run(stages, &aws, &ui, a.into()).await,
+        Command::Bench(a) => wsctl::bench::run(&ui, a.into()).await,
         Command::Completions(a) => manuals::completions(a),
         Command::Man(a) => manuals::man(a),
     }

@@ -3,17 +3,16 @@
 //! that exists is kept and reported, so running it twice, or in CI, is safe.
 
 use crate::builtin_stages::STAGES;
-use crate::cli::Global;
-use crate::output::{print_json, OutputFormat};
+use crate::exit::Outcome;
+use crate::ui::Ui;
 use anyhow::{Context, Result};
-use clap::Args;
 use serde::Serialize;
 use std::io::Write;
+use std::path::Path;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 /// `wsctl init`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct InitArgs {}
 
 /// One stage file and what `init` did with it.
@@ -27,8 +26,8 @@ struct Written {
 }
 
 /// Runs `wsctl init`.
-pub async fn run(global: &Global, _args: InitArgs) -> Result<ExitCode> {
-    let dir = &global.stages_dir;
+pub async fn run(stages: &Path, ui: &Ui, _args: InitArgs) -> Result<Outcome> {
+    let dir = stages;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut files = Vec::new();
     for (stage, text) in STAGES {
@@ -43,19 +42,17 @@ pub async fn run(global: &Global, _args: InitArgs) -> Result<ExitCode> {
         };
         files.push(Written { stage, path, action });
     }
-    match global.output {
-        OutputFormat::Json => print_json(&serde_json::json!({ "stagesDir": dir, "files": files }))?,
-        OutputFormat::Text => {
-            for f in &files {
-                let note = if f.action == "kept" { "  (exists; left as it is)" } else { "" };
-                println!("{:<8} {}{note}", f.action, f.path.display());
-            }
-            println!();
-            println!("Next:");
-            println!("  wsctl dev                         # the local gateway, on stages/local.yaml");
-            println!("  edit {}  # set account: and region: to yours", dir.join("dev.yaml").display());
-            println!("  wsctl plan --stage dev            # what a deploy would create");
+    ui.emit(&serde_json::json!({ "stagesDir": dir, "files": files }), || {
+        for f in &files {
+            let note = if f.action == "kept" { "  (exists; left as it is)" } else { "" };
+            println!("{:<8} {}{note}", f.action, f.path.display());
         }
-    }
-    Ok(ExitCode::SUCCESS)
+        println!();
+        println!("Next:");
+        println!("  wsctl dev                         # the local gateway, on stages/local.yaml");
+        println!("  edit {}  # set account: and region: to yours", dir.join("dev.yaml").display());
+        println!("  wsctl plan --stage dev            # what a deploy would create");
+        Ok(())
+    })?;
+    Ok(Outcome::Success)
 }

@@ -4,46 +4,41 @@
 //! Readable lines by default, one JSON object per event with `--output json`; `--follow`
 //! keeps polling.
 
-use crate::cli::Global;
-use crate::deploy::functions::FUNCTIONS;
-use crate::output::{rfc3339_ms, OutputFormat};
+use crate::aws::AwsTarget;
+use crate::contract::{self, Function, FUNCTIONS};
+use crate::exit::Outcome;
+use crate::output::rfc3339_ms;
 use crate::stage::Stage;
+use crate::ui::Ui;
 use anyhow::{anyhow, bail, Context, Result};
-use clap::Args;
 use std::collections::HashSet;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
+use std::path::Path;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 /// `wsctl logs`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct LogsArgs {
     /// Stage: `local` (the running `wsctl dev`'s own log) or a deployed stage.
-    #[arg(long, env = "WSCTL_STAGE", default_value = "local")]
-    stage: String,
+    pub stage: String,
     /// State directory of the local gateway (--stage local).
-    #[arg(long, env = "WSCTL_STATE_DIR", default_value = ".wsctl")]
-    state_dir: PathBuf,
+    pub state_dir: PathBuf,
     /// Function: authorizer, connect, disconnect, message, publish, admin, or all.
-    #[arg(long, default_value = "all")]
-    function: String,
+    pub function: String,
     /// How far back to start: 30s, 10m, 2h, 1d.
-    #[arg(long, default_value = "10m", value_parser = parse_since)]
-    since: Duration,
+    pub since: Duration,
     /// Keep printing new events until Ctrl-C.
-    #[arg(short, long)]
-    follow: bool,
+    pub follow: bool,
     /// Only events whose message contains this text.
-    #[arg(long)]
-    filter: Option<String>,
+    pub filter: Option<String>,
 }
 
 /// How often `--follow` asks again.
 const POLL: Duration = Duration::from_secs(2);
 
 /// Parses `30s`, `10m`, `2h`, `1d` (a bare number is seconds).
-fn parse_since(text: &str) -> Result<Duration, String> {
+pub fn parse_since(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
     let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a duration like 30s, 10m, 2h or 1d"))?;
@@ -64,21 +59,12 @@ struct Event {
     message: String,
 }
 
-fn print(event: &Event, format: OutputFormat) -> Result<()> {
-    let mut out = std::io::stdout().lock();
+fn print(event: &Event, ui: &Ui) -> Result<()> {
     let message = event.message.trim_end();
-    let written = match format {
-        OutputFormat::Json => writeln!(
-            out,
-            "{}",
-            serde_json::json!({ "function": event.function, "loggedAt": rfc3339_ms(event.at_ms), "message": message })
-        ),
-        OutputFormat::Text => writeln!(out, "{} {:<10} {message}", rfc3339_ms(event.at_ms), event.function),
-    };
-    match written.and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
-        other => Ok(other?),
-    }
+    ui.record(
+        &serde_json::json!({ "function": event.function, "loggedAt": rfc3339_ms(event.at_ms), "message": message }),
+        || format!("{} {:<10} {message}", rfc3339_ms(event.at_ms), event.function),
+    )
 }
 
 fn now_ms() -> u64 {
@@ -86,22 +72,22 @@ fn now_ms() -> u64 {
 }
 
 /// Runs `wsctl logs`.
-pub async fn run(global: &Global, args: LogsArgs) -> Result<ExitCode> {
+pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, args: LogsArgs) -> Result<Outcome> {
     if args.stage == "local" {
-        return local(global, &args).await;
+        return local(ui, &args).await;
     }
-    let functions: Vec<&str> = match args.function.as_str() {
-        "all" => FUNCTIONS.iter().map(|f| f.name).collect(),
-        name => match FUNCTIONS.iter().find(|f| f.name == name) {
-            Some(f) => vec![f.name],
+    let functions: Vec<Function> = match args.function.as_str() {
+        "all" => FUNCTIONS.to_vec(),
+        name => match Function::named(name) {
+            Some(f) => vec![f],
             None => bail!("--function {name}: unknown; pick one of {}, or all", FUNCTIONS.map(|f| f.name).join(", ")),
         },
     };
-    let stage = Stage::load(&global.stages_dir, &args.stage)?;
+    let stage = Stage::load(stages, &args.stage)?;
     let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
-    let sdk = crate::aws::sdk_config(global, &stage.name, Some(&region)).await?;
+    let sdk = crate::aws::sdk_config(aws, &stage.name, Some(&region)).await?;
     let client = aws_sdk_cloudwatchlogs::Client::new(&sdk);
-    let app_stack = format!("{}-app", stage.stack_prefix());
+    let app_stack = contract::app_stack(&stage);
     let mut start = now_ms().saturating_sub(args.since.as_millis() as u64);
     // Events at the newest timestamp already printed: the next poll starts there again.
     let mut seen_at_start: HashSet<String> = HashSet::new();
@@ -109,10 +95,10 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<ExitCode> {
     loop {
         let mut batch = Vec::new();
         for f in &functions {
-            let group = format!("/aws/lambda/{app_stack}-{f}");
+            let group = format!("/aws/lambda/{}", f.deployed_name(&app_stack));
             if let Ok(events) = fetch(&client, &group, start, args.filter.as_deref()).await? {
                 found_any_group = true;
-                let function = (*f).to_owned();
+                let function = f.name.to_owned();
                 batch.extend(
                     events
                         .into_iter()
@@ -125,7 +111,7 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<ExitCode> {
                 "no log groups for stage '{}' in {region} (looked for /aws/lambda/{app_stack}-{}): is it deployed \
                  (`wsctl status --stage {}`)? A function's group appears when the stage is deployed",
                 stage.name,
-                if functions.len() == 1 { functions[0] } else { "<function>" },
+                if functions.len() == 1 { functions[0].name } else { "<function>" },
                 stage.name
             );
         }
@@ -139,13 +125,13 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<ExitCode> {
             if args.filter.as_deref().is_some_and(|f| !event.message.contains(f)) {
                 continue;
             }
-            print(event, global.output)?;
+            print(event, ui)?;
             if Some(event.at_ms) == newest {
                 at_newest.insert(id.clone());
             }
         }
         if !args.follow {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Outcome::Success);
         }
         if let Some(newest) = newest {
             if newest == start {
@@ -203,7 +189,7 @@ async fn fetch(
 }
 
 /// `--stage local`: the gateway's own log, `gateway.log` in its state directory.
-async fn local(global: &Global, args: &LogsArgs) -> Result<ExitCode> {
+async fn local(ui: &Ui, args: &LogsArgs) -> Result<Outcome> {
     let path = args.state_dir.join(crate::local::GATEWAY_LOG);
     let file = std::fs::File::open(&path).map_err(|_| {
         anyhow!("no gateway log at {}: start the gateway with `wsctl dev` (or pass --state-dir)", path.display())
@@ -216,7 +202,7 @@ async fn local(global: &Global, args: &LogsArgs) -> Result<ExitCode> {
         let n = reader.read_line(&mut line).with_context(|| format!("cannot read {}", path.display()))?;
         if n == 0 || !line.ends_with('\n') {
             if !args.follow {
-                return Ok(ExitCode::SUCCESS);
+                return Ok(Outcome::Success);
             }
             // A partial line: read it again once the rest is written.
             if n > 0 {
@@ -238,7 +224,7 @@ async fn local(global: &Global, args: &LogsArgs) -> Result<ExitCode> {
             at_ms: at_ms.unwrap_or_else(now_ms),
             message: strip_time(&line).to_owned(),
         };
-        print(&event, global.output)?;
+        print(&event, ui)?;
     }
 }
 

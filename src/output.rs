@@ -1,27 +1,9 @@
-//! Output formats, exit codes, error documents and logging set-up shared by every command.
+//! JSON documents, the error document, and logging set-up shared by every command.
 //! `docs/cli.md` is the contract written down: exit codes and the JSON style.
 
-use clap::ValueEnum;
+use crate::exit::Outcome;
+use crate::ui::OutputFormat;
 use serde::Serialize;
-
-/// Exit code for success.
-pub const EXIT_OK: u8 = 0;
-/// Exit code for any failure.
-pub const EXIT_FAILURE: u8 = 1;
-/// Exit code of `plan` when the stage has changes to apply.
-pub const EXIT_CHANGES: u8 = 2;
-/// Exit code for a command line that does not parse (BSD `EX_USAGE`), so it can never be
-/// mistaken for `plan`'s "changes pending".
-pub const EXIT_USAGE: u8 = 64;
-
-/// How a command prints its result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// Human-readable text.
-    Text,
-    /// One JSON document on stdout; logs stay on stderr.
-    Json,
-}
 
 /// Prints `value` as pretty JSON on stdout, in the one style of every command
 /// (docs/cli.md): a time is a field named `…At`, written as an RFC 3339 UTC string with
@@ -92,38 +74,11 @@ pub fn report_failure(format: OutputFormat, err: &anyhow::Error) -> u8 {
         let message = chain.next().unwrap_or_default();
         let doc = ErrorDocument {
             error: ErrorBody { kind: "failed", message, causes: chain.collect() },
-            exit_code: EXIT_FAILURE,
+            exit_code: Outcome::Failure.code(),
         };
         let _ = print_json(&doc);
     }
-    EXIT_FAILURE
-}
-
-/// Reports a command line that clap refused (or `--help`/`--version`, which exit 0):
-/// clap's text on stderr, exit 64, and the JSON error document on stdout when the raw
-/// arguments ask for `--output json`.
-pub fn report_usage(err: &clap::Error, args: &[std::ffi::OsString]) -> u8 {
-    if !err.use_stderr() {
-        // --help, --version: print and succeed.
-        let _ = err.print();
-        return EXIT_OK;
-    }
-    let _ = err.print();
-    if wants_json(args) {
-        let rendered = err.render().to_string();
-        let message = rendered.lines().next().unwrap_or("").trim_start_matches("error: ").to_owned();
-        let doc =
-            ErrorDocument { error: ErrorBody { kind: "usage", message, causes: Vec::new() }, exit_code: EXIT_USAGE };
-        let _ = print_json(&doc);
-    }
-    EXIT_USAGE
-}
-
-/// True when the raw arguments contain `--output json` (or `--output=json`), for errors
-/// raised before clap has produced a parsed command line.
-fn wants_json(args: &[std::ffi::OsString]) -> bool {
-    let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
-    args.contains(&"--output=json") || args.windows(2).any(|w| w[0] == "--output" && w[1] == "json")
+    Outcome::Failure.code()
 }
 
 /// A reader that closes the pipe (`wsctl … | head`) ends the command quietly with exit 0,
@@ -139,7 +94,7 @@ pub fn exit_quietly_on_broken_pipe() {
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or("");
         if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
-            std::process::exit(i32::from(EXIT_OK));
+            std::process::exit(i32::from(Outcome::Success.code()));
         }
         default(info);
     }));
@@ -229,13 +184,5 @@ mod tests {
         assert_eq!(doc["keys"][0]["maxConnections"], 3);
         assert!(doc["lastActiveAt"].is_null(), "absent stays null");
         assert_eq!(doc["at"], 7);
-    }
-
-    #[test]
-    fn json_is_recognised_in_both_spellings_only() {
-        let os = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
-        assert!(wants_json(&os(&["wsctl", "--output", "json", "plan"])));
-        assert!(wants_json(&os(&["wsctl", "plan", "--output=json"])));
-        assert!(!wants_json(&os(&["wsctl", "--output", "text", "json"])));
     }
 }

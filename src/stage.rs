@@ -56,17 +56,15 @@ pub struct Stage {
 }
 
 /// CPU architecture of the Lambda functions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Arch {
     /// AWS Graviton (cheaper, the default).
     #[default]
     #[serde(rename = "arm64")]
-    #[value(name = "arm64")]
     Arm64,
     /// Intel/AMD.
     #[serde(rename = "x86_64")]
-    #[value(name = "x86_64")]
     X86_64,
 }
 

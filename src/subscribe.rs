@@ -3,41 +3,35 @@
 //! connection reconnects and resubscribes with `since` (the last seq it printed per room),
 //! so nothing the rooms' history still holds is missed; it says so on stderr.
 
-use crate::cli::Global;
+use crate::aws::AwsTarget;
+use crate::exit::Outcome;
 use crate::local::LocalState;
 use crate::ops::TargetArgs;
-use crate::output::OutputFormat;
+use crate::ui::Ui;
 use anyhow::{anyhow, bail, Context, Result};
-use clap::Args;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::ExitCode;
+use std::path::Path;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 /// `wsctl subscribe`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct SubscribeArgs {
     /// Rooms to subscribe to, e.g. tvl:protocol:aave price:coingecko:bitcoin.
-    #[arg(required = true, value_name = "ROOM")]
-    rooms: Vec<String>,
-    #[command(flatten)]
-    target: TargetArgs,
+    pub rooms: Vec<String>,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Connect here (ws:// or wss://) instead of the stage's WebSocket URL.
-    #[arg(long)]
-    url: Option<String>,
+    pub url: Option<String>,
     /// API key with the subscribe scope (on --stage local: the gateway's dev key).
-    #[arg(long, env = "WSCTL_API_KEY", hide_env_values = true)]
-    key: Option<String>,
+    pub key: Option<String>,
     /// Replay what each room's history still holds after this seq (0: all of it).
-    #[arg(long)]
-    since: Option<u64>,
+    pub since: Option<u64>,
     /// Exit after printing this many messages.
-    #[arg(long)]
-    count: Option<u64>,
+    pub count: Option<u64>,
 }
 
 /// Longest wait between reconnection attempts.
@@ -54,15 +48,15 @@ enum End {
 }
 
 /// Runs `wsctl subscribe`.
-pub async fn run(global: &Global, args: SubscribeArgs) -> Result<ExitCode> {
-    let (url, key) = endpoint(global, &args).await?;
+pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, args: SubscribeArgs) -> Result<Outcome> {
+    let (url, key) = endpoint(stages, aws, &args).await?;
     let mut last: BTreeMap<String, Option<u64>> = args.rooms.iter().map(|r| (r.clone(), args.since)).collect();
     let mut printed = 0u64;
     let mut backoff = Duration::from_millis(250);
     let mut connected_once = false;
     loop {
-        match session(&url, &key, &mut last, &mut printed, args.count, global.output, &mut connected_once).await? {
-            End::Done => return Ok(ExitCode::SUCCESS),
+        match session(&url, &key, &mut last, &mut printed, args.count, ui, &mut connected_once).await? {
+            End::Done => return Ok(Outcome::Success),
             End::Dropped(why) => {
                 let resume: Vec<String> = last
                     .iter()
@@ -77,7 +71,7 @@ pub async fn run(global: &Global, args: SubscribeArgs) -> Result<ExitCode> {
 }
 
 /// The URL (without key) and the key to connect with.
-async fn endpoint(global: &Global, args: &SubscribeArgs) -> Result<(String, String)> {
+async fn endpoint(stages: &Path, aws: &AwsTarget, args: &SubscribeArgs) -> Result<(String, String)> {
     let local = args.target.stage == "local";
     let state = || LocalState::existing(&args.target.state_dir);
     let key = match (&args.key, local) {
@@ -95,7 +89,7 @@ async fn endpoint(global: &Global, args: &SubscribeArgs) -> Result<(String, Stri
     let url = match (&args.url, local) {
         (Some(u), _) => u.clone(),
         (None, true) => state()?.gateway()?.url,
-        (None, false) => match crate::ops::Target::resolve(global, &args.target).await? {
+        (None, false) => match crate::ops::Target::resolve(stages, aws, &args.target).await? {
             crate::ops::Target::Deployed(d) => d.websocket_url().await?,
             crate::ops::Target::Local(_) => unreachable!("stage is not local"),
         },
@@ -114,7 +108,7 @@ async fn session(
     last: &mut BTreeMap<String, Option<u64>>,
     printed: &mut u64,
     count: Option<u64>,
-    format: OutputFormat,
+    ui: &Ui,
     connected_once: &mut bool,
 ) -> Result<End> {
     let mut request = url.into_client_request().with_context(|| format!("bad WebSocket URL {url}"))?;
@@ -173,7 +167,7 @@ async fn session(
                 }
                 if !resumed {
                     // A fresh subscribe: the room's current value, then everything after it.
-                    if frame["latest"].is_object() && print(&frame["latest"], format, printed, count)? {
+                    if frame["latest"].is_object() && print(&frame["latest"], ui, printed, count)? {
                         return Ok(End::Done);
                     }
                     last.insert(room, frame["seq"].as_u64());
@@ -187,7 +181,7 @@ async fn session(
                     continue; // already printed before a reconnect
                 }
                 last.insert(room, seq);
-                if print(&frame, format, printed, count)? {
+                if print(&frame, ui, printed, count)? {
                     return Ok(End::Done);
                 }
             }
@@ -207,22 +201,15 @@ async fn session(
 
 /// Prints one message; true once `count` messages were printed. A reader that closed the
 /// pipe (`wsctl subscribe R | head -1`) ends the command quietly with exit 0.
-fn print(frame: &Value, format: OutputFormat, printed: &mut u64, count: Option<u64>) -> Result<bool> {
-    let mut out = std::io::stdout().lock();
-    let written = match format {
-        OutputFormat::Json => writeln!(out, "{frame}"),
-        OutputFormat::Text => writeln!(
-            out,
+fn print(frame: &Value, ui: &Ui, printed: &mut u64, count: Option<u64>) -> Result<bool> {
+    ui.record(frame, || {
+        format!(
             "{} #{} {}",
             frame["room"].as_str().unwrap_or_default(),
             frame["seq"].as_u64().unwrap_or_default(),
             frame["data"]
-        ),
-    };
-    match written.and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
-        other => other?,
-    }
+        )
+    })?;
     *printed += 1;
     Ok(count.is_some_and(|c| *printed >= c))
 }

@@ -23,7 +23,7 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub const CONNS_PER_SOURCE: usize = 25_000;
 
 /// How the API key reaches the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyVia {
     /// The `apiKey` query parameter.
     Query,

@@ -5,7 +5,6 @@ use super::client::{self, Target, Ws};
 use super::report::{self, Meta, Progress, Summary};
 use super::stats::{self, Failures, Latency, LatencySummary};
 use super::Ctx;
-use clap::Args;
 use futures_util::StreamExt;
 use serde::Serialize;
 use std::future::Future;
@@ -17,20 +16,16 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
 /// `wsctl bench connect`
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
 pub struct ConnectArgs {
     /// Connections to open.
-    #[arg(short = 'n', long, default_value_t = 1000)]
     pub connections: usize,
     /// Connection attempts per second.
-    #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
     /// Hold every connection this long after the last attempt (then sample the server's
     /// RSS and close them), ms.
-    #[arg(long, default_value_t = 2000)]
     pub hold_ms: u64,
     /// Also subscribe each connection to one room (latency then includes the reply).
-    #[arg(long)]
     pub subscribe: bool,
 }
 

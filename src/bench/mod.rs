@@ -15,88 +15,72 @@
 //! pre-grows its fd table, and spreads source addresses over 127.0.0.x when one address's
 //! ephemeral ports would not do.
 
-mod client;
-mod connect;
-mod fanout;
-mod mixed;
+pub mod client;
+pub mod connect;
+pub mod fanout;
+pub mod mixed;
 mod report;
-mod route;
+pub mod route;
 mod stats;
 
-use crate::cli::Global;
-use crate::output::{OutputFormat, EXIT_FAILURE, EXIT_OK};
-use clap::{Args, Subcommand};
+use crate::exit::Outcome;
+use crate::ui::Ui;
 use client::{KeyVia, Target};
 use report::{BenchSetup, Meta};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `wsctl bench`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct BenchArgs {
-    #[command(flatten)]
-    common: Common,
-    #[command(subcommand)]
-    scenario: Scenario,
+    /// Options of every scenario.
+    pub common: Common,
+    /// What to measure.
+    pub scenario: Scenario,
 }
 
 /// Options of every scenario (accepted before or after the scenario name).
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
 pub struct Common {
     /// WebSocket URL of the stage: ws://127.0.0.1:8080/local, or a deployed stage's wss:// URL.
-    #[arg(long, global = true, env = "WSCTL_BENCH_URL")]
-    url: Option<String>,
+    pub url: Option<String>,
     /// API key; fanout and mixed also publish with it unless --publish-key is given.
-    #[arg(long, global = true, env = "WSCTL_BENCH_KEY", hide_env_values = true)]
-    key: Option<String>,
+    pub key: Option<String>,
     /// API key with the publish scope, for the publisher connections.
-    #[arg(long, global = true, hide_env_values = true)]
-    publish_key: Option<String>,
+    pub publish_key: Option<String>,
     /// WebSocket URL for the publisher connections (default: --url): another gateway
     /// process on the same Redis, so every delivery crosses processes.
-    #[arg(long, global = true)]
-    publish_url: Option<String>,
+    pub publish_url: Option<String>,
     /// Send the key as the apiKey query parameter or the x-api-key header.
-    #[arg(long, global = true, value_enum, default_value_t = KeyVia::Query)]
-    key_via: KeyVia,
+    pub key_via: KeyVia,
     /// PID of the server when it runs on this host: its RSS (and CPU) is sampled from /proc.
-    #[arg(long, global = true)]
-    server_pid: Option<u32>,
+    pub server_pid: Option<u32>,
     /// Spread connections over this many 127.0.0.x source addresses (0: one per 25,000
     /// connections).
-    #[arg(long, global = true, default_value_t = 0)]
-    sources: u32,
+    pub sources: u32,
     /// WebSocket read buffer per connection, bytes (tungstenite zero-fills it on every
     /// read, so small is fast; frames here are a few hundred bytes).
-    #[arg(long, global = true, default_value_t = 2048)]
-    read_buf: usize,
+    pub read_buf: usize,
     /// Tokio worker threads of the bench (1 leaves the most CPU to a local server).
-    #[arg(long, global = true, default_value_t = 1)]
-    threads: usize,
+    pub threads: usize,
     /// Deadline for one connection's TCP connect + upgrade (+ first subscribe), ms.
-    #[arg(long, global = true, default_value_t = 10_000)]
-    connect_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
     /// Connection attempts in flight at once.
-    #[arg(long, global = true, default_value_t = 512)]
-    max_inflight: usize,
+    pub max_inflight: usize,
     /// Hard bound on the whole run, seconds; what is done by then is reported.
-    #[arg(long, global = true, default_value_t = 600)]
-    max_seconds: u64,
+    pub max_seconds: u64,
     /// Before measuring, warm the server up: this many connections subscribe to a side
     /// room, receive 5 messages and close (0: none).
-    #[arg(long, global = true, default_value_t = 0)]
-    warmup: usize,
+    pub warmup: usize,
     /// Free-text label copied into the report.
-    #[arg(long, global = true)]
-    label: Option<String>,
+    pub label: Option<String>,
     /// No progress bar.
-    #[arg(long, global = true)]
-    quiet: bool,
+    pub quiet: bool,
 }
 
-#[derive(Debug, Subcommand)]
-enum Scenario {
+/// A load scenario and its own options.
+#[derive(Debug)]
+pub enum Scenario {
     /// Open N connections at R/s and hold them: connect latency, failures by cause, server
     /// RSS per held connection (with --server-pid).
     Connect(connect::ConnectArgs),
@@ -158,7 +142,7 @@ impl Ctx {
 
 /// Runs `wsctl bench`; exits non-zero when the run found problems (failures, missing,
 /// duplicated or reordered deliveries).
-pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(ui: &Ui, a: BenchArgs) -> anyhow::Result<Outcome> {
     let c = a.common;
     let url =
         c.url.clone().ok_or_else(|| anyhow::anyhow!("--url is required, e.g. --url ws://127.0.0.1:8080/local"))?;
@@ -196,7 +180,7 @@ pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
         common: c,
         meta,
     };
-    let json = g.output == OutputFormat::Json;
+    let json = ui.json();
     let scenario = a.scenario;
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name("wsctl-bench".into()).spawn(move || {
@@ -218,7 +202,7 @@ pub async fn run(g: &Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
         let _ = tx.send(r);
     })?;
     let problems = rx.await.map_err(|_| anyhow::anyhow!("the bench thread ended without a report"))??;
-    Ok(ExitCode::from(if problems.is_empty() { EXIT_OK } else { EXIT_FAILURE }))
+    Ok(Outcome::success_if(problems.is_empty()))
 }
 
 async fn run_scenario(ctx: Ctx, s: Scenario, json: bool) -> anyhow::Result<Vec<String>> {

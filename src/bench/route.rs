@@ -7,7 +7,6 @@ use super::connect::{self, PhaseReport};
 use super::report::{self, Meta, Progress, Summary};
 use super::stats::{self, Delivery, Failures, Latency, LatencySummary, Ledger, Windows};
 use super::Ctx;
-use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -17,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Which requests `route` sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RouteKind {
     /// `ping` → `pong`.
@@ -29,32 +28,24 @@ pub enum RouteKind {
 }
 
 /// `wsctl bench route`
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
 pub struct RouteArgs {
     /// Connections to hold and send on.
-    #[arg(short = 'n', long, default_value_t = 200)]
     pub connections: usize,
     /// Requests per second over all connections (stay under the server's per-connection
     /// rate limit: 100/s by default).
-    #[arg(long, default_value_t = 5000.0)]
     pub rate: f64,
     /// How long to send, seconds.
-    #[arg(long, default_value_t = 10.0)]
     pub duration_s: f64,
     /// Requests to send.
-    #[arg(long, value_enum, default_value_t = RouteKind::Both)]
     pub kind: RouteKind,
     /// Rooms the subscribes spread over.
-    #[arg(long, default_value_t = 64)]
     pub rooms: usize,
     /// Distinct rooms each connection subscribes to (cycled).
-    #[arg(long, default_value_t = 4)]
     pub rooms_per_conn: usize,
     /// Connection attempts per second while opening.
-    #[arg(long, default_value_t = 1000.0)]
     pub connect_rate: f64,
     /// After the last request, wait at most this long for replies, ms.
-    #[arg(long, default_value_t = 3000)]
     pub drain_ms: u64,
 }
 

@@ -1,9 +1,9 @@
 //! Content-addressed artifact uploads: a zip goes to `wsctl/artifacts/SHA256.zip` in the
 //! bootstrap bucket, and only when no object with that key exists yet.
 
-use super::functions::FUNCTIONS;
 use super::manifest::Manifest;
 use super::stacks::sdk_error;
+use crate::contract::FUNCTIONS;
 use anyhow::Context;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumMode;

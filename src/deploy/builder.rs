@@ -3,9 +3,9 @@
 //! writes `manifest.json` with every zip's SHA-256.
 
 use super::elf;
-use super::functions::FUNCTIONS;
 use super::manifest::{Artifact, Manifest, MANIFEST_VERSION};
 use super::package::{self, Entry};
+use crate::contract::FUNCTIONS;
 use crate::stage::Arch;
 use anyhow::{bail, Context};
 use sha2::{Digest, Sha256};

@@ -8,7 +8,7 @@
 //! reports the outcome.
 
 use super::cfn_yaml::{cfn_getatt, cfn_ref, cfn_sub, CfnYamlError, Template};
-use super::functions::FUNCTIONS;
+use crate::contract::{FUNCTIONS, LIVE_ALIAS};
 use crate::stage::RolloutSettings;
 use serde_norway::{Mapping, Value};
 
@@ -61,7 +61,7 @@ pub fn add_canary(template: &mut Template, rollout: &RolloutSettings) -> Result<
     );
 
     let alias_arns: Vec<Value> =
-        FUNCTIONS.iter().map(|f| cfn_sub(&format!("${{{}Function.Arn}}:live", f.logical))).collect();
+        FUNCTIONS.iter().map(|f| cfn_sub(&format!("${{{}Function.Arn}}:{LIVE_ALIAS}", f.logical))).collect();
     let function_arns: Vec<Value> =
         FUNCTIONS.iter().map(|f| cfn_getatt(&format!("{}Function", f.logical), "Arn")).collect();
     let alarm_arns: Vec<Value> =
@@ -150,7 +150,7 @@ pub fn add_canary(template: &mut Template, rollout: &RolloutSettings) -> Result<
                                 map(vec![("Name", "FunctionName".into()), ("Value", cfn_ref(&function))]),
                                 map(vec![
                                     ("Name", "Resource".into()),
-                                    ("Value", cfn_sub(&format!("${{{function}}}:live"))),
+                                    ("Value", cfn_sub(&format!("${{{function}}}:{LIVE_ALIAS}"))),
                                 ]),
                             ]),
                         ),

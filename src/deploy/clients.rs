@@ -2,7 +2,7 @@
 //! `--endpoint-url`, `--region` and `--profile` apply to every one), and the account guard.
 
 use super::stacks::sdk_error;
-use crate::cli::Global;
+use crate::aws::AwsTarget;
 use anyhow::{bail, Context};
 
 /// Every client the deployer uses.
@@ -32,12 +32,11 @@ pub struct Clients {
 
 impl Clients {
     /// Builds the clients for a stage's region (`--region` may only repeat it).
-    pub async fn new(global: &Global, stage: &str, stage_region: &str) -> anyhow::Result<Clients> {
-        let config = crate::aws::sdk_config(global, stage, Some(stage_region)).await?;
+    pub async fn new(aws: &AwsTarget, stage: &str, stage_region: &str) -> anyhow::Result<Clients> {
+        let config = crate::aws::sdk_config(aws, stage, Some(stage_region)).await?;
         let region = config.region().map(|r| r.as_ref().to_owned()).unwrap_or_else(|| stage_region.to_owned());
         // moto and other local endpoints serve S3 on a path, not on bucket subdomains.
-        let s3_config =
-            aws_sdk_s3::config::Builder::from(&config).force_path_style(global.endpoint_url.is_some()).build();
+        let s3_config = aws_sdk_s3::config::Builder::from(&config).force_path_style(aws.endpoint_url.is_some()).build();
         Ok(Clients {
             cfn: aws_sdk_cloudformation::Client::new(&config),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
@@ -47,7 +46,7 @@ impl Clients {
             apigw: aws_sdk_apigatewayv2::Client::new(&config),
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
             region,
-            profile: global.profile.clone(),
+            profile: aws.profile.clone(),
             sdk: config,
         })
     }

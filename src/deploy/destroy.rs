@@ -3,16 +3,28 @@
 //! bootstrap stack is never deleted.
 
 use super::clients::Clients;
-use super::engine::Timing;
 use super::enis;
 use super::events::{self, Failure, Watch};
 use super::leftovers;
 use super::render::StackKind;
+use super::report::Timing;
 use super::stacks::{self, sdk_error};
-use super::ui::Ui;
 use crate::stage::{NetworkMode, Stage};
+use crate::ui::Ui;
 use anyhow::{bail, Context};
 use serde::Serialize;
+
+/// What `destroy` did to one stack (`action` in the JSON report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeleteAction {
+    /// The stack was deleted.
+    Deleted,
+    /// There was no stack to delete.
+    Absent,
+    /// The deletion failed.
+    Failed,
+}
 
 /// What happened to one stack.
 #[derive(Debug, Serialize)]
@@ -20,8 +32,8 @@ use serde::Serialize;
 pub struct DeletedStack {
     /// Stack name.
     pub name: String,
-    /// `deleted`, `absent` or `failed`.
-    pub action: String,
+    /// What was done to the stack.
+    pub action: DeleteAction,
     /// Final status.
     pub status: Option<String>,
     /// Resources that failed to delete.
@@ -98,7 +110,7 @@ pub async fn destroy(
         for kind in kinds {
             report.stacks.push(DeletedStack {
                 name: kind.stack_name(stage),
-                action: "absent".into(),
+                action: DeleteAction::Absent,
                 status: None,
                 failures: Vec::new(),
             });
@@ -196,7 +208,7 @@ pub async fn destroy(
         }
         report.stacks.push(DeletedStack {
             name: info.name.clone(),
-            action: if failed { "failed".into() } else { "deleted".into() },
+            action: if failed { DeleteAction::Failed } else { DeleteAction::Deleted },
             status: Some(outcome.status),
             failures: outcome.failures,
         });
@@ -225,7 +237,7 @@ async fn release_network_interfaces(
     report: &mut DestroyReport,
 ) -> anyhow::Result<()> {
     let resources = stacks::stack_resources(&clients.cfn, &data.id).await?;
-    let Some(group) = resources.get("LambdaSecurityGroup").and_then(|r| r.physical_id.as_deref()) else {
+    let Some(group) = resources.get(crate::contract::data_resource::LAMBDA_SECURITY_GROUP).and_then(|r| r.physical_id.as_deref()) else {
         return Ok(());
     };
     let ec2 = enis::Ec2::new(&clients.sdk)?;
@@ -234,4 +246,16 @@ async fn release_network_interfaces(
         .await
         .with_context(|| format!("releasing Lambda's network interfaces before deleting {}", data.name))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delete_actions_are_the_words_of_the_json_report() {
+        let words = [DeleteAction::Deleted, DeleteAction::Absent, DeleteAction::Failed]
+            .map(|a| serde_json::to_value(a).expect("serializes"));
+        assert_eq!(words, ["deleted", "absent", "failed"]);
+    }
 }

@@ -77,7 +77,7 @@ mod tests {
         for needed in ["Cargo.toml", "Cargo.lock", "handlers/Cargo.toml", "handlers/src/lib.rs"] {
             assert!(names.contains(&needed), "{needed} missing from {names:?}");
         }
-        for f in super::super::functions::FUNCTIONS {
+        for f in crate::contract::FUNCTIONS {
             let bin = format!("handlers/src/bin/{}.rs", f.name);
             assert!(names.contains(&bin.as_str()), "{bin} missing");
         }

@@ -11,7 +11,7 @@
 //! (SigV4 from `aws-sigv4`, the SDK's own signer, over the hyper client the SDK also
 //! uses) instead of linking `aws-sdk-ec2`, the largest crate of the SDK, for them.
 
-use super::ui::Ui;
+use crate::ui::Ui;
 use anyhow::{bail, Context};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};

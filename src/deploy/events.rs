@@ -2,7 +2,7 @@
 //! terminal (plain lines otherwise), and, at the end, each failed resource with its reason.
 
 use super::stacks::{describe_stack, sdk_error};
-use super::ui::Ui;
+use crate::ui::Ui;
 use anyhow::Context;
 use aws_sdk_cloudformation::Client;
 use indicatif::{ProgressBar, ProgressStyle};

@@ -8,7 +8,7 @@
 //! to the templates). The **operator** policy covers `keys`, `connections`, `rooms` and
 //! `publish` on the deployed stage.
 
-use super::render::BOOTSTRAP_STACK;
+use crate::contract::{self, BOOTSTRAP_STACK, LIVE_ALIAS};
 use crate::stage::Stage;
 use serde_json::{json, Value};
 
@@ -18,6 +18,10 @@ struct Scope {
     account: String,
     region: String,
     prefix: String,
+    /// The app stack (`contract::app_stack`).
+    app: String,
+    /// The data stack (`contract::data_stack`).
+    data: String,
     api_stage: String,
 }
 
@@ -43,7 +47,7 @@ fn deployer(s: &Scope) -> Value {
         s.arn("cloudformation", &format!("stack/{BOOTSTRAP_STACK}/*")),
     ];
     let bucket = format!("wsctl-artifacts-{}-{}", s.account, s.region);
-    let functions = s.arn("lambda", &format!("function:{}-app-*", s.prefix));
+    let functions = s.arn("lambda", &format!("function:{}-*", s.app));
     let roles = format!("arn:{p}:iam::{}:role/{}-*", s.account, s.prefix);
     let bootstrap_roles = format!("arn:{p}:iam::{}:role/{BOOTSTRAP_STACK}-*", s.account);
     policy(vec![
@@ -202,8 +206,8 @@ fn deployer(s: &Scope) -> Value {
                 "logs:DescribeLogGroups",
             ],
             vec![
-                s.arn("logs", &format!("log-group:/aws/lambda/{}-app-*", s.prefix)),
-                s.arn("logs", &format!("log-group:/aws/apigateway/{}-app*", s.prefix)),
+                s.arn("logs", &format!("log-group:/aws/lambda/{}-*", s.app)),
+                s.arn("logs", &format!("log-group:/aws/apigateway/{}*", s.app)),
                 s.arn("logs", "log-group:API-Gateway-Execution-Logs_*"),
             ],
         ),
@@ -288,13 +292,13 @@ fn deployer(s: &Scope) -> Value {
 
 /// The operator policy of a stage (`keys`, `connections`, `rooms`, `publish`).
 fn operator(s: &Scope) -> Value {
-    let tables = s.arn("dynamodb", &format!("table/{}-data-*", s.prefix));
+    let tables = s.arn("dynamodb", &format!("table/{}-*", s.data));
     policy(vec![
         statement("WhoAmI", &["sts:GetCallerIdentity"], vec!["*".into()]),
         statement(
             "StackOutputs",
             &["cloudformation:DescribeStacks"],
-            vec![s.arn("cloudformation", &format!("stack/{}-app/*", s.prefix))],
+            vec![s.arn("cloudformation", &format!("stack/{}/*", s.app))],
         ),
         statement(
             "RecordsAndKeys",
@@ -317,8 +321,8 @@ fn operator(s: &Scope) -> Value {
             "AdminAndPublish",
             &["lambda:InvokeFunction"],
             vec![
-                s.arn("lambda", &format!("function:{}-app-admin:live", s.prefix)),
-                s.arn("lambda", &format!("function:{}-app-publish:live", s.prefix)),
+                s.arn("lambda", &format!("function:{}:{LIVE_ALIAS}", contract::ADMIN.deployed_name(&s.app))),
+                s.arn("lambda", &format!("function:{}:{LIVE_ALIAS}", contract::PUBLISH.deployed_name(&s.app))),
             ],
         ),
     ])
@@ -335,8 +339,15 @@ pub fn policies(stage: &Stage) -> anyhow::Result<Value> {
     } else {
         "aws"
     };
-    let scope =
-        Scope { partition, account, region, prefix: stage.stack_prefix(), api_stage: stage.api.stage_name.clone() };
+    let scope = Scope {
+        partition,
+        account,
+        region,
+        prefix: stage.stack_prefix(),
+        app: contract::app_stack(stage),
+        data: contract::data_stack(stage),
+        api_stage: stage.api.stage_name.clone(),
+    };
     Ok(json!({
         "stage": stage.name,
         "account": scope.account,

@@ -3,7 +3,7 @@
 //! `wsctl build` writes it beside the zips; `wsctl deploy --manifest FILE` deploys exactly
 //! those bytes, so CI promotes the same artifacts dev → staging → prod.
 
-use super::functions::FUNCTIONS;
+use crate::contract::FUNCTIONS;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

@@ -19,62 +19,56 @@ mod embedded;
 mod engine;
 mod enis;
 mod events;
-pub(crate) mod functions;
 mod iam_policy;
 mod leftovers;
 mod manifest;
 mod package;
 mod recovery;
-mod render;
+pub mod render;
+mod report;
 mod signals;
 mod sources;
 mod stacks;
+pub use render::{APP_TEMPLATE, DATA_TEMPLATE};
 pub use stacks::sdk_error;
 mod status;
-mod ui;
 mod versions;
 mod wiring;
 
-use crate::cli::Global;
-use crate::output::{print_json, EXIT_CHANGES, EXIT_FAILURE, EXIT_OK};
+use crate::aws::AwsTarget;
+use crate::exit::Outcome;
+use crate::output::print_json;
 use crate::stage::{Arch, Stage};
+use crate::ui::Ui;
 use anyhow::Context;
-use clap::Args;
-use engine::{Ctx, Mode, Timing};
 use manifest::Manifest;
 use render::{AppInputs, StackKind};
+use report::{Ctx, Mode, Timing};
 use serde_json::json;
-use std::path::PathBuf;
-use std::process::ExitCode;
-use ui::Ui;
+use std::path::{Path, PathBuf};
 
 /// `wsctl template`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct TemplateArgs {
     /// Stage name (stages/NAME.yaml).
-    #[arg(long)]
     pub stage: String,
     /// Which stack's template to print.
-    #[arg(long, value_enum, default_value_t = StackKind::App)]
     pub stack: StackKind,
     /// Build manifest whose artifacts name the Lambda versions (default: none).
-    #[arg(long)]
     pub manifest: Option<PathBuf>,
 }
 
 /// `wsctl iam-policy`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct IamPolicyArgs {
     /// Stage name (stages/NAME.yaml; needs `account:` and `region:`).
-    #[arg(long)]
     pub stage: String,
     /// Print only this policy document (ready for `aws iam put-role-policy`).
-    #[arg(long, value_enum)]
     pub role: Option<PolicyRole>,
 }
 
 /// Which of a stage's policies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyRole {
     /// `deploy`, `plan`, `status`, `destroy` (and CloudFormation acting with its credentials).
     Deployer,
@@ -83,8 +77,8 @@ pub enum PolicyRole {
 }
 
 /// `wsctl iam-policy --stage S`: the least-privilege deployer and operator policies.
-pub async fn iam_policy(global: &Global, args: IamPolicyArgs) -> anyhow::Result<ExitCode> {
-    let stage = load_stage(global, &args.stage)?;
+pub async fn iam_policy(stages: &Path, args: IamPolicyArgs) -> anyhow::Result<Outcome> {
+    let stage = Stage::load(stages, &args.stage)?;
     let all = iam_policy::policies(&stage)?;
     let doc = match args.role {
         Some(PolicyRole::Deployer) => all["deployer"].clone(),
@@ -92,102 +86,76 @@ pub async fn iam_policy(global: &Global, args: IamPolicyArgs) -> anyhow::Result<
         None => all,
     };
     print_json(&doc)?;
-    exit(EXIT_OK)
+    Ok(Outcome::Success)
 }
 
 /// `wsctl build`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct BuildArgs {
     /// Lambda architecture (default: arm64).
-    #[arg(long, value_enum, default_value_t = Arch::Arm64)]
     pub arch: Arch,
     /// Directory for the zips and manifest.json.
-    #[arg(long, default_value = "dist")]
     pub out: PathBuf,
     /// Cargo workspace holding the handlers package (default: `.` inside a wsctl checkout,
     /// else the handler sources shipped inside wsctl).
-    #[arg(long)]
     pub workspace: Option<PathBuf>,
     /// Cargo package with one binary per function.
-    #[arg(long, default_value = "wsctl-handlers")]
     pub package: String,
     /// Cargo profile to build with. Not `--profile`: that is the AWS profile (and
     /// `AWS_PROFILE`), which must never reach cargo.
-    #[arg(long = "cargo-profile", id = "cargo_profile", default_value = "lambda")]
     pub cargo_profile: String,
 }
 
 /// `wsctl deploy`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct DeployArgs {
     /// Stage name (stages/NAME.yaml).
-    #[arg(long)]
     pub stage: String,
     /// Apply without asking (required when no terminal is attached).
-    #[arg(long)]
     pub yes: bool,
     /// Deploy exactly the artifacts of an earlier `wsctl build` (default: build now into dist/).
-    #[arg(long)]
     pub manifest: Option<PathBuf>,
     /// Give up waiting on one stack operation after this many minutes.
-    #[arg(long, default_value_t = 90)]
     pub timeout_minutes: u64,
 }
 
 /// `wsctl plan`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct PlanArgs {
     /// Stage name (stages/NAME.yaml).
-    #[arg(long)]
     pub stage: String,
     /// Plan with the artifacts of an earlier `wsctl build` (default: dist/manifest.json
     /// while the handler sources are unchanged since it was built, else a fresh build).
-    #[arg(long)]
     pub manifest: Option<PathBuf>,
     /// Build the handlers even when dist/manifest.json matches the sources.
-    #[arg(long, conflicts_with = "manifest")]
     pub build: bool,
 }
 
 /// `wsctl status`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct StatusArgs {
     /// Stage name (stages/NAME.yaml).
-    #[arg(long)]
     pub stage: String,
 }
 
 /// `wsctl destroy`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct DestroyArgs {
     /// Stage name (stages/NAME.yaml).
-    #[arg(long)]
     pub stage: String,
     /// Delete without asking (required when no terminal is attached).
-    #[arg(long)]
     pub yes: bool,
     /// Allow destroying a protected stage (and lift the data stack's termination protection).
-    #[arg(long)]
     pub force: bool,
     /// Delete only the app stack; keep the VPC, Redis and tables.
-    #[arg(long)]
     pub keep_data: bool,
     /// Give up waiting on one stack deletion after this many minutes.
-    #[arg(long, default_value_t = 90)]
     pub timeout_minutes: u64,
 }
 
-fn load_stage(global: &Global, name: &str) -> anyhow::Result<Stage> {
-    Ok(Stage::load(&global.stages_dir, name)?)
-}
-
-fn exit(code: u8) -> anyhow::Result<ExitCode> {
-    Ok(ExitCode::from(code))
-}
-
 /// `wsctl template --stage S [--stack bootstrap|data|app]`: prints a rendered template.
-pub async fn template(global: &Global, args: TemplateArgs) -> anyhow::Result<ExitCode> {
-    let stage = load_stage(global, &args.stage)?;
+pub async fn template(stages: &Path, ui: &Ui, args: TemplateArgs) -> anyhow::Result<Outcome> {
+    let stage = Stage::load(stages, &args.stage)?;
     let manifest = args.manifest.as_deref().map(Manifest::load).transpose()?;
     let rendered = match args.stack {
         StackKind::Bootstrap => render::render_bootstrap()?,
@@ -196,7 +164,7 @@ pub async fn template(global: &Global, args: TemplateArgs) -> anyhow::Result<Exi
             render::render_app(&stage, &AppInputs { wiring: None, artifact_bucket: None, manifest: manifest.as_ref() })?
         }
     };
-    if Ui::detect(global.output).json() {
+    if ui.json() {
         print_json(&json!({
             "stage": stage.name,
             "stack": rendered.kind,
@@ -209,15 +177,14 @@ pub async fn template(global: &Global, args: TemplateArgs) -> anyhow::Result<Exi
     } else {
         print!("{}", rendered.body);
     }
-    exit(EXIT_OK)
+    Ok(Outcome::Success)
 }
 
 /// `wsctl build`: cross-compiles, zips and writes the manifest.
-pub async fn build(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
-    let ui = Ui::detect(global.output);
+pub async fn build(ui: &Ui, args: BuildArgs) -> anyhow::Result<Outcome> {
     let workspace = match args.workspace {
         Some(dir) => dir,
-        None => handlers_workspace(&ui)?,
+        None => handlers_workspace(ui)?,
     };
     let plan = builder::BuildPlan {
         arch: args.arch,
@@ -241,7 +208,7 @@ pub async fn build(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode>
             result.glibc.as_deref().unwrap_or("none")
         );
     }
-    exit(EXIT_OK)
+    Ok(Outcome::Success)
 }
 
 /// Where the handlers are built: this directory inside a wsctl checkout (its own
@@ -319,47 +286,55 @@ async fn manifest_for(stage: &Stage, choice: BuildChoice, ui: &Ui) -> anyhow::Re
 }
 
 async fn run(
-    global: &Global,
-    stage_name: &str,
+    aws: &AwsTarget,
+    ui: &Ui,
+    stage: &Stage,
     manifest: Option<PathBuf>,
     choice: BuildChoice,
     mode: Mode,
     timeout_minutes: u64,
-) -> anyhow::Result<engine::StageReport> {
-    let stage = load_stage(global, stage_name)?;
+) -> anyhow::Result<report::StageReport> {
     let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
     let expected = stage.require_account().map_err(anyhow::Error::msg)?.to_owned();
-    let ui = Ui::detect(global.output);
     // Everything that can fail without a build fails first: a given manifest and its
     // architecture, then the credentials, account and region. A build takes minutes.
     let given = match manifest {
         Some(path) => {
             let m = Manifest::load(&path)?;
-            check_architecture(&stage, &m, &path)?;
+            check_architecture(stage, &m, &path)?;
             Some((path, m))
         }
         None => None,
     };
-    let clients = clients::Clients::new(global, &stage.name, &region).await?;
+    let clients = clients::Clients::new(aws, &stage.name, &region).await?;
     let target = clients.guard_account(&expected, &stage.name).await?;
     let (manifest_path, manifest) = match given {
         Some(given) => given,
-        None => manifest_for(&stage, choice, &ui).await?,
+        None => manifest_for(stage, choice, ui).await?,
     };
     // From here on a Ctrl-C or SIGTERM no longer kills the process: the engine leaves each
     // stack in a state the next deploy can continue from, and says which.
     let interrupt = signals::Interrupt::install();
-    let mut ctx = Ctx { clients: &clients, ui, timing: Timing::from_env(timeout_minutes), bucket: None, interrupt };
-    let mut report = engine::run_stage(&mut ctx, &stage, &target.account, &manifest_path, &manifest, mode).await?;
+    let mut ctx =
+        Ctx { clients: &clients, ui: *ui, timing: Timing::from_env(timeout_minutes), bucket: None, interrupt };
+    let mut report = engine::run_stage(&mut ctx, stage, &target.account, &manifest_path, &manifest, mode).await?;
     report.target = Some(target);
     Ok(report)
 }
 
 /// `wsctl deploy --stage S`.
-pub async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitCode> {
-    let ui = Ui::detect(global.output);
+pub async fn deploy(stages: &Path, aws: &AwsTarget, ui: &Ui, args: DeployArgs) -> anyhow::Result<Outcome> {
     let apply = Mode::Apply { yes: args.yes };
-    let report = run(global, &args.stage, args.manifest, BuildChoice::Always, apply, args.timeout_minutes).await?;
+    let report = run(
+        aws,
+        ui,
+        &Stage::load(stages, &args.stage)?,
+        args.manifest,
+        BuildChoice::Always,
+        apply,
+        args.timeout_minutes,
+    )
+    .await?;
     if ui.json() {
         print_json(&report)?;
     } else if report.ok {
@@ -373,20 +348,13 @@ pub async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitCod
     } else {
         println!("stage {}: deploy did not complete", report.stage);
     }
-    exit(if report.interrupted {
-        signals::EXIT_INTERRUPTED
-    } else if report.ok {
-        EXIT_OK
-    } else {
-        EXIT_FAILURE
-    })
+    Ok(if report.interrupted { Outcome::Interrupted } else { Outcome::success_if(report.ok) })
 }
 
 /// `wsctl plan --stage S`: exit 0 without changes, 2 with changes.
-pub async fn plan(global: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let ui = Ui::detect(global.output);
+pub async fn plan(stages: &Path, aws: &AwsTarget, ui: &Ui, args: PlanArgs) -> anyhow::Result<Outcome> {
     let choice = if args.build { BuildChoice::Always } else { BuildChoice::IfChanged };
-    let report = run(global, &args.stage, args.manifest, choice, Mode::Plan, 90).await?;
+    let report = run(aws, ui, &Stage::load(stages, &args.stage)?, args.manifest, choice, Mode::Plan, 90).await?;
     let changes = report.stacks.iter().any(|s| s.has_changes()) || report.artifacts.iter().any(|a| a.uploaded);
     if ui.json() {
         print_json(&json!({ "changes": changes, "plan": report }))?;
@@ -395,42 +363,41 @@ pub async fn plan(global: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("stage {}: {}", report.stage, if changes { "changes pending" } else { "no changes" });
     }
-    exit(if report.interrupted {
-        signals::EXIT_INTERRUPTED
+    Ok(if report.interrupted {
+        Outcome::Interrupted
     } else if !report.ok {
-        EXIT_FAILURE
+        Outcome::Failure
     } else if changes {
-        EXIT_CHANGES
+        Outcome::ChangesPending
     } else {
-        EXIT_OK
+        Outcome::Success
     })
 }
 
 /// `wsctl status --stage S`.
-pub async fn status(global: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let stage = load_stage(global, &args.stage)?;
+pub async fn status(stages: &Path, aws: &AwsTarget, ui: &Ui, args: StatusArgs) -> anyhow::Result<Outcome> {
+    let stage = Stage::load(stages, &args.stage)?;
     let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
-    let clients = clients::Clients::new(global, &stage.name, &region).await?;
+    let clients = clients::Clients::new(aws, &stage.name, &region).await?;
     let report = status::gather(&clients, &stage).await?;
-    if Ui::detect(global.output).json() {
+    if ui.json() {
         print_json(&report)?;
     } else {
         status::print_text(&report);
     }
-    exit(EXIT_OK)
+    Ok(Outcome::Success)
 }
 
 /// `wsctl destroy --stage S`.
-pub async fn destroy(global: &Global, args: DestroyArgs) -> anyhow::Result<ExitCode> {
-    let stage = load_stage(global, &args.stage)?;
+pub async fn destroy(stages: &Path, aws: &AwsTarget, ui: &Ui, args: DestroyArgs) -> anyhow::Result<Outcome> {
+    let stage = Stage::load(stages, &args.stage)?;
     let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
     let expected = stage.require_account().map_err(anyhow::Error::msg)?.to_owned();
-    let ui = Ui::detect(global.output);
-    let clients = clients::Clients::new(global, &stage.name, &region).await?;
+    let clients = clients::Clients::new(aws, &stage.name, &region).await?;
     let target = clients.guard_account(&expected, &stage.name).await?;
     let mut report = destroy::destroy(
         &clients,
-        &ui,
+        ui,
         Timing::from_env(args.timeout_minutes),
         &stage,
         destroy::DestroyOptions { yes: args.yes, force: args.force, keep_data: args.keep_data },
@@ -440,5 +407,5 @@ pub async fn destroy(global: &Global, args: DestroyArgs) -> anyhow::Result<ExitC
     if ui.json() {
         print_json(&report)?;
     }
-    exit(if report.ok { EXIT_OK } else { EXIT_FAILURE })
+    Ok(Outcome::success_if(report.ok))
 }

@@ -7,9 +7,9 @@
 //! interrupted, [`stop_before_execution`] and [`stop_execution`] leave the stack unchanged,
 //! rolled back or running to completion, and every report says what the next deploy does.
 
-use super::engine::{Ctx, Mode, StackReport};
 use super::events::{self, Failure, Outcome, Watch};
 use super::render::{Rendered, StackKind};
+use super::report::{Ctx, Mode, StackAction, StackReport};
 use super::stacks::{self, sdk_error, ChangeRow, ChangeSet, StackInfo};
 use anyhow::bail;
 
@@ -120,7 +120,7 @@ pub enum Prepared {
     Stop(Box<StackReport>),
 }
 
-fn report(rendered: &Rendered, action: &str, status: Option<String>, message: String) -> Box<StackReport> {
+fn report(rendered: &Rendered, action: StackAction, status: Option<String>, message: String) -> Box<StackReport> {
     let mut r = StackReport::new(rendered, action);
     r.next_deploy = Some(Recovery::next_deploy(status.as_deref()));
     r.status = status;
@@ -171,7 +171,7 @@ pub async fn prepare(ctx: &Ctx<'_>, rendered: &Rendered, mode: Mode) -> anyhow::
             _ if mode == Mode::Plan => {
                 let message = format!("{name} is {status}: deploy will first {}", recovery.planned_step());
                 ui.line(&message);
-                return Ok(Prepared::Stop(report(rendered, "planned", Some(status), message)));
+                return Ok(Prepared::Stop(report(rendered, StackAction::Planned, Some(status), message)));
             }
             Recovery::Wait => {
                 ui.line(format!(
@@ -183,7 +183,7 @@ pub async fn prepare(ctx: &Ctx<'_>, rendered: &Rendered, mode: Mode) -> anyhow::
                     let now = stacks::describe_stack(cfn, &info.id).await?.map(|s| s.status);
                     let shown = now.clone().unwrap_or_else(|| "gone".into());
                     let message = format!("stopped waiting: {name} is still {shown}, left running");
-                    return Ok(Prepared::Stop(report(rendered, "interrupted", now, message)));
+                    return Ok(Prepared::Stop(report(rendered, StackAction::Interrupted, now, message)));
                 }
             }
             Recovery::ContinueRollback => {
@@ -194,12 +194,12 @@ pub async fn prepare(ctx: &Ctx<'_>, rendered: &Rendered, mode: Mode) -> anyhow::
                 let seen = events::existing_event_ids(cfn, &info.id).await?;
                 if let Err(e) = cfn.continue_update_rollback().stack_name(&info.id).send().await {
                     let message = format!("ContinueUpdateRollback failed: {}", sdk_error(e));
-                    return Ok(Prepared::Stop(report(rendered, "failed", Some(status), message)));
+                    return Ok(Prepared::Stop(report(rendered, StackAction::Failed, Some(status), message)));
                 }
                 let Some(outcome) = follow(ctx, &info.id, seen, &["UPDATE_ROLLBACK_COMPLETE"], 0).await? else {
                     let now = stacks::describe_stack(cfn, &info.id).await?.map(|s| s.status);
                     let message = format!("stopped waiting: the rollback of {name} goes on by itself");
-                    return Ok(Prepared::Stop(report(rendered, "interrupted", now, message)));
+                    return Ok(Prepared::Stop(report(rendered, StackAction::Interrupted, now, message)));
                 };
                 if !outcome.success {
                     let skip: Vec<&str> = outcome.failures.iter().map(|f| f.logical_id.as_str()).collect();
@@ -210,7 +210,7 @@ pub async fn prepare(ctx: &Ctx<'_>, rendered: &Rendered, mode: Mode) -> anyhow::
                         outcome.status,
                         skip.join(" ")
                     );
-                    let mut r = report(rendered, "failed", Some(outcome.status), message);
+                    let mut r = report(rendered, StackAction::Failed, Some(outcome.status), message);
                     r.failures = outcome.failures;
                     return Ok(Prepared::Stop(r));
                 }
@@ -224,7 +224,7 @@ pub async fn prepare(ctx: &Ctx<'_>, rendered: &Rendered, mode: Mode) -> anyhow::
                 let pause = ctx.timing.poll.max(std::time::Duration::from_millis(200));
                 if ctx.interrupt.guard(tokio::time::sleep(pause)).await.is_none() {
                     let message = format!("stopped waiting: {name} is still REVIEW_IN_PROGRESS, left alone");
-                    return Ok(Prepared::Stop(report(rendered, "interrupted", Some(status), message)));
+                    return Ok(Prepared::Stop(report(rendered, StackAction::Interrupted, Some(status), message)));
                 }
             }
             Recovery::Recreate | Recovery::DiscardReview => {
@@ -243,12 +243,12 @@ pub async fn prepare(ctx: &Ctx<'_>, rendered: &Rendered, mode: Mode) -> anyhow::
                 let Some(outcome) = follow(ctx, &info.id, seen, &["DELETE_COMPLETE"], 0).await? else {
                     let now = stacks::describe_stack(cfn, &info.id).await?.map(|s| s.status);
                     let message = format!("stopped waiting: the deletion of {name} ({status}) goes on by itself");
-                    return Ok(Prepared::Stop(report(rendered, "interrupted", now, message)));
+                    return Ok(Prepared::Stop(report(rendered, StackAction::Interrupted, now, message)));
                 };
                 if !outcome.success {
                     let mut r = report(
                         rendered,
-                        "failed",
+                        StackAction::Failed,
                         Some(outcome.status.clone()),
                         format!("could not delete {name} ({status}): it is now {}", outcome.status),
                     );
@@ -326,7 +326,7 @@ pub async fn stop_before_execution(
              ({e:#}): it is left unexecuted, and the next deploy removes it"
         ),
     };
-    Ok(*report(rendered, "interrupted", status, message))
+    Ok(*report(rendered, StackAction::Interrupted, status, message))
 }
 
 /// Interrupted while the change set executed (or while the call to execute it was in
@@ -403,7 +403,7 @@ async fn stop_started_execution(
         None => "interrupted: the stack no longer exists".to_owned(),
     };
     let status = stacks::describe_stack(cfn, name).await?.map(|s| s.status);
-    let mut r = *report(rendered, "interrupted", status, message);
+    let mut r = *report(rendered, StackAction::Interrupted, status, message);
     r.changes = changes.to_vec();
     r.failures = failures;
     Ok(r)

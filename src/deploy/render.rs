@@ -8,8 +8,8 @@
 
 use super::canary;
 use super::cfn_yaml::{cfn_sub, references, CfnYamlError, Template};
-use super::functions::FUNCTIONS;
 use super::manifest::Manifest;
+use crate::contract::{self, FUNCTIONS};
 use crate::stage::{NetworkMode, RedisMode, RolloutStrategy, Stage};
 use serde_norway::Value;
 use sha2::{Digest, Sha256};
@@ -22,14 +22,11 @@ pub const DATA_TEMPLATE: &str = include_str!("../../templates/data.yaml");
 /// The app stack template.
 pub const APP_TEMPLATE: &str = include_str!("../../templates/app.yaml");
 
-/// Name of the per-account/region bootstrap stack.
-pub const BOOTSTRAP_STACK: &str = "wsctl-bootstrap";
-
 /// CloudFormation refuses inline template bodies larger than this; bigger ones go via S3.
 pub const INLINE_TEMPLATE_LIMIT: usize = 51_200;
 
 /// Which of the three stacks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StackKind {
     /// Artifact bucket and API Gateway CloudWatch role (per account and region).
@@ -44,9 +41,9 @@ impl StackKind {
     /// The stack's name for a stage.
     pub fn stack_name(self, stage: &Stage) -> String {
         match self {
-            StackKind::Bootstrap => BOOTSTRAP_STACK.to_owned(),
-            StackKind::Data => format!("{}-data", stage.stack_prefix()),
-            StackKind::App => format!("{}-app", stage.stack_prefix()),
+            StackKind::Bootstrap => contract::BOOTSTRAP_STACK.to_owned(),
+            StackKind::Data => contract::data_stack(stage),
+            StackKind::App => contract::app_stack(stage),
         }
     }
 
@@ -69,6 +66,9 @@ pub struct Rendered {
     pub stack_name: String,
     /// Template YAML.
     pub body: String,
+    /// The template `body` was written from: conditions and resources are read here,
+    /// never by parsing `body` again.
+    pub template: Template,
     /// Parameter values, by name.
     pub parameters: BTreeMap<String, String>,
     /// Stack tags.
@@ -126,8 +126,9 @@ pub fn render_bootstrap() -> Result<Rendered, RenderError> {
     let template = Template::parse("bootstrap.yaml", BOOTSTRAP_TEMPLATE)?;
     Ok(Rendered {
         kind: StackKind::Bootstrap,
-        stack_name: BOOTSTRAP_STACK.to_owned(),
+        stack_name: contract::BOOTSTRAP_STACK.to_owned(),
         body: template.to_yaml()?,
+        template,
         parameters: BTreeMap::new(),
         tags: BTreeMap::from([("wsctl:bootstrap".to_owned(), "true".to_owned())]),
     })
@@ -198,6 +199,7 @@ pub fn render_data(stage: &Stage) -> Result<Rendered, RenderError> {
         kind: StackKind::Data,
         stack_name: StackKind::Data.stack_name(stage),
         body: template.to_yaml()?,
+        template,
         parameters: p,
         tags: tags(stage),
     })
@@ -295,6 +297,7 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
         kind: StackKind::App,
         stack_name: StackKind::App.stack_name(stage),
         body: template.to_yaml()?,
+        template,
         parameters: p,
         tags: tags(stage),
     })

@@ -6,9 +6,6 @@
 use std::future::Future;
 use tokio::sync::watch;
 
-/// Exit code of a command stopped by a signal (128 + SIGINT, as shells report it).
-pub const EXIT_INTERRUPTED: u8 = 130;
-
 /// The signal count at which the process exits at once, whatever it is doing.
 const FORCE_EXIT_AFTER: u32 = 3;
 
@@ -39,7 +36,7 @@ impl Interrupt {
                         "\ninterrupted {FORCE_EXIT_AFTER} times: exiting now; CloudFormation carries on with whatever \
                          it was doing (see `wsctl status`; the next deploy picks up from there)"
                     );
-                    std::process::exit(i32::from(EXIT_INTERRUPTED));
+                    std::process::exit(i32::from(crate::exit::INTERRUPTED));
                 }
             }
         });

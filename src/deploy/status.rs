@@ -3,11 +3,11 @@
 //! error instead of failing the whole command.
 
 use super::clients::Clients;
-use super::functions::{FUNCTIONS, LIVE_ALIAS};
 use super::recovery::Recovery;
 use super::render::StackKind;
 use super::stacks::{self, sdk_error, StackInfo};
 use super::wiring;
+use crate::contract::{FUNCTIONS, LIVE_ALIAS};
 use crate::stage::{RedisMode, Stage};
 use anyhow::Context;
 use serde::Serialize;
@@ -242,7 +242,7 @@ pub async fn gather(clients: &Clients, stage: &Stage) -> anyhow::Result<StatusRe
     let mut functions = Vec::new();
     if app_deployed {
         for f in FUNCTIONS {
-            functions.push(function(clients, format!("{app_stack}-{}", f.name)).await);
+            functions.push(function(clients, f.deployed_name(&app_stack)).await);
         }
     }
     Ok(StatusReport {

@@ -5,8 +5,8 @@
 //! successful deploy, each function keeps its newest `lambda.keep_versions` versions and
 //! every version still in use; the rest are deleted.
 
-use super::functions::FUNCTIONS;
 use super::stacks::{self, sdk_error};
+use crate::contract::FUNCTIONS;
 use anyhow::Context;
 use aws_sdk_lambda::Client;
 use serde::Serialize;

@@ -4,6 +4,7 @@
 
 use super::render::{DataWiring, StackKind};
 use super::stacks::{sdk_error, stack_resources, ResourceInfo};
+use crate::contract::data_resource;
 use crate::stage::{NetworkMode, RedisMode, Stage};
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
@@ -42,8 +43,11 @@ pub async fn resolve(
     let resources = stack_resources(cfn, &stack).await?;
     let (subnet_ids, lambda_security_group) = match stage.network.mode {
         NetworkMode::Create => (
-            vec![physical(&resources, "PrivateSubnetA", &stack)?, physical(&resources, "PrivateSubnetB", &stack)?],
-            physical(&resources, "LambdaSecurityGroup", &stack)?,
+            vec![
+                physical(&resources, data_resource::PRIVATE_SUBNET_A, &stack)?,
+                physical(&resources, data_resource::PRIVATE_SUBNET_B, &stack)?,
+            ],
+            physical(&resources, data_resource::LAMBDA_SECURITY_GROUP, &stack)?,
         ),
         NetworkMode::Existing => {
             (stage.network.subnet_ids.clone(), stage.network.security_group_id.clone().unwrap_or_default())
@@ -56,16 +60,19 @@ pub async fn resolve(
             (endpoint, tls, None)
         }
         RedisMode::Create => {
-            let group = physical(&resources, "RedisReplicationGroup", &stack)?;
+            let group = physical(&resources, data_resource::REDIS_REPLICATION_GROUP, &stack)?;
             let endpoint = redis_endpoint(elasticache, &group).await?;
-            let secret =
-                if stage.redis.auth_token { Some(physical(&resources, "RedisAuthSecret", &stack)?) } else { None };
+            let secret = if stage.redis.auth_token {
+                Some(physical(&resources, data_resource::REDIS_AUTH_SECRET, &stack)?)
+            } else {
+                None
+            };
             (endpoint, stage.redis.tls, secret)
         }
     };
     Ok(DataWiring {
-        connections_table: physical(&resources, "ConnectionsTable", &stack)?,
-        api_keys_table: physical(&resources, "ApiKeysTable", &stack)?,
+        connections_table: physical(&resources, data_resource::CONNECTIONS_TABLE, &stack)?,
+        api_keys_table: physical(&resources, data_resource::API_KEYS_TABLE, &stack)?,
         subnet_ids,
         lambda_security_group,
         redis_endpoint,

@@ -41,20 +41,16 @@ fn aws_error(status: StatusCode, kind: &'static str, message: &str) -> Response 
 
 /// `wsctl dev` options that make `@connections` answer like API Gateway seen from a Lambda
 /// in a VPC (all off by default: the endpoint answers at once and never throttles).
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default)]
 pub struct ManagementEmulationArgs {
     /// Added latency of every `@connections` call, ms (20 is typical from a VPC Lambda through NAT).
-    #[arg(long, default_value_t = 0)]
     pub management_latency_ms: u64,
     /// Uniform jitter around the latency, ms: each call waits latency ± jitter.
-    #[arg(long, default_value_t = 0, requires = "management_latency_ms")]
     pub management_jitter_ms: u64,
     /// `@connections` requests per second before 429 `LimitExceededException` (token bucket;
     /// API Gateway's account default is 10000). 0: no limit.
-    #[arg(long, default_value_t = 0)]
     pub management_rate_limit: u32,
     /// Bucket size of --management-rate-limit (default: half the rate, as API Gateway's 10,000/5,000).
-    #[arg(long, requires = "management_rate_limit")]
     pub management_burst: Option<u32>,
 }
 

@@ -12,23 +12,26 @@ pub mod registry;
 mod serve;
 mod session;
 mod sweeper;
+#[cfg(test)]
+mod tests;
 
-use crate::cli::Global;
+use crate::aws::AwsTarget;
+use crate::exit::Outcome;
 use crate::local::{GatewayInfo, LocalState};
-use crate::output::OutputFormat;
 use crate::stage::Stage;
+use crate::ui::Ui;
 use anyhow::{Context, Result};
 use axum::routing::{get, post};
 use axum::Router;
-use clap::Args;
 use registry::{ConnHandle, LocalSender, Registry, CLOSE_GOING_AWAY};
+use std::path::Path;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wsctl_handlers::admin::{AdminReply, AdminRequest};
 use wsctl_handlers::auth::hash_key;
+use wsctl_handlers::limits::Limits;
 use wsctl_handlers::ratelimit::TokenBucket;
 use wsctl_handlers::service::Services;
 use wsctl_handlers::store::dynamo::{self, DynamoConnectionStore, DynamoKeyStore};
@@ -38,44 +41,32 @@ use wsctl_handlers::store::redis::{RedisConfig, RedisRoomStore};
 use wsctl_handlers::store::{ConnectionStore, KeyStore, LiveStore};
 
 /// `wsctl dev`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct DevArgs {
     /// Stage file whose limits apply.
-    #[arg(long, default_value = "local")]
     pub stage: String,
     /// Address to listen on (anything but loopback needs --allow-remote).
-    #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// Allow a non-loopback --host: @connections and /metrics have no authentication.
-    #[arg(long)]
     pub allow_remote: bool,
     /// Port to listen on.
-    #[arg(long, default_value_t = 8080)]
     pub port: u16,
     /// Keep rooms in this Redis (`redis://` or `rediss://`) instead of in memory.
-    #[arg(long, env = "WSCTL_REDIS_URL")]
     pub redis_url: Option<String>,
     /// The Redis is in cluster mode.
-    #[arg(long, requires = "redis_url")]
     pub redis_cluster: bool,
     /// Keep connection records and API keys in DynamoDB at this endpoint (e.g. moto_server).
-    #[arg(long)]
     pub dynamodb_endpoint: Option<String>,
     /// Table names used with --dynamodb-endpoint (created if missing).
-    #[arg(long, default_value = "wsctl-local-connections")]
     pub connections_table: String,
     /// API-keys table used with --dynamodb-endpoint (created if missing).
-    #[arg(long, default_value = "wsctl-local-api-keys")]
     pub api_keys_table: String,
     /// Directory for the dev key, key records and the admin token.
-    #[arg(long, env = "WSCTL_STATE_DIR", default_value = ".wsctl")]
     pub state_dir: PathBuf,
     /// WebSocket read buffer per connection, in bytes (small keeps memory per connection low:
     /// 2,048 holds 19,000 connections at 7.6 KiB each, 4,096 at 9.6; BENCHMARKS.md).
-    #[arg(long, default_value_t = 2048)]
     pub read_buffer: usize,
     /// Latency and throttling of the `@connections` endpoint (AWS-like; off by default).
-    #[command(flatten)]
     pub management: http::ManagementEmulationArgs,
 }
 
@@ -103,7 +94,77 @@ pub struct Gateway {
     refusals: refusals::SourceRefusals,
 }
 
+/// A gateway's stores: where rooms, connection records and API keys live.
+pub struct GatewayStores {
+    /// Rooms, caps and rate-limit buckets.
+    pub rooms: Arc<dyn LiveStore>,
+    /// Connection records.
+    pub connections: Arc<dyn ConnectionStore>,
+    /// API keys.
+    pub keys: Arc<dyn KeyStore>,
+    /// Present on Redis: other `wsctl dev` processes on it share the rooms.
+    pub node: Option<Arc<NodeBus>>,
+}
+
+impl GatewayStores {
+    /// Everything in memory, as `wsctl dev` runs without `--redis-url` and
+    /// `--dynamodb-endpoint` (keys not saved to a file).
+    pub fn embedded(room_history: usize) -> GatewayStores {
+        GatewayStores {
+            rooms: Arc::new(MemoryRoomStore::new(room_history)),
+            connections: Arc::new(MemoryConnectionStore::new()),
+            keys: Arc::new(MemoryKeyStore::new()),
+            node: None,
+        }
+    }
+}
+
+/// What a gateway is besides its stores and limits.
+pub struct GatewaySettings {
+    /// The stage whose path (`/{stage}`) the gateway serves.
+    pub stage: String,
+    /// Bearer token of `/@admin`.
+    pub admin_token: String,
+    /// WebSocket read buffer size (at least 1,024 bytes is used).
+    pub read_buffer: usize,
+    /// Latency and throttling of `@connections`.
+    pub management: http::ManagementEmulation,
+}
+
 impl Gateway {
+    /// A gateway running the handlers on `stores` under `limits`, delivering to its own
+    /// connections (and, on Redis, to the other nodes').
+    pub fn new(stores: &GatewayStores, limits: &Limits, settings: GatewaySettings) -> Gateway {
+        let node_tag = stores.node.as_ref().map_or_else(new_node_tag, |bus| bus.tag().to_owned());
+        let metrics = Arc::new(wsctl_handlers::metrics::Metrics::default());
+        let registry = Arc::new(Registry::new(metrics.clone()));
+        // Each session keeps its connection's bucket (no store round trip per frame); the
+        // per-key bucket lives in the room store, shared with other nodes on one Redis.
+        let sender = Arc::new(LocalSender::new(registry.clone(), stores.node.clone()));
+        let mut services = Services::new(
+            stores.rooms.clone(),
+            stores.connections.clone(),
+            stores.keys.clone(),
+            sender,
+            limits.clone(),
+        )
+        .with_connection_limit_by_caller();
+        services.metrics = metrics;
+        Gateway {
+            services: Arc::new(services),
+            registry,
+            shutting_down: AtomicBool::new(false),
+            admin_token: settings.admin_token,
+            read_buffer: settings.read_buffer.max(1024),
+            stage: settings.stage,
+            node_tag,
+            node: stores.node.clone(),
+            management: settings.management,
+            connect_rate: Mutex::new(TokenBucket::new(limits.connects_per_second, limits.connects_per_second)),
+            refusals: refusals::SourceRefusals::new(limits.refused_connects_per_second_per_source),
+        }
+    }
+
     /// Takes a connect-rate token.
     fn admit(&self) -> bool {
         self.connect_rate.lock().map(|mut b| b.try_take()).unwrap_or(false)
@@ -122,16 +183,12 @@ impl Gateway {
 
 /// The stores in use, and their names for the banner.
 struct Stores {
-    rooms: Arc<dyn LiveStore>,
-    connections: Arc<dyn ConnectionStore>,
-    keys: Arc<dyn KeyStore>,
-    /// Present on Redis: other `wsctl dev` processes on it share the rooms.
-    node: Option<Arc<NodeBus>>,
+    stores: GatewayStores,
     rooms_name: String,
     records: String,
 }
 
-async fn build_stores(args: &DevArgs, global: &Global, stage: &Stage, state: &LocalState) -> Result<Stores> {
+async fn build_stores(args: &DevArgs, aws: &AwsTarget, stage: &Stage, state: &LocalState) -> Result<Stores> {
     let limits = &stage.limits;
     let (rooms, node, rooms_name): (Arc<dyn LiveStore>, _, String) = match &args.redis_url {
         Some(url) => {
@@ -157,30 +214,30 @@ async fn build_stores(args: &DevArgs, global: &Global, stage: &Stage, state: &Lo
         }
         None => (Arc::new(MemoryRoomStore::new(limits.room_history)), None, "in-memory".into()),
     };
-    let (connections, keys, records): (Arc<dyn ConnectionStore>, Arc<dyn KeyStore>, String) =
-        match &args.dynamodb_endpoint {
-            Some(endpoint) => {
-                let mut g = global.clone();
-                g.endpoint_url = Some(endpoint.clone());
-                g.region = g.region.or_else(|| Some("us-east-1".into()));
-                let sdk = crate::aws::sdk_config(&g, &stage.name, stage.region.as_deref()).await?;
-                let client = dynamo::client(&sdk);
-                dynamo::ensure_tables(&client, &args.connections_table, &args.api_keys_table)
-                    .await
-                    .with_context(|| format!("cannot prepare DynamoDB tables at {endpoint}"))?;
-                (
-                    Arc::new(DynamoConnectionStore::new(client.clone(), &args.connections_table)),
-                    Arc::new(DynamoKeyStore::new(client, &args.api_keys_table)),
-                    format!("DynamoDB {endpoint}"),
-                )
-            }
-            None => (
-                Arc::new(MemoryConnectionStore::new()),
-                Arc::new(MemoryKeyStore::open(state.keys_file())?),
-                format!("in-memory (keys in {})", state.keys_file().display()),
-            ),
-        };
-    Ok(Stores { rooms, connections, keys, node, rooms_name, records })
+    let (connections, keys, records): (Arc<dyn ConnectionStore>, Arc<dyn KeyStore>, String) = match &args
+        .dynamodb_endpoint
+    {
+        Some(endpoint) => {
+            let sdk =
+                crate::aws::sdk_config(&aws.at_endpoint(endpoint, "us-east-1"), &stage.name, stage.region.as_deref())
+                    .await?;
+            let client = dynamo::client(&sdk);
+            dynamo::ensure_tables(&client, &args.connections_table, &args.api_keys_table)
+                .await
+                .with_context(|| format!("cannot prepare DynamoDB tables at {endpoint}"))?;
+            (
+                Arc::new(DynamoConnectionStore::new(client.clone(), &args.connections_table)),
+                Arc::new(DynamoKeyStore::new(client, &args.api_keys_table)),
+                format!("DynamoDB {endpoint}"),
+            )
+        }
+        None => (
+            Arc::new(MemoryConnectionStore::new()),
+            Arc::new(MemoryKeyStore::open(state.keys_file())?),
+            format!("in-memory (keys in {})", state.keys_file().display()),
+        ),
+    };
+    Ok(Stores { stores: GatewayStores { rooms, connections, keys, node }, rooms_name, records })
 }
 
 /// Returns the dev key, creating it (scopes subscribe and publish) on first run or when
@@ -209,40 +266,23 @@ async fn ensure_dev_key(services: &Services, state: &LocalState) -> Result<Strin
 }
 
 /// Runs `wsctl dev` until Ctrl-C.
-pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
+pub async fn run_dev(stages: &Path, aws: &AwsTarget, ui: &Ui, args: DevArgs) -> Result<Outcome> {
     exposure::check_host(&args.host, args.allow_remote)?;
-    let stage = Stage::load(&global.stages_dir, &args.stage)?;
+    let stage = Stage::load(stages, &args.stage)?;
     let management = http::ManagementEmulation::new(&args.management)?;
     let limits = stage.limits.clone();
     fdlimit::raise_and_pregrow(limits.max_connections);
     let state = LocalState::open(&args.state_dir)?;
     let _lock = state.lock_for_gateway()?;
-    let stores = build_stores(&args, global, &stage, &state).await?;
-    let node_tag = stores.node.as_ref().map_or_else(new_node_tag, |bus| bus.tag().to_owned());
-    let metrics = Arc::new(wsctl_handlers::metrics::Metrics::default());
-    let registry = Arc::new(Registry::new(metrics.clone()));
-    // Each session keeps its connection's bucket (no store round trip per frame); the
-    // per-key bucket lives in the room store, shared with other nodes on one Redis.
-    let sender = Arc::new(LocalSender::new(registry.clone(), stores.node.clone()));
-    let mut services =
-        Services::new(stores.rooms.clone(), stores.connections.clone(), stores.keys.clone(), sender, limits.clone())
-            .with_connection_limit_by_caller();
-    services.metrics = metrics;
-    let services = Arc::new(services);
-    let dev_key = ensure_dev_key(&services, &state).await?;
-    let gw = Arc::new(Gateway {
-        services,
-        registry,
-        shutting_down: AtomicBool::new(false),
-        admin_token: state.admin_token()?,
-        read_buffer: args.read_buffer.max(1024),
+    let stores = build_stores(&args, aws, &stage, &state).await?;
+    let settings = GatewaySettings {
         stage: stage.name.clone(),
-        node_tag,
-        node: stores.node.clone(),
+        admin_token: state.admin_token()?,
+        read_buffer: args.read_buffer,
         management,
-        connect_rate: Mutex::new(TokenBucket::new(limits.connects_per_second, limits.connects_per_second)),
-        refusals: refusals::SourceRefusals::new(limits.refused_connects_per_second_per_source),
-    });
+    };
+    let gw = Arc::new(Gateway::new(&stores.stores, &limits, settings));
+    let dev_key = ensure_dev_key(&gw.services, &state).await?;
 
     if let Some(bus) = &gw.node {
         let handler =
@@ -262,30 +302,15 @@ pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
         pid: std::process::id(),
     };
     state.write_gateway(&info)?;
-    print_banner(global.output, &info, &dev_key, &stores, &gw.node_tag, &args)?;
+    print_banner(ui, &info, &dev_key, &stores, &gw.node_tag, &args)?;
 
-    let app = Router::new()
-        .route("/", get(connect::wrong_stage))
-        .route("/{stage}", get(connect::upgrade))
-        .route(
-            "/@connections/{id}",
-            post(http::post_to_connection).get(http::get_connection).delete(http::delete_connection),
-        )
-        .route(
-            "/{stage}/@connections/{id}",
-            post(http::post_to_connection).get(http::get_connection).delete(http::delete_connection),
-        )
-        .route("/@admin", post(http::admin))
-        .route("/metrics", get(http::metrics))
-        .route("/healthz", get(http::healthz))
-        .with_state(gw.clone());
     let sweeper = tokio::spawn(sweeper::run(gw.clone()));
     let accept = serve::AcceptLimits {
         handshake_timeout: Duration::from_secs(limits.handshake_timeout_secs),
         max_pending: limits.max_pending_handshakes,
         send_buffer: limits.send_buffer_bytes,
     };
-    serve::serve(listener, app, accept, gw.services.metrics.clone(), wait_for_signal()).await;
+    serve::serve(listener, app(gw.clone()), accept, gw.services.metrics.clone(), wait_for_signal()).await;
     // Stopped accepting. Close every WebSocket; a second signal cuts the wait short.
     tokio::select! {
         () = drain(&gw, DRAIN_WAIT) => {}
@@ -299,7 +324,29 @@ pub async fn run_dev(global: &Global, args: DevArgs) -> Result<ExitCode> {
         bus.leave().await;
     }
     state.remove_gateway();
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Success)
+}
+
+/// The gateway's HTTP surface: the WebSocket upgrade on `/{stage}`, the management API
+/// (`@connections`, with or without the stage in the path, as API Gateway serves it), the
+/// operator's `/@admin`, `/metrics` and `/healthz`. Binding, the banner and signals are
+/// [`run_dev`]'s; this is all a test needs to call the gateway in-process.
+pub fn app(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/", get(connect::wrong_stage))
+        .route("/{stage}", get(connect::upgrade))
+        .route(
+            "/@connections/{id}",
+            post(http::post_to_connection).get(http::get_connection).delete(http::delete_connection),
+        )
+        .route(
+            "/{stage}/@connections/{id}",
+            post(http::post_to_connection).get(http::get_connection).delete(http::delete_connection),
+        )
+        .route("/@admin", post(http::admin))
+        .route("/metrics", get(http::metrics))
+        .route("/healthz", get(http::healthz))
+        .with_state(gw)
 }
 
 /// How long shutdown waits for clients to take their close frame.
@@ -315,7 +362,7 @@ async fn drain(gw: &Gateway, wait: Duration) {
         h.request_close(CLOSE_GOING_AWAY, "server shutting down");
     }
     let deadline = tokio::time::Instant::now() + wait;
-    while gw.registry.len() > 0 && tokio::time::Instant::now() < deadline {
+    while !gw.registry.is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Whatever did not finish in time still gets its cleanup.
@@ -355,57 +402,48 @@ fn state_dir_flag(dir: &std::path::Path) -> String {
     }
 }
 
-fn print_banner(
-    format: OutputFormat,
-    info: &GatewayInfo,
-    key: &str,
-    stores: &Stores,
-    node_tag: &str,
-    args: &DevArgs,
-) -> Result<()> {
-    match format {
-        OutputFormat::Json => {
-            let line = serde_json::json!({
-                "url": info.url,
-                "apiKey": key,
-                "managementEndpoint": info.management_endpoint,
-                "metrics": format!("{}/metrics", info.http),
-                "pid": info.pid,
-                "rooms": stores.rooms_name,
-                "records": stores.records,
-                "node": node_tag,
-            });
-            println!("{line}");
+fn print_banner(ui: &Ui, info: &GatewayInfo, key: &str, stores: &Stores, node_tag: &str, args: &DevArgs) -> Result<()> {
+    let ready = serde_json::json!({
+        "url": info.url,
+        "apiKey": key,
+        "managementEndpoint": info.management_endpoint,
+        "metrics": format!("{}/metrics", info.http),
+        "pid": info.pid,
+        "rooms": stores.rooms_name,
+        "records": stores.records,
+        "node": node_tag,
+    });
+    let mut t = String::new();
+    if !ui.json() {
+        use std::fmt::Write;
+        writeln!(t, "wsctl dev: local gateway for stage '{}'", args.stage)?;
+        writeln!(t, "  rooms        {}", stores.rooms_name)?;
+        writeln!(t, "  records      {}", stores.records)?;
+        if stores.stores.node.is_some() {
+            writeln!(
+                t,
+                "  node         {node_tag} (one of the gateways sharing this Redis; each reaches every subscriber)"
+            )?;
         }
-        OutputFormat::Text => {
-            println!("wsctl dev: local gateway for stage '{}'", args.stage);
-            println!("  rooms        {}", stores.rooms_name);
-            println!("  records      {}", stores.records);
-            if stores.node.is_some() {
-                println!(
-                    "  node         {node_tag} (one of the gateways sharing this Redis; each reaches every subscriber)"
-                );
-            }
-            println!("  WebSocket    {}?apiKey={key}", info.url);
-            println!(
-                "  API key      {key}  (scopes subscribe,publish; saved in {})",
-                args.state_dir.join("dev-key").display()
-            );
-            println!("  @connections {}/@connections/{{id}}", info.management_endpoint);
-            if let Some(emulated) = http::ManagementEmulation::new(&args.management).ok().and_then(|m| m.describe()) {
-                println!("               emulating {emulated}");
-            }
-            println!("  metrics      {}/metrics", info.http);
-            println!();
-            let dir = state_dir_flag(&args.state_dir);
-            println!("Try it:  wsctl subscribe{dir} tvl:protocol:aave");
-            println!(r#"         wsctl publish --stage local{dir} --room tvl:protocol:aave '{{"tvl":1}}'"#);
-            println!("   or:   wscat -c '{}?apiKey={key}'", info.url);
-            println!(r#"         > {{"action":"subscribe","room":"tvl:protocol:aave"}}"#);
-            println!("Ctrl-C stops the gateway (every connection gets its $disconnect).");
+        writeln!(t, "  WebSocket    {}?apiKey={key}", info.url)?;
+        writeln!(
+            t,
+            "  API key      {key}  (scopes subscribe,publish; saved in {})",
+            args.state_dir.join("dev-key").display()
+        )?;
+        writeln!(t, "  @connections {}/@connections/{{id}}", info.management_endpoint)?;
+        if let Some(emulated) = http::ManagementEmulation::new(&args.management).ok().and_then(|m| m.describe()) {
+            writeln!(t, "               emulating {emulated}")?;
         }
+        writeln!(t, "  metrics      {}/metrics", info.http)?;
+        writeln!(t)?;
+        let dir = state_dir_flag(&args.state_dir);
+        writeln!(t, "Try it:  wsctl subscribe{dir} tvl:protocol:aave")?;
+        writeln!(t, r#"         wsctl publish --stage local{dir} --room tvl:protocol:aave '{{"tvl":1}}'"#)?;
+        writeln!(t, "   or:   wscat -c '{}?apiKey={key}'", info.url)?;
+        writeln!(t, r#"         > {{"action":"subscribe","room":"tvl:protocol:aave"}}"#)?;
+        writeln!(t, "Ctrl-C stops the gateway (every connection gets its $disconnect).")?;
     }
-    use std::io::Write;
-    std::io::stdout().flush()?;
-    Ok(())
+    // `record` ends the text with its own newline.
+    ui.record(&ready, || t.trim_end_matches('\n').to_owned())
 }

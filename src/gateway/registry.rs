@@ -228,6 +228,11 @@ impl Registry {
         self.conns.read().map(|m| m.len()).unwrap_or(0)
     }
 
+    /// True when no connection is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Queues `msg` to each of `ids` under one read lock; ids not here (or closing) go to
     /// `gone`. Returns (delivered, failed).
     pub fn push_many<'a>(

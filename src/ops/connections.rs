@@ -7,16 +7,16 @@
 //! members directly.
 
 use super::table::{ago, stdout_is_tty, terminal_width, utc, Table};
-use super::target::{unexpected, with_target, Admin, Deployed, Target, TargetArgs};
+use super::target::{unexpected, with_target, Admin, AdminError, Answer, Deployed, Target, TargetArgs};
 use super::watch::{self, Frame, WatchArgs};
-use crate::cli::Global;
-use crate::output::{print_json, OutputFormat};
+use crate::aws::AwsTarget;
+use crate::exit::Outcome;
+use crate::ui::Ui;
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{Args, Subcommand, ValueEnum};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::process::ExitCode;
+use std::path::Path;
 use wsctl_handlers::admin::{AdminReply, AdminRequest, ConnectionDetails, MAX_PAGE};
 use wsctl_handlers::sender::{LiveInfo, Sender};
 use wsctl_handlers::store::{now_ms, ConnectionRecord, ConnectionStore, RoomInfo};
@@ -27,7 +27,7 @@ const LIVE_CONCURRENCY: usize = 16;
 const ROOM_CONCURRENCY: usize = 8;
 
 /// `wsctl connections …`
-#[derive(Debug, Subcommand)]
+#[derive(Debug)]
 pub enum ConnectionsCommand {
     /// List live connections: id, key id, source IP, user agent, connected, last active, rooms.
     List(ListArgs),
@@ -38,32 +38,27 @@ pub enum ConnectionsCommand {
 }
 
 /// `wsctl connections list`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct ListArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Only members of this room.
-    #[arg(long)]
-    room: Option<String>,
+    pub room: Option<String>,
     /// Only connections of this key id (key_…, never the key itself).
-    #[arg(long = "key", value_name = "KEY_ID")]
-    key: Option<String>,
+    pub key: Option<String>,
     /// Fetch at most N connections (default: every connection, over as many pages as it takes).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    limit: Option<u64>,
+    pub limit: Option<u64>,
     /// Sort order.
-    #[arg(long, value_enum, default_value_t = SortBy::Connected)]
-    sort: SortBy,
+    pub sort: SortBy,
     /// Deployed stages: skip GetConnection for each connection (much faster on very large
     /// stages; state and last activity are then not shown).
-    #[arg(long)]
-    no_live: bool,
-    #[command(flatten)]
-    watch: WatchArgs,
+    pub no_live: bool,
+    /// Refreshing with --watch.
+    pub watch: WatchArgs,
 }
 
 /// Sort orders of `connections list`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortBy {
     /// Oldest connection first.
     Connected,
@@ -76,26 +71,23 @@ pub enum SortBy {
 }
 
 /// `wsctl connections show`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct ShowArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Connection id.
-    #[arg(allow_hyphen_values = true)]
-    id: String,
+    pub id: String,
 }
 
 /// `wsctl connections kick`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct KickArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Connection id.
-    #[arg(allow_hyphen_values = true)]
-    id: String,
+    pub id: String,
     /// Why (recorded in wsctl's output and log; API Gateway's DeleteConnection carries no reason to the client).
-    #[arg(long)]
-    reason: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// Whether the gateway / management API knows the connection as open.
@@ -189,25 +181,21 @@ pub struct Listing {
 }
 
 /// Runs `wsctl connections …`.
-pub async fn run(global: &Global, command: ConnectionsCommand) -> Result<ExitCode> {
+pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, command: ConnectionsCommand) -> Result<Outcome> {
     match command {
-        ConnectionsCommand::List(args) => list(global, args).await,
-        ConnectionsCommand::Show(args) => show(global, args).await,
-        ConnectionsCommand::Kick(args) => kick(global, args).await,
+        ConnectionsCommand::List(args) => list(stages, aws, ui, args).await,
+        ConnectionsCommand::Show(args) => show(stages, aws, ui, args).await,
+        ConnectionsCommand::Kick(args) => kick(stages, aws, ui, args).await,
     }
 }
 
-async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
-    let target = Target::resolve(global, &args.target).await?;
-    let format = global.output;
+async fn list(stages: &Path, aws: &AwsTarget, ui: &Ui, args: ListArgs) -> Result<Outcome> {
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let limit = args.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-    watch::run(&args.watch, format, || async {
+    watch::run(&args.watch, ui, || async {
         let mut listing = fetch(&target, args.room.as_deref(), args.key.as_deref(), limit, !args.no_live).await?;
         sort(&mut listing.connections, args.sort);
-        Ok(match format {
-            OutputFormat::Json => Frame::Json(serde_json::to_value(&listing)?),
-            OutputFormat::Text => Frame::Text(render_listing(&listing, args.watch.watch)),
-        })
+        Frame::of(ui, &listing, |l| render_listing(l, args.watch.watch))
     })
     .await
 }
@@ -221,7 +209,7 @@ pub async fn fetch(
     check_live: bool,
 ) -> Result<Listing> {
     let mut listing = match (target, room) {
-        (Target::Deployed(d), None) => fetch_deployed(d, key, limit, check_live).await?,
+        (Target::Deployed(d), None) => bulk_list_deployed(d, key, limit, check_live).await?,
         _ => fetch_via_admin(&target.admin().await?, room, key, limit).await?,
     };
     listing.stage = target.stage_name().to_owned();
@@ -271,8 +259,17 @@ async fn fetch_via_admin(
     Ok(Listing { stage: String::new(), total: 0, truncated, connections, warnings: Vec::new() })
 }
 
-/// Deployed, without `--room`: the table directly, then live state and rooms.
-async fn fetch_deployed(d: &Deployed, key: Option<&str>, limit: Option<usize>, check_live: bool) -> Result<Listing> {
+/// The bulk read, an optimisation over paging through the `admin` function (50 connections
+/// a page, each a DynamoDB read, a Redis read and a GetConnection inside the function):
+/// a deployed stage without `--room` is listed from its table directly, then live state
+/// (GetConnection, [`LIVE_CONCURRENCY`] at a time) and rooms (every active room's members,
+/// through the function) are added.
+async fn bulk_list_deployed(
+    d: &Deployed,
+    key: Option<&str>,
+    limit: Option<usize>,
+    check_live: bool,
+) -> Result<Listing> {
     let store = d.connection_store().await?;
     let mut records = Vec::new();
     let mut cursor: Option<String> = None;
@@ -459,8 +456,8 @@ fn render_listing(listing: &Listing, watching: bool) -> String {
     out
 }
 
-async fn show(global: &Global, args: ShowArgs) -> Result<ExitCode> {
-    let target = Target::resolve(global, &args.target).await?;
+async fn show(stages: &Path, aws: &AwsTarget, ui: &Ui, args: ShowArgs) -> Result<Outcome> {
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let mut warnings = Vec::new();
     let view = match &target {
         Target::Local(_) => {
@@ -473,47 +470,43 @@ async fn show(global: &Global, args: ShowArgs) -> Result<ExitCode> {
         }
         Target::Deployed(d) => show_deployed(d, &args.id, &mut warnings).await?,
     };
-    match global.output {
-        OutputFormat::Json => {
-            let mut v = serde_json::to_value(&view)?;
-            v["stage"] = target.stage_name().into();
-            if !warnings.is_empty() {
-                v["warnings"] = warnings.into();
-            }
-            print_json(&v)?;
-        }
-        OutputFormat::Text => {
-            let now = now_ms();
-            println!("connection   {}", view.connection_id);
-            println!("stage        {}", target.stage_name());
-            println!("state        {}", format!("{:?}", view.state).to_lowercase());
-            println!("key id       {}", view.key_id);
-            println!("source ip    {}", view.source_ip);
-            println!("user agent   {}", view.user_agent);
-            println!("connected    {} ({})", utc(view.connected_at), ago(view.connected_at, now));
-            match view.last_active_at {
-                Some(t) => println!("last active  {} ({})", utc(t), ago(t, now)),
-                None => println!("last active  -"),
-            }
-            println!("expires      {} (record TTL)", utc(view.expires_at));
-            match (view.messages_in, view.messages_out) {
-                (Some(i), Some(o)) => println!("messages     {i} in, {o} out"),
-                _ => println!("messages     not reported by this gateway"),
-            }
-            match &view.rooms {
-                Some(rooms) => println!(
-                    "rooms        {} {}",
-                    rooms.len(),
-                    if rooms.is_empty() { String::new() } else { rooms.join(", ") }
-                ),
-                None => println!("rooms        unknown"),
-            }
-            for w in &warnings {
-                eprintln!("warning: {w}");
-            }
-        }
+    let mut doc = serde_json::to_value(&view)?;
+    doc["stage"] = target.stage_name().into();
+    if !warnings.is_empty() {
+        doc["warnings"] = warnings.clone().into();
     }
-    Ok(ExitCode::SUCCESS)
+    ui.emit(&doc, || {
+        let now = now_ms();
+        println!("connection   {}", view.connection_id);
+        println!("stage        {}", target.stage_name());
+        println!("state        {}", format!("{:?}", view.state).to_lowercase());
+        println!("key id       {}", view.key_id);
+        println!("source ip    {}", view.source_ip);
+        println!("user agent   {}", view.user_agent);
+        println!("connected    {} ({})", utc(view.connected_at), ago(view.connected_at, now));
+        match view.last_active_at {
+            Some(t) => println!("last active  {} ({})", utc(t), ago(t, now)),
+            None => println!("last active  -"),
+        }
+        println!("expires      {} (record TTL)", utc(view.expires_at));
+        match (view.messages_in, view.messages_out) {
+            (Some(i), Some(o)) => println!("messages     {i} in, {o} out"),
+            _ => println!("messages     not reported by this gateway"),
+        }
+        match &view.rooms {
+            Some(rooms) => println!(
+                "rooms        {} {}",
+                rooms.len(),
+                if rooms.is_empty() { String::new() } else { rooms.join(", ") }
+            ),
+            None => println!("rooms        unknown"),
+        }
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
+        Ok(())
+    })?;
+    Ok(Outcome::Success)
 }
 
 /// Record from the table, live state from GetConnection, rooms from the admin function.
@@ -561,13 +554,14 @@ async fn show_deployed(d: &Deployed, id: &str, warnings: &mut Vec<String>) -> Re
     Ok(ConnectionView::new(record, live.as_ref(), state, rooms))
 }
 
-fn not_found_hint(e: anyhow::Error, id: &str, stage: &str) -> anyhow::Error {
-    if e.to_string().contains("not found") {
+/// A missing connection told with where to look; any other failure as it is.
+fn not_found_hint(e: AdminError, id: &str, stage: &str) -> anyhow::Error {
+    if e.is_not_found() {
         anyhow!(
             "connection {id} not found on stage '{stage}' (list them with `wsctl connections list --stage {stage}`)"
         )
     } else {
-        e
+        e.into()
     }
 }
 
@@ -583,76 +577,28 @@ struct Kicked {
     warnings: Vec<String>,
 }
 
-async fn kick(global: &Global, args: KickArgs) -> Result<ExitCode> {
-    let target = Target::resolve(global, &args.target).await?;
+async fn kick(stages: &Path, aws: &AwsTarget, ui: &Ui, args: KickArgs) -> Result<Outcome> {
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let written_to = target.guard_write().await?;
     let stage = target.stage_name().to_owned();
-    let mut warnings = Vec::new();
-    let was_live = match &target {
-        Target::Local(_) => {
-            let admin = target.admin().await?;
-            match admin.call(&AdminRequest::KickConnection { connection_id: args.id.clone() }).await {
-                Ok(AdminReply::Kicked { was_live, .. }) => was_live,
-                Ok(other) => return Err(unexpected(&other)),
-                Err(e) => return Err(not_found_hint(e, &args.id, &stage)),
-            }
-        }
-        Target::Deployed(d) => kick_deployed(d, &args.id, &mut warnings).await?,
+    let (was_live, warnings) = match target.call(&AdminRequest::KickConnection { connection_id: args.id.clone() }).await
+    {
+        Ok(Answer { reply: AdminReply::Kicked { was_live, .. }, warnings }) => (was_live, warnings),
+        Ok(Answer { reply, .. }) => return Err(unexpected(&reply)),
+        Err(e) => return Err(not_found_hint(e, &args.id, &stage)),
     };
     tracing::info!(stage = %stage, connection_id = %args.id, reason = args.reason.as_deref().unwrap_or(""), was_live, "connection kicked");
     let report = Kicked { stage, connection_id: args.id, was_live, reason: args.reason, warnings };
-    match global.output {
-        OutputFormat::Json => print_json(&with_target(&report, &written_to)?)?,
-        OutputFormat::Text => {
-            if report.was_live {
-                println!("kicked {} on stage {}; its $disconnect cleanup runs", report.connection_id, report.stage);
-            } else {
-                println!("{} was already closed; removed its leftover record and memberships", report.connection_id);
-            }
-            for w in &report.warnings {
-                eprintln!("warning: {w}");
-            }
+    ui.emit(&with_target(&report, &written_to)?, || {
+        if report.was_live {
+            println!("kicked {} on stage {}; its $disconnect cleanup runs", report.connection_id, report.stage);
+        } else {
+            println!("{} was already closed; removed its leftover record and memberships", report.connection_id);
         }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// DeleteConnection; when the connection is already gone, removes its stale record (and,
-/// through the admin function, its room memberships).
-async fn kick_deployed(d: &Deployed, id: &str, warnings: &mut Vec<String>) -> Result<bool> {
-    let sender = d.sender().await?;
-    let was_live = sender
-        .disconnect(id)
-        .await
-        .map_err(|e| anyhow!("{e}"))
-        .with_context(|| format!("DeleteConnection {id} failed on stage '{}'", d.stage))?;
-    if was_live {
-        return Ok(true);
-    }
-    let store = d.connection_store().await?;
-    let had_record = store
-        .delete(id)
-        .await
-        .with_context(|| format!("cannot update the connections table of stage '{}'", d.stage))?
-        .is_some();
-    if !had_record {
-        bail!(
-            "connection {id} not found on stage '{}' (list them with `wsctl connections list --stage {}`)",
-            d.stage,
-            d.stage
-        );
-    }
-    // The record is gone; the admin function also removes Redis memberships.
-    let cleanup = async {
-        Admin::Lambda(d.admin_function().await?)
-            .call(&AdminRequest::KickConnection { connection_id: id.to_owned() })
-            .await
-    };
-    match cleanup.await {
-        Ok(_) => {}
-        // Not found there means nothing was left in Redis either.
-        Err(e) if e.to_string().contains("not found") => {}
-        Err(e) => warnings.push(format!("room memberships not cleaned (they expire with the connection TTL): {e:#}")),
-    }
-    Ok(false)
+        for w in &report.warnings {
+            eprintln!("warning: {w}");
+        }
+        Ok(())
+    })?;
+    Ok(Outcome::Success)
 }

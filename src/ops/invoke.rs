@@ -3,61 +3,61 @@
 
 use super::publish::read_data;
 use super::target::{Target, TargetArgs};
-use crate::cli::Global;
-use crate::deploy::functions::FUNCTIONS;
-use crate::output::{print_json, OutputFormat};
+use crate::aws::AwsTarget;
+use crate::contract::{Function, FUNCTIONS};
+use crate::exit::Outcome;
+use crate::ui::Ui;
 use anyhow::{bail, Result};
-use clap::Args;
 use serde_json::{json, Value};
-use std::process::ExitCode;
+use std::path::Path;
 
 /// `wsctl invoke`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct InvokeArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// authorizer, connect, disconnect, message, publish or admin.
-    function: String,
+    pub function: String,
     /// The event: JSON, @FILE, or - to read stdin (default: {}).
-    #[arg(allow_hyphen_values = true)]
-    event: Option<String>,
+    pub event: Option<String>,
 }
 
 /// Runs `wsctl invoke`; exits 1 when the function reports an error.
-pub async fn run(global: &Global, args: InvokeArgs) -> Result<ExitCode> {
-    if !FUNCTIONS.iter().any(|f| f.name == args.function) {
+pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, args: InvokeArgs) -> Result<Outcome> {
+    let Some(function) = Function::named(&args.function) else {
         bail!("unknown function `{}`: pick one of {}", args.function, FUNCTIONS.map(|f| f.name).join(", "));
-    }
+    };
     let event = match &args.event {
         Some(arg) => read_data(arg)?,
         None => json!({}),
     };
-    let target = Target::resolve(global, &args.target).await?;
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let Target::Deployed(d) = &target else {
         bail!(
             "--stage local runs the handlers inside `wsctl dev`, not as functions; connect a client, or use \
              `wsctl publish` / `wsctl keys` there"
         );
     };
-    let function = d.function(&args.function).await?;
+    let function = d.function(function).await?;
     let (error, payload) = function.invoke_raw(serde_json::to_vec(&event)?).await?;
     let parsed: Value =
         serde_json::from_slice(&payload).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&payload).into()));
-    match global.output {
-        OutputFormat::Json => print_json(&json!({
+    ui.emit(
+        &json!({
             "stage": d.stage,
             "function": args.function,
             "functionName": function.name(),
             "functionError": error,
             "payload": parsed,
-        }))?,
-        OutputFormat::Text => {
+        }),
+        || {
             let pretty = serde_json::to_string_pretty(&parsed)?;
             match &error {
                 Some(kind) => eprintln!("{} failed ({kind}):\n{pretty}", function.name()),
                 None => println!("{pretty}"),
             }
-        }
-    }
-    Ok(if error.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(())
+        },
+    )?;
+    Ok(Outcome::success_if(error.is_none()))
 }

@@ -1,22 +1,22 @@
 //! `wsctl keys create|list|revoke`. Only a key's SHA-256 is ever stored; the raw key is
-//! printed once by `create` and never logged. Deployed stages use the API-keys table
-//! directly; `--stage local` asks the gateway (which keeps key hashes in its state dir).
+//! printed once by `create` and never logged. Each verb is one admin request to the
+//! stage ([`Target::call`]): deployed stages serve it on their API-keys table directly;
+//! `--stage local` asks the gateway (which keeps key hashes in its state dir).
 
 use super::table::{terminal_width, utc, Table};
-use super::target::{unexpected, with_target, Deployed, Target, TargetArgs};
-use crate::cli::Global;
-use crate::output::{print_json, OutputFormat};
-use anyhow::{anyhow, bail, Context, Result};
-use clap::{Args, Subcommand};
+use super::target::{unexpected, with_target, Target, TargetArgs};
+use crate::aws::AwsTarget;
+use crate::exit::Outcome;
+use crate::ui::Ui;
+use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
-use std::process::ExitCode;
-use wsctl_handlers::admin::{AdminReply, AdminRequest, KeyView, MAX_PAGE};
-use wsctl_handlers::auth::{self, Scopes};
-use wsctl_handlers::sender::Sender;
-use wsctl_handlers::store::{now_ms, ConnectionStore, KeyStore};
+use std::path::Path;
+use wsctl_handlers::admin::{AdminReply, AdminRequest, KeyView};
+use wsctl_handlers::auth::Scopes;
+use wsctl_handlers::store::now_ms;
 
 /// `wsctl keys …`
-#[derive(Debug, Subcommand)]
+#[derive(Debug)]
 pub enum KeysCommand {
     /// Create an API key; the key is printed once (only its hash is stored).
     Create(CreateArgs),
@@ -27,49 +27,44 @@ pub enum KeysCommand {
 }
 
 /// `wsctl keys create`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct CreateArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Label, e.g. the customer or service using the key.
-    #[arg(long)]
-    name: String,
+    pub name: String,
     /// Comma-separated scopes: subscribe, publish.
-    #[arg(long, default_value = "subscribe")]
-    scopes: String,
+    pub scopes: String,
     /// Live connections the key may hold at once (0 = unlimited).
-    #[arg(long, default_value_t = 0)]
-    max_connections: u32,
+    pub max_connections: u32,
 }
 
 /// `wsctl keys list`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct ListArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Hide revoked keys.
-    #[arg(long)]
-    active: bool,
+    pub active: bool,
 }
 
 /// `wsctl keys revoke`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct RevokeArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Key id (key_…).
-    id: String,
+    pub id: String,
     /// Also close the key's live connections now.
-    #[arg(long)]
-    disconnect: bool,
+    pub disconnect: bool,
 }
 
 /// Runs `wsctl keys …`.
-pub async fn run(global: &Global, command: KeysCommand) -> Result<ExitCode> {
+pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, command: KeysCommand) -> Result<Outcome> {
     match command {
-        KeysCommand::Create(args) => create(global, args).await,
-        KeysCommand::List(args) => list(global, args).await,
-        KeysCommand::Revoke(args) => revoke(global, args).await,
+        KeysCommand::Create(args) => create(stages, aws, ui, args).await,
+        KeysCommand::List(args) => list(stages, aws, ui, args).await,
+        KeysCommand::Revoke(args) => revoke(stages, aws, ui, args).await,
     }
 }
 
@@ -113,7 +108,7 @@ fn key_json<S: serde::Serializer>(k: &KeyView, s: S) -> Result<S::Ok, S::Error> 
     KeyJson::from(k).serialize(s)
 }
 
-async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
+async fn create(stages: &Path, aws: &AwsTarget, ui: &Ui, args: CreateArgs) -> Result<Outcome> {
     let scopes = Scopes::parse_list(&args.scopes).map_err(|e| anyhow!("--scopes: {e}"))?;
     if scopes.as_slice().is_empty() {
         bail!("--scopes needs at least one of: subscribe, publish");
@@ -121,49 +116,34 @@ async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
     if args.name.trim().is_empty() {
         bail!("--name must not be empty: label the key with who uses it");
     }
-    let target = Target::resolve(global, &args.target).await?;
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let written_to = target.guard_write().await?;
-    let (key, record) = match &target {
-        Target::Local(_) => {
-            let request = AdminRequest::CreateKey {
-                name: args.name.clone(),
-                scopes: scopes.to_string(),
-                max_connections: args.max_connections,
-            };
-            match target.admin().await?.call(&request).await? {
-                AdminReply::KeyCreated { key, record } => (key, record),
-                other => return Err(unexpected(&other)),
-            }
-        }
-        Target::Deployed(d) => {
-            let new = auth::generate(&args.name, scopes, args.max_connections, now_ms());
-            d.key_store()
-                .await?
-                .create(&new.record)
-                .await
-                .with_context(|| format!("cannot write the API-keys table of stage '{}'", d.stage))?;
-            (new.raw, KeyView::from(&new.record))
-        }
+    let request = AdminRequest::CreateKey {
+        name: args.name.clone(),
+        scopes: scopes.to_string(),
+        max_connections: args.max_connections,
+    };
+    let (key, record) = match target.call(&request).await?.reply {
+        AdminReply::KeyCreated { key, record } => (key, record),
+        other => return Err(unexpected(&other)),
     };
     tracing::debug!(stage = target.stage_name(), key_id = %record.key_id, "API key created");
     let created = Created { stage: target.stage_name().to_owned(), key, record };
-    match global.output {
-        OutputFormat::Json => print_json(&with_target(&created, &written_to)?)?,
-        OutputFormat::Text => {
-            let r = &created.record;
-            println!(
-                "created {} ({:?}) on stage {}: scopes {}, max connections {}",
-                r.key_id,
-                r.name,
-                created.stage,
-                r.scopes,
-                cap(r.max_connections)
-            );
-            println!("API key (shown once; store it now, it cannot be shown again):");
-            println!("{}", created.key);
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    ui.emit(&with_target(&created, &written_to)?, || {
+        let r = &created.record;
+        println!(
+            "created {} ({:?}) on stage {}: scopes {}, max connections {}",
+            r.key_id,
+            r.name,
+            created.stage,
+            r.scopes,
+            cap(r.max_connections)
+        );
+        println!("API key (shown once; store it now, it cannot be shown again):");
+        println!("{}", created.key);
+        Ok(())
+    })?;
+    Ok(Outcome::Success)
 }
 
 fn cap(max: u32) -> String {
@@ -174,31 +154,23 @@ fn cap(max: u32) -> String {
     }
 }
 
-async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
-    let target = Target::resolve(global, &args.target).await?;
-    let mut keys = match &target {
-        Target::Local(_) => match target.admin().await?.call(&AdminRequest::ListKeys).await? {
-            AdminReply::Keys { keys } => keys,
-            other => return Err(unexpected(&other)),
-        },
-        Target::Deployed(d) => {
-            let store = d.key_store().await?;
-            let records =
-                store.list().await.with_context(|| format!("cannot read the API-keys table of stage '{}'", d.stage))?;
-            records.iter().map(KeyView::from).collect()
-        }
+async fn list(stages: &Path, aws: &AwsTarget, ui: &Ui, args: ListArgs) -> Result<Outcome> {
+    let target = Target::resolve(stages, aws, &args.target).await?;
+    let mut keys = match target.call(&AdminRequest::ListKeys).await?.reply {
+        AdminReply::Keys { keys } => keys,
+        other => return Err(unexpected(&other)),
     };
     if args.active {
         keys.retain(|k| k.revoked_at.is_none());
     }
     keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
-    match global.output {
-        OutputFormat::Json => print_json(&serde_json::json!({
+    ui.emit(
+        &serde_json::json!({
             "stage": target.stage_name(),
             "total": keys.len(),
             "keys": keys.iter().map(KeyJson::from).collect::<Vec<_>>(),
-        }))?,
-        OutputFormat::Text => {
+        }),
+        || {
             let mut table = Table::new(&["KEY ID", "NAME", "SCOPES", "MAX CONN", "CREATED", "REVOKED"], &["NAME"]);
             for k in &keys {
                 table.row(vec![
@@ -214,9 +186,10 @@ async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
                 print!("{}", table.render(terminal_width()));
             }
             println!("{} key(s) on stage {}", keys.len(), target.stage_name());
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+            Ok(())
+        },
+    )?;
+    Ok(Outcome::Success)
 }
 
 /// What `keys revoke` prints.
@@ -232,94 +205,35 @@ struct Revoked {
     already_revoked: bool,
 }
 
-async fn revoke(global: &Global, args: RevokeArgs) -> Result<ExitCode> {
+async fn revoke(stages: &Path, aws: &AwsTarget, ui: &Ui, args: RevokeArgs) -> Result<Outcome> {
     // A key revoked before this command started was already revoked: the stores keep the
     // first revocation time.
     let started = now_ms();
-    let target = Target::resolve(global, &args.target).await?;
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let written_to = target.guard_write().await?;
     let stage = target.stage_name().to_owned();
-    let (record, disconnected) = match &target {
-        Target::Local(_) => {
-            let request = AdminRequest::RevokeKey { key_id: args.id.clone(), disconnect: args.disconnect };
-            match target.admin().await?.call(&request).await {
-                Ok(AdminReply::KeyRevoked { record, disconnected }) => (record, disconnected),
-                Ok(other) => return Err(unexpected(&other)),
-                Err(e) if e.to_string().contains("not found") => {
-                    bail!("key {} not found on stage '{stage}' (see `wsctl keys list --stage {stage}`)", args.id)
-                }
-                Err(e) => return Err(e),
-            }
+    let request = AdminRequest::RevokeKey { key_id: args.id.clone(), disconnect: args.disconnect };
+    let (record, disconnected) = match target.call(&request).await.map(|a| a.reply) {
+        Ok(AdminReply::KeyRevoked { record, disconnected }) => (record, disconnected),
+        Ok(other) => return Err(unexpected(&other)),
+        Err(e) if e.is_not_found() => {
+            bail!("key {} not found on stage '{stage}' (see `wsctl keys list --stage {stage}`)", args.id)
         }
-        Target::Deployed(d) => revoke_deployed(d, &args.id, args.disconnect).await?,
+        Err(e) => return Err(e.into()),
     };
     tracing::debug!(stage = %stage, key_id = %record.key_id, disconnected, "API key revoked");
     let already_revoked = record.revoked_at.is_some_and(|at| at < started);
     let report = Revoked { stage, record, disconnected, already_revoked };
-    match global.output {
-        OutputFormat::Json => print_json(&with_target(&report, &written_to)?)?,
-        OutputFormat::Text => {
-            let at = report.record.revoked_at.map_or_else(|| "now".into(), utc);
-            let verb = if already_revoked { "already revoked" } else { "revoked" };
-            print!("{verb} {} ({:?}) on stage {} at {at}", report.record.key_id, report.record.name, report.stage);
-            if args.disconnect {
-                println!("; closed {} live connection(s)", report.disconnected);
-            } else {
-                println!("; its live connections stay open until they end (use --disconnect to close them)");
-            }
+    ui.emit(&with_target(&report, &written_to)?, || {
+        let at = report.record.revoked_at.map_or_else(|| "now".into(), utc);
+        let verb = if already_revoked { "already revoked" } else { "revoked" };
+        print!("{verb} {} ({:?}) on stage {} at {at}", report.record.key_id, report.record.name, report.stage);
+        if args.disconnect {
+            println!("; closed {} live connection(s)", report.disconnected);
+        } else {
+            println!("; its live connections stay open until they end (use --disconnect to close them)");
         }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Marks the key revoked in the table, then (with `disconnect`) closes each of its
-/// connections, found by a Query on the `byKey` index, with DeleteConnection.
-async fn revoke_deployed(d: &Deployed, id: &str, disconnect: bool) -> Result<(KeyView, usize)> {
-    let keys = d.key_store().await?;
-    let record = keys
-        .revoke(id, now_ms())
-        .await
-        .with_context(|| format!("cannot update the API-keys table of stage '{}'", d.stage))?
-        .ok_or_else(|| {
-            anyhow!("key {id} not found on stage '{}' (see `wsctl keys list --stage {}`)", d.stage, d.stage)
-        })?;
-    if !disconnect {
-        return Ok((KeyView::from(&record), 0));
-    }
-    let connections = d.connection_store().await?;
-    let sender = d.sender().await?;
-    let mut closed = 0;
-    let mut failures = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = connections
-            .list_by_key(id, cursor.as_deref(), MAX_PAGE)
-            .await
-            .with_context(|| format!("cannot read the connections table of stage '{}'", d.stage))?;
-        for c in &page.items {
-            match sender.disconnect(&c.connection_id).await {
-                Ok(true) => closed += 1,
-                // Already closed: drop its leftover record.
-                Ok(false) => {
-                    connections
-                        .delete(&c.connection_id)
-                        .await
-                        .with_context(|| format!("cannot update the connections table of stage '{}'", d.stage))?;
-                }
-                Err(e) => failures.push(format!("{}: {e}", c.connection_id)),
-            }
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    if !failures.is_empty() {
-        bail!(
-            "key {id} is revoked (it cannot connect again), but {} of its connections could not be closed: {}; run the command again",
-            failures.len(),
-            failures.join("; ")
-        );
-    }
-    Ok((KeyView::from(&record), closed))
+        Ok(())
+    })?;
+    Ok(Outcome::Success)
 }

@@ -1,27 +1,22 @@
 //! `wsctl publish --stage S --room R DATA`: publishes through the local gateway or a
 //! deployed stage's `publish` function and reports delivered / pruned / failed.
 
-use super::target::{unexpected, with_target, Target, TargetArgs};
-use crate::cli::Global;
-use crate::output::{print_json, OutputFormat};
-use anyhow::{bail, Context, Result};
-use clap::Args;
-use std::process::ExitCode;
-use wsctl_handlers::admin::{AdminReply, AdminRequest};
-use wsctl_handlers::lambda::PublishResult;
-use wsctl_handlers::service::PublishReport;
+use super::target::{with_target, AdminError, Target, TargetArgs};
+use crate::aws::AwsTarget;
+use crate::exit::Outcome;
+use crate::ui::Ui;
+use anyhow::{anyhow, Context, Result};
+use std::path::Path;
 
 /// `wsctl publish`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct PublishArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Room name, e.g. tvl:protocol:aave.
-    #[arg(long)]
     pub room: String,
     /// The message data: JSON (quote strings: '"hello"'), @FILE to read it from a file, or -
     /// to read it from stdin.
-    #[arg(allow_hyphen_values = true)]
     pub data: String,
 }
 
@@ -44,30 +39,16 @@ pub fn read_data(arg: &str) -> Result<serde_json::Value> {
 }
 
 /// Runs `wsctl publish`.
-pub async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
+pub async fn publish(stages: &Path, aws: &AwsTarget, ui: &Ui, args: PublishArgs) -> Result<Outcome> {
     let data = read_data(&args.data)?;
-    let target = Target::resolve(global, &args.target).await?;
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let written_to = target.guard_write().await?;
-    let report: PublishReport = match &target {
-        Target::Local(_) => {
-            let request = AdminRequest::Publish { room: args.room.clone(), data };
-            match target.admin().await?.call(&request).await.context("publish refused")? {
-                AdminReply::Published { report } => report,
-                other => return Err(unexpected(&other)),
-            }
-        }
-        Target::Deployed(d) => {
-            // The publish function's own event: {"room": …, "data": …}.
-            let event = serde_json::json!({ "room": args.room, "data": data });
-            match d.publish_function().await?.invoke::<_, PublishResult>(&event).await? {
-                PublishResult::Ok(report) => report,
-                PublishResult::Err { code, message } => bail!("publish refused ({}): {message}", code.as_str()),
-            }
-        }
-    };
-    match global.output {
-        OutputFormat::Json => print_json(&with_target(&report, &written_to)?)?,
-        OutputFormat::Text => println!(
+    let report = target.publish(&args.room, data).await.map_err(|e| match e {
+        AdminError::Refused { code, message } => anyhow!("publish refused ({}): {message}", code.as_str()),
+        AdminError::Failed(e) => e,
+    })?;
+    ui.emit(&with_target(&report, &written_to)?, || {
+        println!(
             "published to {} on stage {} as seq {}: {} subscriber(s), {} delivered, {} pruned as gone, {} failed",
             report.room,
             target.stage_name(),
@@ -76,7 +57,8 @@ pub async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
             report.delivered,
             report.pruned,
             report.failed
-        ),
-    }
-    Ok(ExitCode::SUCCESS)
+        );
+        Ok(())
+    })?;
+    Ok(Outcome::Success)
 }

@@ -4,17 +4,17 @@
 use super::table::{ago, terminal_width, utc, Table};
 use super::target::{unexpected, Admin, Target, TargetArgs};
 use super::watch::{self, Frame, WatchArgs};
-use crate::cli::Global;
-use crate::output::{print_json, OutputFormat};
+use crate::aws::AwsTarget;
+use crate::exit::Outcome;
+use crate::ui::Ui;
 use anyhow::{anyhow, Result};
-use clap::{Args, Subcommand};
 use serde::Serialize;
-use std::process::ExitCode;
+use std::path::Path;
 use wsctl_handlers::admin::{AdminReply, AdminRequest, MAX_PAGE};
 use wsctl_handlers::store::{now_ms, RoomInfo};
 
 /// `wsctl rooms …`
-#[derive(Debug, Subcommand)]
+#[derive(Debug)]
 pub enum RoomsCommand {
     /// List rooms: subscribers, last publish, seq.
     List(ListArgs),
@@ -23,28 +23,25 @@ pub enum RoomsCommand {
 }
 
 /// `wsctl rooms list`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct ListArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Only rooms whose name starts with this, e.g. `tvl:protocol:`.
-    #[arg(long, default_value = "")]
-    prefix: String,
+    pub prefix: String,
     /// Fetch at most N rooms (default: all).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    limit: Option<u64>,
-    #[command(flatten)]
-    watch: WatchArgs,
+    pub limit: Option<u64>,
+    /// Refreshing with --watch.
+    pub watch: WatchArgs,
 }
 
 /// `wsctl rooms show`
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct ShowArgs {
-    #[command(flatten)]
-    target: TargetArgs,
+    /// Where the command acts.
+    pub target: TargetArgs,
     /// Room name.
-    #[arg(allow_hyphen_values = true)]
-    room: String,
+    pub room: String,
 }
 
 /// What `rooms list` prints.
@@ -68,10 +65,10 @@ struct RoomView {
 }
 
 /// Runs `wsctl rooms …`.
-pub async fn run(global: &Global, command: RoomsCommand) -> Result<ExitCode> {
+pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, command: RoomsCommand) -> Result<Outcome> {
     match command {
-        RoomsCommand::List(args) => list(global, args).await,
-        RoomsCommand::Show(args) => show(global, args).await,
+        RoomsCommand::List(args) => list(stages, aws, ui, args).await,
+        RoomsCommand::Show(args) => show(stages, aws, ui, args).await,
     }
 }
 
@@ -96,18 +93,14 @@ pub async fn fetch_rooms(admin: &Admin<'_>, prefix: &str, limit: Option<usize>) 
     }
 }
 
-async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
-    let target = Target::resolve(global, &args.target).await?;
+async fn list(stages: &Path, aws: &AwsTarget, ui: &Ui, args: ListArgs) -> Result<Outcome> {
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let admin = target.admin().await?;
     let limit = args.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-    let format = global.output;
-    watch::run(&args.watch, format, || async {
+    watch::run(&args.watch, ui, || async {
         let (rooms, truncated) = fetch_rooms(&admin, &args.prefix, limit).await?;
         let listing = RoomListing { stage: target.stage_name().to_owned(), total: rooms.len(), truncated, rooms };
-        Ok(match format {
-            OutputFormat::Json => Frame::Json(serde_json::to_value(&listing)?),
-            OutputFormat::Text => Frame::Text(render_list(&listing)),
-        })
+        Frame::of(ui, &listing, render_list)
     })
     .await
 }
@@ -133,38 +126,36 @@ fn render_list(listing: &RoomListing) -> String {
     out
 }
 
-async fn show(global: &Global, args: ShowArgs) -> Result<ExitCode> {
-    let target = Target::resolve(global, &args.target).await?;
+async fn show(stages: &Path, aws: &AwsTarget, ui: &Ui, args: ShowArgs) -> Result<Outcome> {
+    let target = Target::resolve(stages, aws, &args.target).await?;
     let admin = target.admin().await?;
     let stage = target.stage_name().to_owned();
     let (info, members) = match admin.call(&AdminRequest::ShowRoom { room: args.room.clone() }).await {
         Ok(AdminReply::Room { info, members }) => (info, members),
         Ok(other) => return Err(unexpected(&other)),
-        Err(e) if e.to_string().contains("not found") => {
+        Err(e) if e.is_not_found() => {
             return Err(anyhow!(
                 "room {} not found on stage '{stage}': it has no subscribers and no history (see `wsctl rooms list --stage {stage}`)",
                 args.room
             ))
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let view = RoomView { stage, info, members };
-    match global.output {
-        OutputFormat::Json => print_json(&view)?,
-        OutputFormat::Text => {
-            let now = now_ms();
-            println!("room          {}", view.info.room);
-            println!("stage         {}", view.stage);
-            println!("seq           {}", view.info.seq);
-            match view.info.last_publish_ms {
-                Some(t) => println!("last publish  {} ({})", utc(t), ago(t, now)),
-                None => println!("last publish  never"),
-            }
-            println!("subscribers   {}", view.members.len());
-            for m in &view.members {
-                println!("  {m}");
-            }
+    ui.emit(&view, || {
+        let now = now_ms();
+        println!("room          {}", view.info.room);
+        println!("stage         {}", view.stage);
+        println!("seq           {}", view.info.seq);
+        match view.info.last_publish_ms {
+            Some(t) => println!("last publish  {} ({})", utc(t), ago(t, now)),
+            None => println!("last publish  never"),
         }
-    }
-    Ok(ExitCode::SUCCESS)
+        println!("subscribers   {}", view.members.len());
+        for m in &view.members {
+            println!("  {m}");
+        }
+        Ok(())
+    })?;
+    Ok(Outcome::Success)
 }

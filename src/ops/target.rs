@@ -8,58 +8,49 @@
 //! DescribeStacks; each can be overridden (flags or `WSCTL_*` variables), which is how the
 //! tests point wsctl at moto_server and how a stage deployed by other means is operated.
 
-use crate::cli::Global;
+use crate::aws::AwsTarget;
+use crate::contract::{self, output, Function, LIVE_ALIAS};
 use crate::local::{AdminClient, LocalState};
 use crate::stage::Stage;
 use anyhow::{anyhow, bail, Context, Result};
 use aws_config::SdkConfig;
-use clap::Args;
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 use wsctl_handlers::admin::{AdminReply, AdminRequest, MAX_PAGE};
+use wsctl_handlers::lambda::PublishResult;
 use wsctl_handlers::protocol::ErrorCode;
 use wsctl_handlers::sender::{ManagementApiConfig, ManagementApiSender};
+use wsctl_handlers::service::PublishReport;
 use wsctl_handlers::store::dynamo::{self, DynamoConnectionStore, DynamoKeyStore};
 
-/// The Lambda alias the app stack routes traffic to.
-const LIVE_ALIAS: &str = "live";
-
 /// Which stage a command acts on.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
 pub struct TargetArgs {
     /// Stage: `local` (the running `wsctl dev`) or a deployed stage (stages/NAME.yaml).
-    #[arg(long, env = "WSCTL_STAGE", default_value = "local")]
     pub stage: String,
     /// State directory of the local gateway (`--stage local`).
-    #[arg(long, env = "WSCTL_STATE_DIR", default_value = ".wsctl")]
     pub state_dir: PathBuf,
     /// Overrides of the deployed stage's stack outputs.
-    #[command(flatten)]
     pub overrides: Overrides,
 }
 
 /// Names normally read from a deployed stage's app stack outputs. When every name a
 /// command needs is given, wsctl does not call CloudFormation at all.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default)]
 pub struct Overrides {
     /// Connections table (default: app stack output ConnectionsTableName).
-    #[arg(long, env = "WSCTL_CONNECTIONS_TABLE", help_heading = "Deployed-stage overrides")]
     pub connections_table: Option<String>,
     /// API-keys table (default: app stack output ApiKeysTableName).
-    #[arg(long, env = "WSCTL_API_KEYS_TABLE", help_heading = "Deployed-stage overrides")]
     pub api_keys_table: Option<String>,
     /// Management API endpoint, https://{api}.execute-api.{region}.amazonaws.com/{stage}
     /// (default: app stack output ManagementEndpoint).
-    #[arg(long, env = "WSCTL_MANAGEMENT_ENDPOINT", help_heading = "Deployed-stage overrides")]
     pub management_endpoint: Option<String>,
     /// `admin` Lambda function, invoked through its `live` alias (default: app stack output AdminFunctionName).
-    #[arg(long, env = "WSCTL_ADMIN_FUNCTION", help_heading = "Deployed-stage overrides")]
     pub admin_function: Option<String>,
     /// `publish` Lambda function, invoked through its `live` alias (default: app stack output PublishFunctionName).
-    #[arg(long, env = "WSCTL_PUBLISH_FUNCTION", help_heading = "Deployed-stage overrides")]
     pub publish_function: Option<String>,
 }
 
@@ -74,11 +65,11 @@ pub enum Target {
 impl Target {
     /// Resolves `--stage`: `local` needs a running gateway; any other name needs its stage
     /// file, a region and AWS credentials (the stack outputs are read when first needed).
-    pub async fn resolve(global: &Global, args: &TargetArgs) -> Result<Target> {
+    pub async fn resolve(stages: &Path, aws: &AwsTarget, args: &TargetArgs) -> Result<Target> {
         if args.stage == "local" {
             return Ok(Target::Local(LocalState::existing(&args.state_dir)?.admin_client()?));
         }
-        let stage = Stage::load(&global.stages_dir, &args.stage)?;
+        let stage = Stage::load(stages, &args.stage)?;
         let region = stage.region.clone().ok_or_else(|| {
             anyhow!(
                 "stage '{}' has no `region:` in its stage file, so it is not a deployed stage; \
@@ -88,14 +79,14 @@ impl Target {
             )
         })?;
         // The stage file's region wins; --region may only repeat it.
-        let sdk = crate::aws::sdk_config(global, &stage.name, Some(&region)).await?;
+        let sdk = crate::aws::sdk_config(aws, &stage.name, Some(&region)).await?;
         check_credentials(&sdk, &stage.name).await?;
         Ok(Target::Deployed(Box::new(Deployed {
             stage: stage.name.clone(),
             account: stage.account.clone(),
-            profile: global.profile.clone(),
+            profile: aws.profile.clone(),
             region,
-            app_stack: format!("{}-app", stage.stack_prefix()),
+            app_stack: contract::app_stack(&stage),
             sdk,
             overrides: args.overrides.clone(),
             outputs: OnceCell::new(),
@@ -143,6 +134,33 @@ impl Target {
         }
     }
 
+    /// Runs one operator request where the stage serves it: the local gateway's `/@admin`;
+    /// on a deployed stage the `admin` function, or, for keys and kicks, the stage's tables
+    /// and management API directly ([`super::deployed`]).
+    pub async fn call(&self, request: &AdminRequest) -> Result<Answer, AdminError> {
+        match self {
+            Target::Deployed(d) if super::deployed::serves(request) => super::deployed::call(d, request).await,
+            _ => Ok(Answer { reply: self.admin().await?.call(request).await?, warnings: Vec::new() }),
+        }
+    }
+
+    /// Publishes to a room: through the local gateway's `/@admin`, or through a deployed
+    /// stage's `publish` function, the path producers use.
+    pub async fn publish(&self, room: &str, data: serde_json::Value) -> Result<PublishReport, AdminError> {
+        let Target::Deployed(d) = self else {
+            return match self.call(&AdminRequest::Publish { room: room.to_owned(), data }).await?.reply {
+                AdminReply::Published { report } => Ok(report),
+                other => Err(unexpected(&other).into()),
+            };
+        };
+        // The publish function's own event: {"room": …, "data": …}.
+        let event = serde_json::json!({ "room": room, "data": data });
+        match d.publish_function().await?.invoke::<_, PublishResult>(&event).await? {
+            PublishResult::Ok(report) => Ok(report),
+            PublishResult::Err { code, message } => Err(AdminError::Refused { code, message }),
+        }
+    }
+
     /// The channel for typed admin requests: the gateway, or the stage's `admin` Lambda.
     pub async fn admin(&self) -> Result<Admin<'_>> {
         match self {
@@ -150,6 +168,15 @@ impl Target {
             Target::Deployed(d) => Ok(Admin::Lambda(d.admin_function().await?)),
         }
     }
+}
+
+/// What a stage answered to one request, and what it could not do alongside (warnings
+/// for the operator).
+pub struct Answer {
+    /// The reply.
+    pub reply: AdminReply,
+    /// What was left undone, e.g. a cleanup that will happen later by itself.
+    pub warnings: Vec<String>,
 }
 
 /// A command's JSON document with `"target"` (where a write went) added, when there is one.
@@ -255,51 +282,49 @@ impl Deployed {
 
     /// The connections table.
     pub async fn connection_store(&self) -> Result<DynamoConnectionStore> {
-        let table = self.name(&self.overrides.connections_table, "ConnectionsTableName").await?;
+        let table = self.name(&self.overrides.connections_table, output::CONNECTIONS_TABLE).await?;
         Ok(DynamoConnectionStore::new(dynamo::client(&self.sdk), table))
     }
 
     /// The API-keys table.
     pub async fn key_store(&self) -> Result<DynamoKeyStore> {
-        let table = self.name(&self.overrides.api_keys_table, "ApiKeysTableName").await?;
+        let table = self.name(&self.overrides.api_keys_table, output::API_KEYS_TABLE).await?;
         Ok(DynamoKeyStore::new(dynamo::client(&self.sdk), table))
     }
 
     /// The management API (GetConnection, DeleteConnection).
     pub async fn sender(&self) -> Result<ManagementApiSender> {
-        let endpoint = self.name(&self.overrides.management_endpoint, "ManagementEndpoint").await?;
+        let endpoint = self.name(&self.overrides.management_endpoint, output::MANAGEMENT_ENDPOINT).await?;
         Ok(ManagementApiSender::new(&self.sdk, &endpoint, ManagementApiConfig::default()))
     }
 
     /// The `admin` function.
     pub async fn admin_function(&self) -> Result<LambdaFn> {
-        let name = self.name(&self.overrides.admin_function, "AdminFunctionName").await?;
-        Ok(LambdaFn::new(&self.sdk, name))
+        self.function(contract::ADMIN).await
     }
 
-    /// One of the six functions by its short name (`message`, …): the admin and publish
-    /// overrides apply, else the app stack output `{Name}FunctionName`.
-    pub async fn function(&self, short: &str) -> Result<LambdaFn> {
-        let given = match short {
-            "admin" => &self.overrides.admin_function,
-            "publish" => &self.overrides.publish_function,
-            _ => &None,
+    /// One of the six functions: the admin and publish overrides apply, else the app stack
+    /// output `{Name}FunctionName`.
+    pub async fn function(&self, function: Function) -> Result<LambdaFn> {
+        let given = if function == contract::ADMIN {
+            &self.overrides.admin_function
+        } else if function == contract::PUBLISH {
+            &self.overrides.publish_function
+        } else {
+            &None
         };
-        let mut logical = short.to_owned();
-        logical[..1].make_ascii_uppercase();
-        let name = self.name(given, &format!("{logical}FunctionName")).await?;
+        let name = self.name(given, &function.output_key()).await?;
         Ok(LambdaFn::new(&self.sdk, name))
     }
 
     /// The stage's WebSocket URL (wss://…, app stack output WebSocketUrl).
     pub async fn websocket_url(&self) -> Result<String> {
-        self.name(&None, "WebSocketUrl").await
+        self.name(&None, output::WEBSOCKET_URL).await
     }
 
     /// The `publish` function.
     pub async fn publish_function(&self) -> Result<LambdaFn> {
-        let name = self.name(&self.overrides.publish_function, "PublishFunctionName").await?;
-        Ok(LambdaFn::new(&self.sdk, name))
+        self.function(contract::PUBLISH).await
     }
 }
 
@@ -376,6 +401,42 @@ pub enum Admin<'a> {
 /// well within the function's timeout (10 s on the dev stage).
 const LAMBDA_CONNECTION_PAGE: usize = 50;
 
+/// An admin request that did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The stage answered with a typed refusal (the code of [`AdminReply::Error`]).
+    #[error("{}", refusal(*.code, .message))]
+    Refused {
+        /// What kind of refusal: callers match on it (`ErrorCode::NotFound`), never on text.
+        code: ErrorCode,
+        /// What was wrong and what to do.
+        message: String,
+    },
+    /// No answer: the stage could not be reached, the function failed, or the reply was unreadable.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl AdminError {
+    /// A refusal with `code`.
+    pub fn refused(code: ErrorCode, message: impl Into<String>) -> AdminError {
+        AdminError::Refused { code, message: message.into() }
+    }
+
+    /// The stage says the connection, room or key does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, AdminError::Refused { code: ErrorCode::NotFound, .. })
+    }
+}
+
+/// A refusal as the operator reads it: a missing thing says so plainly, anything else names its code.
+fn refusal(code: ErrorCode, message: &str) -> String {
+    match code {
+        ErrorCode::NotFound => message.to_owned(),
+        _ => format!("refused ({}): {message}", code.as_str()),
+    }
+}
+
 impl Admin<'_> {
     /// Page size for `list_connections` through this channel.
     pub fn connection_page(&self) -> usize {
@@ -385,28 +446,57 @@ impl Admin<'_> {
         }
     }
 
-    /// Sends one request; an [`AdminReply::Error`] becomes an error naming its code.
-    pub async fn call(&self, request: &AdminRequest) -> Result<AdminReply> {
+    /// Sends one request; an [`AdminReply::Error`] becomes [`AdminError::Refused`].
+    pub async fn call(&self, request: &AdminRequest) -> Result<AdminReply, AdminError> {
         let reply = match self {
             Admin::Gateway(client) => client.call(request).await?,
             Admin::Lambda(function) => function.invoke(request).await?,
         };
         match reply {
-            AdminReply::Error { code, message } => Err(admin_error(code, message)),
+            AdminReply::Error { code, message } => Err(AdminError::Refused { code, message }),
             other => Ok(other),
         }
-    }
-}
-
-/// Turns an admin error reply into an error an operator can act on.
-fn admin_error(code: ErrorCode, message: String) -> anyhow::Error {
-    match code {
-        ErrorCode::NotFound => anyhow!("{message}"),
-        _ => anyhow!("refused ({}): {message}", code.as_str()),
     }
 }
 
 /// The error for an [`AdminReply`] of the wrong kind.
 pub fn unexpected(reply: &AdminReply) -> anyhow::Error {
     anyhow!("unexpected reply from the stage's admin endpoint: {reply:?}; are wsctl and the stage the same version?")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_told_by_its_code_and_matched_by_its_code_alone() {
+        let missing = AdminError::refused(ErrorCode::NotFound, "key key_1 not found");
+        assert!(missing.is_not_found());
+        assert_eq!(missing.to_string(), "key key_1 not found");
+        // The words of a message never decide: only the code does.
+        let forbidden = AdminError::refused(ErrorCode::Forbidden, "the scope publish was not found on this key");
+        assert!(!forbidden.is_not_found());
+        assert_eq!(forbidden.to_string(), "refused (forbidden): the scope publish was not found on this key");
+        let failed = AdminError::from(anyhow!("connection c1 not found in the cache"));
+        assert!(!failed.is_not_found());
+    }
+
+    #[test]
+    fn a_deployed_stage_serves_keys_and_kicks_itself_and_the_rest_through_its_admin_function() {
+        let direct = [
+            AdminRequest::CreateKey { name: "n".into(), scopes: "publish".into(), max_connections: 0 },
+            AdminRequest::ListKeys,
+            AdminRequest::RevokeKey { key_id: "key_1".into(), disconnect: true },
+            AdminRequest::KickConnection { connection_id: "c1".into() },
+        ];
+        assert!(direct.iter().all(super::super::deployed::serves));
+        let through_function = [
+            AdminRequest::ShowConnection { connection_id: "c1".into() },
+            AdminRequest::ListRooms { prefix: String::new(), cursor: None, limit: 10 },
+            AdminRequest::ShowRoom { room: "r".into() },
+            AdminRequest::Publish { room: "r".into(), data: serde_json::Value::Null },
+            AdminRequest::ListConnections { key_id: None, room: Some("r".into()), cursor: None, limit: 10 },
+        ];
+        assert!(!through_function.iter().any(super::super::deployed::serves));
+    }
 }

@@ -3,25 +3,21 @@
 //! line with `--output json`), so the output can be logged or piped.
 
 use super::table::stdout_is_tty;
-use crate::output::OutputFormat;
+use crate::exit::Outcome;
+use crate::ui::Ui;
 use anyhow::{bail, Result};
-use clap::Args;
 use std::future::Future;
 use std::io::Write;
-use std::process::ExitCode;
 use std::time::Duration;
 
 /// Options of listings that can be watched.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
 pub struct WatchArgs {
     /// Refresh the listing every --interval seconds until Ctrl-C (redrawn in place on a terminal).
-    #[arg(long)]
     pub watch: bool,
     /// Seconds between refreshes with --watch.
-    #[arg(long, default_value_t = 2.0, requires = "watch")]
     pub interval: f64,
     /// Stop after this many refreshes (default: until Ctrl-C).
-    #[arg(long, requires = "watch")]
     pub iterations: Option<u64>,
 }
 
@@ -33,20 +29,28 @@ pub enum Frame {
     Json(serde_json::Value),
 }
 
+impl Frame {
+    /// The frame of `doc` for this output: the document itself under `--output json`,
+    /// else its text rendering.
+    pub fn of<T: serde::Serialize>(ui: &Ui, doc: &T, text: impl FnOnce(&T) -> String) -> Result<Frame> {
+        Ok(if ui.json() { Frame::Json(serde_json::to_value(doc)?) } else { Frame::Text(text(doc)) })
+    }
+}
+
 /// Runs `render` once, or repeatedly with `--watch`, printing each frame.
-pub async fn run<F, Fut>(args: &WatchArgs, format: OutputFormat, mut render: F) -> Result<ExitCode>
+pub async fn run<F, Fut>(args: &WatchArgs, ui: &Ui, mut render: F) -> Result<Outcome>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Frame>>,
 {
     if !args.watch {
         print_frame(render().await?, false)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Outcome::Success);
     }
     if !(0.2..=3600.0).contains(&args.interval) {
         bail!("--interval must be between 0.2 and 3600 seconds");
     }
-    let in_place = stdout_is_tty() && format == OutputFormat::Text;
+    let in_place = stdout_is_tty() && !ui.json();
     let interval = Duration::from_secs_f64(args.interval);
     let mut done = 0u64;
     let ctrl_c = tokio::signal::ctrl_c();
@@ -77,11 +81,11 @@ where
         }
         done += 1;
         if args.iterations.is_some_and(|n| done >= n) {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Outcome::Success);
         }
         tokio::select! {
             _ = tokio::time::sleep_until(started + interval) => {}
-            _ = &mut ctrl_c => return Ok(ExitCode::SUCCESS),
+            _ = &mut ctrl_c => return Ok(Outcome::Success),
         }
     }
 }

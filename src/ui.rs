@@ -1,8 +1,18 @@
-//! Terminal interaction of the deploy commands: where human lines go, whether a TTY is
-//! attached, and the confirmation prompt (never shown without a TTY).
+//! How a command talks to the operator: the one place that knows text from JSON output,
+//! where human lines go, whether a TTY is attached, and the confirmation prompt (never
+//! shown without a TTY).
 
-use crate::output::OutputFormat;
+use serde::Serialize;
 use std::io::{BufRead, IsTerminal, Write};
+
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON document on stdout; logs stay on stderr.
+    Json,
+}
 
 /// How the current command talks to the operator.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +35,33 @@ impl Ui {
     /// True when the result is printed as one JSON document.
     pub fn json(&self) -> bool {
         self.format == OutputFormat::Json
+    }
+
+    /// Prints the result: `doc` as the one JSON document under `--output json`, else
+    /// whatever `text` prints.
+    pub fn emit<T: Serialize>(&self, doc: &T, text: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+        match self.format {
+            OutputFormat::Json => crate::output::print_json(doc),
+            OutputFormat::Text => text(),
+        }
+    }
+
+    /// Prints one record of a stream (`dev`'s ready banner, `subscribe`'s messages, `logs`'
+    /// events): `doc` as one compact JSON object per line under `--output json`, else the
+    /// text. A reader that closed the pipe (`… | head -1`) ends the command quietly with
+    /// exit 0.
+    pub fn record<T: Serialize>(&self, doc: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+        let line = match self.format {
+            OutputFormat::Json => serde_json::to_string(doc)?,
+            OutputFormat::Text => text(),
+        };
+        let mut out = std::io::stdout().lock();
+        match writeln!(out, "{line}").and_then(|()| out.flush()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                std::process::exit(i32::from(crate::exit::Outcome::Success.code()))
+            }
+            other => Ok(other?),
+        }
     }
 
     /// A human line: stdout in text mode, stderr in JSON mode (stdout holds only JSON).

@@ -1,12 +1,12 @@
 //! `wsctl completions SHELL` and `wsctl man`: generated from the clap command tree, so
 //! they can never disagree with `--help`.
 
-use crate::cli::Cli;
+use super::Cli;
 use anyhow::{Context, Result};
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 use std::path::PathBuf;
-use std::process::ExitCode;
+use wsctl::exit::Outcome;
 
 /// `wsctl completions`
 #[derive(Debug, Args)]
@@ -26,14 +26,14 @@ pub struct ManArgs {
 }
 
 /// Prints the completion script for a shell.
-pub fn completions(args: CompletionsArgs) -> Result<ExitCode> {
+pub fn completions(args: CompletionsArgs) -> Result<Outcome> {
     let mut cmd = Cli::command();
     clap_complete::generate(args.shell, &mut cmd, "wsctl", &mut std::io::stdout());
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Success)
 }
 
 /// Prints (or writes) the man pages.
-pub fn man(args: ManArgs) -> Result<ExitCode> {
+pub fn man(args: ManArgs) -> Result<Outcome> {
     let cmd = Cli::command();
     match args.out {
         Some(dir) => {
@@ -49,5 +49,5 @@ pub fn man(args: ManArgs) -> Result<ExitCode> {
             std::io::stdout().write_all(&page)?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Success)
 }

@@ -1,0 +1,193 @@
+//! The command line of what [`wsctl::deploy`] runs: its clap arguments, with their help
+//! texts, and their conversion into the library's plain options.
+
+pub mod render;
+
+use crate::cli::deploy::render::StackKind;
+use crate::cli::stage::Arch;
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+/// `wsctl template`
+#[derive(Debug, Args)]
+pub struct TemplateArgs {
+    /// Stage name (stages/NAME.yaml).
+    #[arg(long)]
+    pub stage: String,
+    /// Which stack's template to print.
+    #[arg(long, value_enum, default_value_t = StackKind::App)]
+    pub stack: StackKind,
+    /// Build manifest whose artifacts name the Lambda versions (default: none).
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+}
+
+/// `wsctl iam-policy`
+#[derive(Debug, Args)]
+pub struct IamPolicyArgs {
+    /// Stage name (stages/NAME.yaml; needs `account:` and `region:`).
+    #[arg(long)]
+    pub stage: String,
+    /// Print only this policy document (ready for `aws iam put-role-policy`).
+    #[arg(long, value_enum)]
+    pub role: Option<PolicyRole>,
+}
+
+/// Which of a stage's policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyRole {
+    /// `deploy`, `plan`, `status`, `destroy` (and CloudFormation acting with its credentials).
+    Deployer,
+    /// `keys`, `connections`, `rooms`, `publish`.
+    Operator,
+}
+
+/// `wsctl build`
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Lambda architecture (default: arm64).
+    #[arg(long, value_enum, default_value_t = Arch::Arm64)]
+    pub arch: Arch,
+    /// Directory for the zips and manifest.json.
+    #[arg(long, default_value = "dist")]
+    pub out: PathBuf,
+    /// Cargo workspace holding the handlers package (default: `.` inside a wsctl checkout,
+    /// else the handler sources shipped inside wsctl).
+    #[arg(long)]
+    pub workspace: Option<PathBuf>,
+    /// Cargo package with one binary per function.
+    #[arg(long, default_value = "wsctl-handlers")]
+    pub package: String,
+    /// Cargo profile to build with. Not `--profile`: that is the AWS profile (and
+    /// `AWS_PROFILE`), which must never reach cargo.
+    #[arg(long = "cargo-profile", id = "cargo_profile", default_value = "lambda")]
+    pub cargo_profile: String,
+}
+
+/// `wsctl deploy`
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Stage name (stages/NAME.yaml).
+    #[arg(long)]
+    pub stage: String,
+    /// Apply without asking (required when no terminal is attached).
+    #[arg(long)]
+    pub yes: bool,
+    /// Deploy exactly the artifacts of an earlier `wsctl build` (default: build now into dist/).
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Give up waiting on one stack operation after this many minutes.
+    #[arg(long, default_value_t = 90)]
+    pub timeout_minutes: u64,
+}
+
+/// `wsctl plan`
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Stage name (stages/NAME.yaml).
+    #[arg(long)]
+    pub stage: String,
+    /// Plan with the artifacts of an earlier `wsctl build` (default: dist/manifest.json
+    /// while the handler sources are unchanged since it was built, else a fresh build).
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Build the handlers even when dist/manifest.json matches the sources.
+    #[arg(long, conflicts_with = "manifest")]
+    pub build: bool,
+}
+
+/// `wsctl status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Stage name (stages/NAME.yaml).
+    #[arg(long)]
+    pub stage: String,
+}
+
+/// `wsctl destroy`
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Stage name (stages/NAME.yaml).
+    #[arg(long)]
+    pub stage: String,
+    /// Delete without asking (required when no terminal is attached).
+    #[arg(long)]
+    pub yes: bool,
+    /// Allow destroying a protected stage (and lift the data stack's termination protection).
+    #[arg(long)]
+    pub force: bool,
+    /// Delete only the app stack; keep the VPC, Redis and tables.
+    #[arg(long)]
+    pub keep_data: bool,
+    /// Give up waiting on one stack deletion after this many minutes.
+    #[arg(long, default_value_t = 90)]
+    pub timeout_minutes: u64,
+}
+
+impl From<TemplateArgs> for wsctl::deploy::TemplateArgs {
+    fn from(a: TemplateArgs) -> Self {
+        wsctl::deploy::TemplateArgs { stage: a.stage, stack: a.stack.into(), manifest: a.manifest }
+    }
+}
+
+impl From<IamPolicyArgs> for wsctl::deploy::IamPolicyArgs {
+    fn from(a: IamPolicyArgs) -> Self {
+        wsctl::deploy::IamPolicyArgs { stage: a.stage, role: a.role.map(Into::into) }
+    }
+}
+
+impl From<PolicyRole> for wsctl::deploy::PolicyRole {
+    fn from(a: PolicyRole) -> Self {
+        match a {
+            PolicyRole::Deployer => wsctl::deploy::PolicyRole::Deployer,
+            PolicyRole::Operator => wsctl::deploy::PolicyRole::Operator,
+        }
+    }
+}
+
+impl From<BuildArgs> for wsctl::deploy::BuildArgs {
+    fn from(a: BuildArgs) -> Self {
+        wsctl::deploy::BuildArgs {
+            arch: a.arch.into(),
+            out: a.out,
+            workspace: a.workspace,
+            package: a.package,
+            cargo_profile: a.cargo_profile,
+        }
+    }
+}
+
+impl From<DeployArgs> for wsctl::deploy::DeployArgs {
+    fn from(a: DeployArgs) -> Self {
+        wsctl::deploy::DeployArgs {
+            stage: a.stage,
+            yes: a.yes,
+            manifest: a.manifest,
+            timeout_minutes: a.timeout_minutes,
+        }
+    }
+}
+
+impl From<PlanArgs> for wsctl::deploy::PlanArgs {
+    fn from(a: PlanArgs) -> Self {
+        wsctl::deploy::PlanArgs { stage: a.stage, manifest: a.manifest, build: a.build }
+    }
+}
+
+impl From<StatusArgs> for wsctl::deploy::StatusArgs {
+    fn from(a: StatusArgs) -> Self {
+        wsctl::deploy::StatusArgs { stage: a.stage }
+    }
+}
+
+impl From<DestroyArgs> for wsctl::deploy::DestroyArgs {
+    fn from(a: DestroyArgs) -> Self {
+        wsctl::deploy::DestroyArgs {
+            stage: a.stage,
+            yes: a.yes,
+            force: a.force,
+            keep_data: a.keep_data,
+            timeout_minutes: a.timeout_minutes,
+        }
+    }
+}
