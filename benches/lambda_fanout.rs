@@ -59,18 +59,6 @@ fn list(name: &str, default: &str) -> Vec<usize> {
         .collect()
 }
 
-/// Raises this process's open-file limit to its hard limit (subscribers hold one each).
-fn raise_nofile() {
-    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: plain getrlimit/setrlimit on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 {
-            l.rlim_cur = l.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-        }
-    }
-}
-
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 /// One subscriber connection from source address 127.0.0.`source` (spreading ephemeral
@@ -173,8 +161,9 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    raise_nofile();
     let subscribers: usize = flag("--subscribers", 2000);
+    // Subscribers hold one descriptor each.
+    wsctl::gateway::fdlimit::raise_and_pregrow(subscribers + 256);
     let messages: u64 = flag("--messages", 5);
     let shard_counts = list("--shards", "0");
     let concurrency = list("--concurrency", "64");

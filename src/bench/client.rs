@@ -386,40 +386,6 @@ pub async fn subscribe(ws: &mut Ws, room: &str, id: u64) -> Result<u64, String> 
     Ok(seq.unwrap_or(0))
 }
 
-/// Raises the soft open-file limit to the hard one; returns the new soft limit.
-pub fn raise_nofile() -> u64 {
-    // SAFETY: plain libc calls on a local struct.
-    unsafe {
-        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
-            return 1024;
-        }
-        if r.rlim_cur < r.rlim_max {
-            r.rlim_cur = r.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
-        }
-        r.rlim_cur
-    }
-}
-
-/// Grows this process's fd table to hold `upto` descriptors now, in one step: growing it
-/// later, with threads running, stalls every thread for 12–30 ms at 256, 512, 1024, …
-/// (an RCU grace period in expand_fdtable), which would show up as connect-latency tails
-/// that belong to the client.
-pub fn pregrow_fd_table(upto: u64) {
-    if !(64..(1 << 24)).contains(&upto) {
-        return;
-    }
-    // SAFETY: dup2 of stderr onto an unused high descriptor, closed right away.
-    unsafe {
-        let fd = libc::dup2(2, upto as libc::c_int);
-        if fd >= 0 {
-            libc::close(fd);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,11 +147,12 @@ pub async fn run(ui: &Ui, a: BenchArgs) -> anyhow::Result<Outcome> {
     let url =
         c.url.clone().ok_or_else(|| anyhow::anyhow!("--url is required, e.g. --url ws://127.0.0.1:8080/local"))?;
     let conns = a.scenario.connections();
-    let nofile = client::raise_nofile();
+    // Growing the fd table later, with threads running, stalls every thread for 12–30 ms
+    // (which would show up as connect-latency tails that belong to the client).
+    let nofile = crate::gateway::fdlimit::raise_and_pregrow(conns + 192).unwrap_or(1024);
     if conns as u64 + 64 > nofile {
         tracing::warn!("the open-file limit {nofile} is below {conns} connections + a margin");
     }
-    client::pregrow_fd_table((conns as u64 + 256).min(nofile.saturating_sub(1)));
     let timeout = Duration::from_millis(c.connect_timeout_ms.max(1));
     let target = Target::new(&url, c.key.as_deref(), c.key_via, conns, c.sources, c.read_buf, timeout)?;
     let pub_key = c.publish_key.as_deref().or(c.key.as_deref());

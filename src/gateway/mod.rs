@@ -4,7 +4,7 @@
 
 pub mod connect;
 mod exposure;
-mod fdlimit;
+pub mod fdlimit;
 pub mod http;
 mod node;
 mod refusals;
