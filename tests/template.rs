@@ -2,51 +2,14 @@
 //! least-privilege IAM, the runtime contract (environment, tables, routes), hashed
 //! versions, and the stage-file errors. They drive the built binary (`wsctl template`).
 
+use crate::common::templates::{parse, render, render_json, repo_stages, resolve, stages, wsctl_in as wsctl};
 use serde_norway::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use wsctl_testkit::TempDir;
 
 const STACKS: [&str; 3] = ["bootstrap", "data", "app"];
 const FUNCTIONS: [&str; 6] = ["Authorizer", "Connect", "Disconnect", "Message", "Publish", "Admin"];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Every stage file in the repository's `stages/`.
-fn stages() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(repo().join("stages"))
-        .expect("stages/")
-        .filter_map(|e| {
-            let p = e.ok()?.path();
-            (p.extension()? == "yaml").then(|| p.file_stem()?.to_str().map(str::to_owned))?
-        })
-        .collect();
-    names.sort();
-    assert!(names.len() >= 4, "expected local, dev, staging, prod: {names:?}");
-    names
-}
-
-fn wsctl(stages_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wsctl"))
-        .arg("--stages-dir")
-        .arg(stages_dir)
-        .args(args)
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
-        .expect("run wsctl")
-}
-
-fn render(stage: &str, stack: &str) -> String {
-    let out = wsctl(&repo().join("stages"), &["template", "--stage", stage, "--stack", stack]);
-    assert!(out.status.success(), "template {stage}/{stack}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-fn parse(text: &str) -> Value {
-    serde_norway::from_str(text).expect("rendered template is YAML")
-}
 
 fn resources(t: &Value) -> Vec<(String, Value)> {
     t["Resources"]
@@ -278,33 +241,6 @@ fn data_template_has_the_contracted_tables_and_retention() {
     }
 }
 
-/// A stack rendered with `--output json`: the template and the parameter values.
-fn render_json(stages_dir: &Path, stage: &str, stack: &str) -> (Value, serde_json::Value) {
-    let out = wsctl(stages_dir, &["template", "--stage", stage, "--stack", stack, "--output", "json"]);
-    assert!(out.status.success(), "template {stage}/{stack}: {}", String::from_utf8_lossy(&out.stderr));
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
-    (parse(doc["template"].as_str().expect("template")), doc["parameters"].clone())
-}
-
-/// Resolves `!Ref` to a parameter and `!If` on a condition of the form
-/// `!Equals [!Ref P, "true"]` with the rendered parameter values; anything else as is.
-fn resolve(t: &Value, params: &serde_json::Value, v: &Value) -> Value {
-    let Value::Tagged(tagged) = v else { return v.clone() };
-    let param = |name: &str| params[name].as_str().map(Value::from);
-    match tagged.tag.to_string().as_str() {
-        "!Ref" => tagged.value.as_str().and_then(param).unwrap_or_else(|| v.clone()),
-        "!If" => {
-            let args = tagged.value.as_sequence().expect("!If [cond, a, b]");
-            let cond = &t["Conditions"][args[0].as_str().unwrap()];
-            let Value::Tagged(eq) = cond else { panic!("condition {:?} is not !Equals", args[0]) };
-            let [lhs, rhs] = eq.value.as_sequence().unwrap().as_slice() else { panic!("!Equals takes two") };
-            let holds = resolve(t, params, lhs) == resolve(t, params, rhs);
-            resolve(t, params, &args[if holds { 1 } else { 2 }])
-        }
-        _ => v.clone(),
-    }
-}
-
 /// What a stage file says about Redis, read independently of wsctl's own parsing.
 struct RedisExpectation {
     cluster: bool,
@@ -390,11 +326,11 @@ fn assert_redis_memory_guards(stages_dir: &Path, stage: &str) {
 #[test]
 fn redis_refuses_writes_when_full_and_alarms_before() {
     for stage in stages() {
-        assert_redis_memory_guards(&repo().join("stages"), &stage);
+        assert_redis_memory_guards(&repo_stages(), &stage);
     }
     // The threshold, cluster mode and shard count follow the stage file.
     let dir = TempDir::new("wsctl-redis-memory").unwrap();
-    let dev = std::fs::read_to_string(repo().join("stages/dev.yaml")).unwrap();
+    let dev = std::fs::read_to_string(repo_stages().join("dev.yaml")).unwrap();
     assert!(dev.contains("shards: 1\n"), "dev.yaml changed shape; adjust this test");
     let variants = [
         ("low", dev.replace("shards: 1\n", "shards: 1\n  memory_alarm_percent: 65\n")),
@@ -443,7 +379,7 @@ fn versions_are_named_after_code_and_configuration() {
     let dir = TempDir::new("wsctl-versions").unwrap();
     let stages_dir = dir.join("stages");
     std::fs::create_dir_all(&stages_dir).unwrap();
-    let dev = std::fs::read_to_string(repo().join("stages/dev.yaml")).unwrap();
+    let dev = std::fs::read_to_string(repo_stages().join("dev.yaml")).unwrap();
     std::fs::write(stages_dir.join("dev.yaml"), &dev).unwrap();
     std::fs::write(stages_dir.join("big.yaml"), dev.replace("memory_mb: 256", "memory_mb: 512")).unwrap();
 
@@ -494,7 +430,7 @@ fn stage_errors_name_the_file_the_key_and_the_fix() {
 
 #[test]
 fn template_json_output_is_one_document() {
-    let out = wsctl(&repo().join("stages"), &["template", "--stage", "prod", "--stack", "data", "--output", "json"]);
+    let out = wsctl(&repo_stages(), &["template", "--stage", "prod", "--stack", "data", "--output", "json"]);
     assert!(out.status.success());
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert_eq!(doc["stackName"], "wsctl-prod-data");

@@ -10,16 +10,7 @@ use std::process::Command;
 use wsctl_testkit::TempDir;
 
 fn render(stages_dir: &Path, stage: &str) -> (Value, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wsctl"))
-        .arg("--stages-dir")
-        .arg(stages_dir)
-        .args(["template", "--stage", stage, "--stack", "app", "--output", "json"])
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
-        .expect("run wsctl");
-    assert!(out.status.success(), "template {stage}: {}", String::from_utf8_lossy(&out.stderr));
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
-    (serde_norway::from_str(doc["template"].as_str().expect("template")).expect("YAML"), doc["parameters"].clone())
+    crate::common::templates::render_json(stages_dir, stage, "app")
 }
 
 fn stage_dir(limits: &str, timeout: u32) -> TempDir {

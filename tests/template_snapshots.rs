@@ -8,40 +8,9 @@
 //! `cargo insta review` with cargo-insta installed) and commit the changed `.snap` files. CI never writes them
 //! (`.ci/run` sets `INSTA_UPDATE=no`; insta also refuses when `CI` is set).
 
-use std::path::PathBuf;
-use std::process::Command;
+use crate::common::templates::{render, stages};
 
 const STACKS: [&str; 3] = ["bootstrap", "data", "app"];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Every stage file in the repository's `stages/`, sorted.
-fn stages() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(repo().join("stages"))
-        .expect("stages/")
-        .filter_map(|e| {
-            let p = e.ok()?.path();
-            (p.extension()? == "yaml").then(|| p.file_stem()?.to_str().map(str::to_owned))?
-        })
-        .collect();
-    names.sort();
-    assert!(names.len() >= 4, "expected local, dev, staging, prod: {names:?}");
-    names
-}
-
-fn render(stage: &str, stack: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_wsctl"))
-        .arg("--stages-dir")
-        .arg(repo().join("stages"))
-        .args(["template", "--stage", stage, "--stack", stack])
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
-        .expect("run wsctl");
-    assert!(out.status.success(), "template {stage}/{stack}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8")
-}
 
 #[test]
 fn every_stage_and_stack_renders_as_its_snapshot() {

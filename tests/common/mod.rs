@@ -5,6 +5,7 @@
 
 pub mod proxy;
 pub mod reader;
+pub mod templates;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
