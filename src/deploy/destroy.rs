@@ -237,7 +237,9 @@ async fn release_network_interfaces(
     report: &mut DestroyReport,
 ) -> anyhow::Result<()> {
     let resources = stacks::stack_resources(&clients.cfn, &data.id).await?;
-    let Some(group) = resources.get(crate::contract::data_resource::LAMBDA_SECURITY_GROUP).and_then(|r| r.physical_id.as_deref()) else {
+    let Some(group) =
+        resources.get(crate::contract::data_resource::LAMBDA_SECURITY_GROUP).and_then(|r| r.physical_id.as_deref())
+    else {
         return Ok(());
     };
     let ec2 = enis::Ec2::new(&clients.sdk)?;

@@ -16,7 +16,6 @@
 //! `LimitExceededException` 429, so the Lambda fan-out path is measured against AWS-like
 //! behaviour (`benches/lambda_fanout.rs`).
 
-use super::registry::ConnHandle;
 use super::Gateway;
 use aws_sdk_apigatewaymanagement::primitives::{DateTime, DateTimeFormat};
 use axum::body::Bytes;
@@ -173,25 +172,21 @@ pub async fn post_to_connection(
     let Ok(text) = axum::extract::ws::Utf8Bytes::try_from(body) else {
         return aws_error(StatusCode::BAD_REQUEST, "BadRequestException", "payload must be UTF-8 text");
     };
-    if let Some(bus) = remote(&gw, id) {
-        // Another gateway node's connection: its node delivers it.
-        return match gw.services.sender.send(id, &Frame::from(text.as_str().to_owned())).await {
-            SendOutcome::Delivered => StatusCode::OK.into_response(),
-            SendOutcome::Gone => gone(),
-            SendOutcome::Failed(why) => unreachable_node(bus, id, &why),
-        };
-    }
-    let Some(handle) = gw.registry.get(id) else { return gone() };
-    match handle.push(text) {
+    // One path for every connection: the sender delivers to this node's connections and
+    // forwards to the node that holds any other.
+    match gw.services.sender.send(id, &Frame::from(text.as_str().to_owned())).await {
         SendOutcome::Delivered => StatusCode::OK.into_response(),
         SendOutcome::Gone => gone(),
-        // The model's answer for a full client-side buffer; the connection is being closed
-        // as a slow consumer, so a retry gets 410.
-        SendOutcome::Failed(why) => aws_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "LimitExceededException",
-            &format!("the connection cannot take more data ({why}); it is being closed"),
-        ),
+        SendOutcome::Failed(why) => match remote(&gw, id) {
+            Some(bus) => unreachable_node(bus, id, &why),
+            // The model's answer for a full client-side buffer; the connection is being
+            // closed as a slow consumer, so a retry gets 410.
+            None => aws_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "LimitExceededException",
+                &format!("the connection cannot take more data ({why}); it is being closed"),
+            ),
+        },
     }
 }
 
@@ -208,16 +203,11 @@ pub async fn get_connection(
     if let Some(refused) = unsigned(&headers) {
         return refused;
     }
-    let info = match connection_param(&params).map(|id| (id, remote(&gw, id))) {
-        Some((id, Some(bus))) => match gw.services.sender.info(id).await {
-            Ok(Some(info)) => info,
-            Ok(None) => return gone(),
-            Err(e) => return unreachable_node(bus, id, &e.to_string()),
-        },
-        _ => match live(&gw, &params) {
-            Some(h) => h.live_info(),
-            None => return gone(),
-        },
+    let Some(id) = connection_param(&params) else { return gone() };
+    let info = match gw.services.sender.info(id).await {
+        Ok(Some(info)) => info,
+        Ok(None) => return gone(),
+        Err(e) => return unreachable(&gw, id, &e.to_string()),
     };
     axum::Json(serde_json::json!({
         "connectedAt": iso(info.connected_at_ms),
@@ -239,21 +229,26 @@ pub async fn delete_connection(
     if let Some(refused) = unsigned(&headers) {
         return refused;
     }
-    if let Some((id, bus)) = connection_param(&params).and_then(|id| Some((id, remote(&gw, id)?))) {
-        return match gw.services.sender.disconnect(id).await {
-            Ok(true) => StatusCode::NO_CONTENT.into_response(),
-            Ok(false) => gone(),
-            Err(e) => unreachable_node(bus, id, &e.to_string()),
-        };
+    let Some(id) = connection_param(&params) else { return gone() };
+    match gw.services.sender.disconnect(id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => gone(),
+        Err(e) => unreachable(&gw, id, &e.to_string()),
     }
-    let Some(h) = live(&gw, &params) else { return gone() };
-    h.request_close(super::registry::CLOSE_KICKED, "disconnected by DeleteConnection");
-    StatusCode::NO_CONTENT.into_response()
 }
 
 /// The node bus, when `id` belongs to another gateway node sharing this Redis.
 fn remote<'a>(gw: &'a Gateway, id: &str) -> Option<&'a NodeBus> {
     gw.node.as_deref().filter(|bus| !bus.is_local(id))
+}
+
+/// 500 for a request the sender could not complete: only another node's connection can
+/// fail that way (this node answers its own at once).
+fn unreachable(gw: &Gateway, id: &str, why: &str) -> Response {
+    match remote(gw, id) {
+        Some(bus) => unreachable_node(bus, id, why),
+        None => aws_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerErrorException", why),
+    }
 }
 
 /// 500, as API Gateway's answer when it cannot reach a connection's node.
@@ -264,12 +259,6 @@ fn unreachable_node(bus: &NodeBus, id: &str, why: &str) -> Response {
         "InternalServerErrorException",
         "the gateway node holding this connection did not answer; retry",
     )
-}
-
-/// The connection named in the path, unless it is gone or already being closed (a closing
-/// connection takes no more data, so to the management API it is gone).
-fn live(gw: &Gateway, params: &[(String, String)]) -> Option<Arc<ConnHandle>> {
-    connection_param(params).and_then(|id| gw.registry.get(id)).filter(|h| !h.is_closing())
 }
 
 fn connection_param(params: &[(String, String)]) -> Option<&str> {

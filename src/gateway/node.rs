@@ -38,7 +38,7 @@ impl NodeHandler for GatewayNode {
     }
 
     fn answer(&self, op: NodeOp, conn: &str) -> NodeAnswer {
-        let Some(handle) = self.registry.get(conn).filter(|h| !h.is_closing()) else {
+        let Some(handle) = self.registry.live(conn) else {
             return NodeAnswer::Gone;
         };
         match op {

@@ -223,6 +223,12 @@ impl Registry {
         self.conns.read().ok()?.get(id).cloned()
     }
 
+    /// One connection unless it is already being closed: a closing connection takes no
+    /// more data, so to the management API it is gone.
+    pub fn live(&self, id: &str) -> Option<Arc<ConnHandle>> {
+        self.get(id).filter(|h| !h.is_closing())
+    }
+
     /// How many connections are live.
     pub fn len(&self) -> usize {
         self.conns.read().map(|m| m.len()).unwrap_or(0)
@@ -345,9 +351,9 @@ impl Sender for LocalSender {
                 Err(e) => Err(SendError(e.to_string())),
             };
         }
-        match self.registry.get(conn) {
+        match self.registry.live(conn) {
             Some(h) => {
-                h.request_close(CLOSE_KICKED, "disconnected by operator");
+                h.request_close(CLOSE_KICKED, "disconnected by DeleteConnection");
                 Ok(true)
             }
             None => Ok(false),
@@ -362,6 +368,6 @@ impl Sender for LocalSender {
                 Err(e) => Err(SendError(e.to_string())),
             };
         }
-        Ok(self.registry.get(conn).map(|h| h.live_info()))
+        Ok(self.registry.live(conn).map(|h| h.live_info()))
     }
 }
