@@ -147,3 +147,22 @@ fn error_texts_of_common_mistakes_are_pinned() {
         insta::assert_snapshot!(format!("mistake_{name}"), format!("exit {code}\n{err}"));
     }
 }
+
+/// The AWS profile (`--profile`/`AWS_PROFILE`) and Cargo's build profile (`build
+/// --cargo-profile`) are separate options: `AWS_PROFILE=prod wsctl build` once failed with
+/// "profile `prod` is not defined" from cargo. The build here stops at cargo's own check
+/// of the profile it was given, before compiling anything.
+#[test]
+fn the_aws_profile_never_reaches_cargo() {
+    let dir = TempDir::new("wsctl-profiles").expect("temp dir");
+    let (code, _, err) = run(wsctl()
+        .args(["build", "--cargo-profile", "no-such-cargo-profile", "--out"])
+        .arg(dir.join("dist"))
+        .current_dir(dir.path())
+        .env("AWS_PROFILE", "prod")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null()));
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("profile `no-such-cargo-profile` is not defined"), "cargo got --cargo-profile: {err}");
+    assert!(!err.contains("`prod`"), "the AWS profile leaked into cargo: {err}");
+}

@@ -7,10 +7,14 @@
 
 #![no_main]
 
-// Compiled as is from the CLI; its lints are the CLI crate's business.
+// Compiled as is from the CLI (with the built-in stages it falls back to); their lints are
+// the CLI crate's business.
 #[allow(dead_code, clippy::all)]
 #[path = "../../src/stage.rs"]
 mod stage;
+#[allow(dead_code, clippy::all)]
+#[path = "../../src/builtin_stages.rs"]
+mod builtin_stages;
 
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
