@@ -10,11 +10,12 @@
 
 use super::client::{self, Frame, Ws};
 use super::connect;
-use super::fanout::{self, PubPlan, PubStats, PublisherReport};
+use super::publisher::{self, PubPlan, PubStats, PublisherReport};
 use super::report::{self, Meta, Progress, Summary};
 use super::stats::{self, Delivery, Failures, Latency, LatencySummary, Ledger, ValueSummary, Windows};
 use super::Ctx;
 use futures_util::StreamExt;
+use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -60,24 +61,8 @@ pub struct MixedArgs {
     pub payload_bytes: usize,
 }
 
-/// xorshift64*: enough randomness for lifetimes and room picks, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// Lifetimes and room picks: reproducible from the run's seed, not cryptographic.
+type Rng = rand::rngs::SmallRng;
 
 #[derive(Default)]
 struct Totals {
@@ -114,9 +99,9 @@ enum Lifetime {
 impl Lifetime {
     fn draw(self, rng: &mut Rng, generation: u64) -> Option<Duration> {
         match self {
-            Lifetime::Mean(m) if generation == 0 => Some(m.mul_f64(0.1 + 1.4 * rng.unit())),
-            Lifetime::Mean(m) => Some(m.mul_f64(0.5 + rng.unit())),
-            Lifetime::Range(lo, hi) => Some(lo + (hi.saturating_sub(lo)).mul_f64(rng.unit())),
+            Lifetime::Mean(m) if generation == 0 => Some(m.mul_f64(0.1 + 1.4 * rng.random::<f64>())),
+            Lifetime::Mean(m) => Some(m.mul_f64(0.5 + rng.random::<f64>())),
+            Lifetime::Range(lo, hi) => Some(lo + (hi.saturating_sub(lo)).mul_f64(rng.random::<f64>())),
             Lifetime::Whole => None,
         }
     }
@@ -219,7 +204,7 @@ async fn slot(
     live_n: Arc<AtomicU64>,
     seed: u64,
 ) {
-    let mut rng = Rng::new(seed ^ (i as u64 + 1));
+    let mut rng = Rng::seed_from_u64(seed ^ (i as u64 + 1));
     tokio::time::sleep_until(first_at.into()).await;
     let mut generation: u64 = 0;
     while Instant::now() < plan.end {
@@ -244,7 +229,7 @@ async fn slot(
         let mut c = Live { ws, rooms: Vec::new(), windows: Windows::default(), next_id: 0, awaiting: 0 };
         let n_rooms = plan.rooms.len();
         let mut ok = true;
-        let start_room = rng.next() as usize;
+        let start_room = rng.random::<u64>() as usize;
         for j in 0..plan.rooms_per_conn.min(n_rooms) {
             let room = plan.rooms[(start_room + j) % n_rooms].clone();
             if c.subscribe(room, &tot).await.is_err() {
@@ -281,9 +266,9 @@ async fn slot(
                                 break;
                             }
                             c.awaiting += 1;
-                            let mut room = plan.rooms[rng.next() as usize % n_rooms].clone();
+                            let mut room = plan.rooms[rng.random::<u64>() as usize % n_rooms].clone();
                             while c.rooms.contains(&room) || room == old {
-                                room = plan.rooms[rng.next() as usize % n_rooms].clone();
+                                room = plan.rooms[rng.random::<u64>() as usize % n_rooms].clone();
                             }
                             if c.subscribe(room, &tot).await.is_err() {
                                 by_server = true;
@@ -572,7 +557,7 @@ pub async fn run(ctx: &Ctx, a: MixedArgs) -> anyhow::Result<MixedReport> {
                 pad: "x".repeat(a.payload_bytes),
                 ledger: ledger.clone(),
             };
-            pubs.spawn(fanout::publish_loop(ws, plan, |_, _| {}));
+            pubs.spawn(publisher::publish_loop(ws, plan, |_, _| {}));
         }
     }
 
@@ -784,7 +769,7 @@ mod tests {
     fn lifetimes_from_a_range_stay_in_it_and_spread_over_it() {
         let (lo, hi) = (Duration::from_secs(5), Duration::from_secs(300));
         let l = Lifetime::Range(lo, hi);
-        let mut rng = Rng::new(7);
+        let mut rng = Rng::seed_from_u64(7);
         let draws: Vec<Duration> = (0..10_000).map(|g| l.draw(&mut rng, g).expect("a lifetime")).collect();
         assert!(draws.iter().all(|d| *d >= lo && *d <= hi));
         // both ends of the range are reached, and the mean is the middle

@@ -19,6 +19,7 @@ pub mod client;
 pub mod connect;
 pub mod fanout;
 pub mod mixed;
+pub mod publisher;
 mod report;
 pub mod route;
 mod stats;
