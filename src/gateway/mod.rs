@@ -305,12 +305,7 @@ pub async fn run_dev(stages: &Path, aws: &AwsTarget, ui: &Ui, args: DevArgs) -> 
     print_banner(ui, &info, &dev_key, &stores, &gw.node_tag, &args)?;
 
     let sweeper = tokio::spawn(sweeper::run(gw.clone()));
-    let accept = serve::AcceptLimits {
-        handshake_timeout: Duration::from_secs(limits.handshake_timeout_secs),
-        max_pending: limits.max_pending_handshakes,
-        send_buffer: limits.send_buffer_bytes,
-    };
-    serve::serve(listener, app(gw.clone()), accept, gw.services.metrics.clone(), wait_for_signal()).await;
+    serve_on(gw.clone(), listener, &limits, wait_for_signal()).await;
     // Stopped accepting. Close every WebSocket; a second signal cuts the wait short.
     tokio::select! {
         () = drain(&gw, DRAIN_WAIT) => {}
@@ -347,6 +342,24 @@ pub fn app(gw: Arc<Gateway>) -> Router {
         .route("/metrics", get(http::metrics))
         .route("/healthz", get(http::healthz))
         .with_state(gw)
+}
+
+/// Serves `gw` on `listener` until `shutdown` completes, with the stage's bounds on the
+/// accept loop: the gateway without banner, state files or signals (tests run it
+/// in-process on port 0).
+pub fn serve_on<S: std::future::Future<Output = ()>>(
+    gw: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    limits: &Limits,
+    shutdown: S,
+) -> impl std::future::Future<Output = ()> {
+    let accept = serve::AcceptLimits {
+        handshake_timeout: Duration::from_secs(limits.handshake_timeout_secs),
+        max_pending: limits.max_pending_handshakes,
+        send_buffer: limits.send_buffer_bytes,
+    };
+    let metrics = gw.services.metrics.clone();
+    serve::serve(listener, app(gw), accept, metrics, shutdown)
 }
 
 /// How long shutdown waits for clients to take their close frame.

@@ -176,3 +176,40 @@ async fn admin_publish_reaches_a_subscribed_connection() {
     let frame: Value = serde_json::from_str(outbox.try_recv(&handle).expect("delivered").as_str()).expect("JSON");
     assert_eq!((frame["room"].clone(), frame["data"].clone()), (json!("tvl:one"), json!({ "tvl": 1 })));
 }
+
+#[tokio::test]
+async fn a_websocket_client_subscribes_and_receives_a_publish_from_the_gateway_in_process_on_port_0() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let gw = gateway();
+    let created = admin(&gw, json!({ "op": "create_key", "name": "ws", "scopes": "subscribe" })).await;
+    let key = created["key"].as_str().expect("a raw key").to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_on(gw.clone(), listener, &Limits::default(), async move {
+        let _ = stopped.await;
+    }));
+
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/local?apiKey={key}")).await.expect("upgrade");
+    ws.send(Message::text(r#"{"action":"subscribe","room":"tvl:ws"}"#)).await.expect("send");
+    let next = |frame: Option<Result<Message, _>>| -> Value {
+        let text = frame.expect("a frame").expect("not an error").into_text().expect("text");
+        serde_json::from_str(text.as_str()).expect("JSON")
+    };
+    let subscribed = next(ws.next().await);
+    assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
+    assert_eq!(gw.registry.len(), 1, "the session registered its connection");
+
+    let reply = admin(&gw, json!({ "op": "publish", "room": "tvl:ws", "data": { "tvl": 2 } })).await;
+    assert_eq!(reply["report"]["delivered"], 1, "{reply}");
+    let message = next(ws.next().await);
+    assert_eq!((message["type"].clone(), message["data"].clone()), (json!("message"), json!({ "tvl": 2 })));
+
+    // Without a key the upgrade is refused, as API Gateway refuses $connect.
+    let refused = tokio_tungstenite::connect_async(format!("ws://{addr}/local")).await;
+    assert!(refused.is_err(), "no key, no connection");
+    let _ = stop.send(());
+    server.await.expect("the accept loop ends on shutdown");
+}

@@ -246,10 +246,12 @@ impl Deployed {
                 };
                 let stack = out.stacks().first().ok_or_else(not_deployed)?;
                 let status = stack.stack_status().map(|s| s.as_str().to_owned()).unwrap_or_default();
-                if status == "DELETE_COMPLETE" {
+                // The status table says what the stack is: deleted, or never created.
+                let recovery = crate::deploy::Recovery::for_status(Some(&status));
+                if recovery == crate::deploy::Recovery::Create {
                     return Err(not_deployed());
                 }
-                if status == "REVIEW_IN_PROGRESS" || status == "ROLLBACK_COMPLETE" || status == "CREATE_FAILED" {
+                if matches!(recovery, crate::deploy::Recovery::DiscardReview | crate::deploy::Recovery::Recreate) {
                     bail!(
                         "stage '{}' is not deployed: stack {} is {status}; see `wsctl status --stage {}` and deploy again",
                         self.stage,
