@@ -1,7 +1,7 @@
 //! Command-line surface: global options and the subcommand tree. Each subcommand's own
 //! arguments live beside its implementation.
 
-use crate::{bench, deploy, gateway, init, logs, manuals, ops, output::OutputFormat, subscribe};
+use crate::{bench, deploy, gateway, init, logs, manuals, ops, output::OutputFormat, smoke, subscribe};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,6 +87,8 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Load-test a gateway: connect, route, fanout and mixed scenarios.
     Bench(bench::BenchArgs),
+    /// Run one timed user journey against a stage (exit 0 only if every step passed within budget).
+    Smoke(smoke::SmokeArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(manuals::CompletionsArgs),
     /// Print the man page (or write one per command with --out DIR).
@@ -114,6 +116,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Invoke(a) => ops::invoke::run(&g, a).await,
         Command::Logs(a) => logs::run(&g, a).await,
         Command::Bench(a) => bench::run(&g, a).await,
+        Command::Smoke(a) => smoke::run(&g, a).await,
         Command::Completions(a) => manuals::completions(a),
         Command::Man(a) => manuals::man(a),
     }

@@ -43,7 +43,7 @@ pub struct LogsArgs {
 const POLL: Duration = Duration::from_secs(2);
 
 /// Parses `30s`, `10m`, `2h`, `1d` (a bare number is seconds).
-fn parse_since(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_since(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
     let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a duration like 30s, 10m, 2h or 1d"))?;

@@ -12,6 +12,7 @@ mod logs;
 mod manuals;
 mod ops;
 mod output;
+mod smoke;
 mod stage;
 mod subscribe;
 

@@ -53,6 +53,9 @@ pub struct Stage {
     /// `max_lifetime_secs + record_ttl_margin_secs`).
     #[serde(default)]
     pub limits: Limits,
+    /// Latency budgets of `wsctl smoke` (connect, route, delivery; ms).
+    #[serde(default)]
+    pub smoke: wsctl_handlers::smoke::Budget,
 }
 
 /// CPU architecture of the Lambda functions.
@@ -350,6 +353,7 @@ impl Stage {
         let mut stage: Stage = serde_norway::from_str(text).map_err(|e| invalid(e.to_string()))?;
         stage.name = name.to_owned();
         stage.limits.validate().map_err(|(key, why)| invalid(format!("limits.{key}: {why}")))?;
+        stage.smoke.validate().map_err(|(key, why)| invalid(format!("smoke.{key}: {why}")))?;
         stage.validate().map_err(|(key, why)| invalid(format!("{key}: {why}")))?;
         Ok(stage)
     }

@@ -1,0 +1,269 @@
+//! `wsctl smoke --stage S`: the smoke journey (`wsctl_handlers::smoke`) against a stage,
+//! from outside, with the stage's own paths: on `local` the running `wsctl dev` (keys and
+//! publishes through its `/@admin` endpoint, the management API at its `@connections`);
+//! on a deployed stage its API-keys and connections tables, its `publish` function and
+//! its management endpoint. Exit 0 only when every step passed within the stage's
+//! `smoke:` budgets.
+
+use crate::cli::Global;
+use crate::local::LocalState;
+use crate::ops::{Target, TargetArgs};
+use crate::output::{print_json, OutputFormat, EXIT_FAILURE, EXIT_OK};
+use crate::stage::Stage;
+use anyhow::{anyhow, bail, Context, Result};
+use async_trait::async_trait;
+use clap::Args;
+use std::process::ExitCode;
+use std::time::Duration;
+use wsctl_handlers::admin::{AdminReply, AdminRequest};
+use wsctl_handlers::auth::{self, Scope, Scopes};
+use wsctl_handlers::lambda::PublishResult;
+use wsctl_handlers::sender::{ManagementApiConfig, ManagementApiSender, Sender};
+use wsctl_handlers::smoke::{
+    self, ConnectionShape, ProbeKey, SmokeConfig, SmokeReport, SmokeStage, StageCallError, StepStatus,
+};
+use wsctl_handlers::store::{now_ms, ConnectionStore, KeyStore};
+
+/// `wsctl smoke`
+#[derive(Debug, Args)]
+pub struct SmokeArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Connect here (ws:// or wss://, e.g. the stage's custom domain) instead of the
+    /// stage's WebSocket URL.
+    #[arg(long)]
+    url: Option<String>,
+    /// Keep the subscriber connected this long before publishing (30s, 2m, …), so the
+    /// journey outlives the platform's timers.
+    #[arg(long, default_value = "0s", value_parser = crate::logs::parse_since)]
+    hold: Duration,
+}
+
+/// Runs `wsctl smoke`.
+pub async fn run(global: &Global, args: SmokeArgs) -> Result<ExitCode> {
+    let budget = Stage::load(&global.stages_dir, &args.target.stage)?.smoke;
+    let report = journey(global, &args.target, args.url.as_deref(), args.hold, budget).await?;
+    match global.output {
+        OutputFormat::Json => print_json(&document(&args.target.stage, &report)?)?,
+        OutputFormat::Text => print!("{}", render(&args.target.stage, &report)),
+    }
+    Ok(ExitCode::from(if report.ok { EXIT_OK } else { EXIT_FAILURE }))
+}
+
+/// The JSON document: the report with the stage's name.
+pub fn document(stage: &str, report: &SmokeReport) -> Result<serde_json::Value> {
+    let mut doc = serde_json::to_value(report)?;
+    if let Some(map) = doc.as_object_mut() {
+        map.insert("stage".into(), serde_json::Value::from(stage));
+    }
+    Ok(doc)
+}
+
+/// Runs the journey against `target` (also what `deploy --smoke` calls); an error only
+/// when the stage cannot be reached at all, a failed step is in the report.
+pub async fn journey(
+    global: &Global,
+    target_args: &TargetArgs,
+    url: Option<&str>,
+    hold: Duration,
+    budget: smoke::Budget,
+) -> Result<SmokeReport> {
+    let target = Target::resolve(global, target_args).await?;
+    // The journey creates and revokes a key and publishes: a write, so the account guard runs.
+    target.guard_write().await?;
+    let (ws_url, management) = match &target {
+        Target::Local(_) => {
+            let info = LocalState::existing(&target_args.state_dir)?.gateway()?;
+            let endpoint =
+                target_args.overrides.management_endpoint.clone().unwrap_or_else(|| info.management_endpoint.clone());
+            (info.url, ManagementApiSender::new(&local_sdk().await, &endpoint, ManagementApiConfig::default()))
+        }
+        Target::Deployed(d) => (d.websocket_url().await?, d.sender().await?),
+    };
+    let url = url.map_or(ws_url, str::to_owned);
+    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+        bail!("--url must start with ws:// or wss:// (got {url})");
+    }
+    let run_id = {
+        use rand::RngExt;
+        format!("{:08x}", rand::rng().random::<u32>())
+    };
+    let config = SmokeConfig { url, budget, hold, run_id };
+    let stage = CliStage { target: &target, management };
+    Ok(smoke::run(&stage, &config).await)
+}
+
+/// The local gateway accepts any SigV4 signature on `@connections` (and refuses unsigned
+/// calls, as AWS does), so the local management client signs with fixed dummy credentials.
+async fn local_sdk() -> aws_config::SdkConfig {
+    use aws_sdk_apigatewaymanagement::config::{Credentials, Region};
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "wsctl-smoke"))
+        .load()
+        .await
+}
+
+/// The stage as the CLI reaches it (see the module comment).
+struct CliStage<'a> {
+    target: &'a Target,
+    management: ManagementApiSender,
+}
+
+fn unexpected(reply: &AdminReply) -> anyhow::Error {
+    anyhow!("unexpected reply from the local gateway: {reply:?}; are wsctl and `wsctl dev` the same version?")
+}
+
+fn call_error(e: anyhow::Error) -> StageCallError {
+    StageCallError(format!("{e:#}"))
+}
+
+impl CliStage<'_> {
+    async fn admin(&self, request: AdminRequest) -> Result<AdminReply> {
+        self.target.admin().await?.call(&request).await
+    }
+}
+
+#[async_trait]
+impl SmokeStage for CliStage<'_> {
+    async fn create_key(&self, name: &str) -> Result<ProbeKey, StageCallError> {
+        async {
+            match self.target {
+                Target::Local(_) => {
+                    let request = AdminRequest::CreateKey {
+                        name: name.to_owned(),
+                        scopes: Scope::Subscribe.as_str().to_owned(),
+                        max_connections: 0,
+                    };
+                    match self.admin(request).await? {
+                        AdminReply::KeyCreated { key, record } => Ok(ProbeKey { key_id: record.key_id, raw: key }),
+                        other => Err(unexpected(&other)),
+                    }
+                }
+                Target::Deployed(d) => {
+                    let new = auth::generate(name, Scopes::new(vec![Scope::Subscribe]), 0, now_ms());
+                    d.key_store().await?.create(&new.record).await.context("cannot write the API-keys table")?;
+                    Ok(ProbeKey { key_id: new.record.key_id, raw: new.raw })
+                }
+            }
+        }
+        .await
+        .map_err(call_error)
+    }
+
+    async fn revoke_key(&self, key_id: &str) -> Result<(), StageCallError> {
+        async {
+            match self.target {
+                Target::Local(_) => {
+                    match self.admin(AdminRequest::RevokeKey { key_id: key_id.to_owned(), disconnect: true }).await? {
+                        AdminReply::KeyRevoked { .. } => Ok(()),
+                        other => Err(unexpected(&other)),
+                    }
+                }
+                Target::Deployed(d) => {
+                    let store = d.key_store().await?;
+                    let revoked = store.revoke(key_id, now_ms()).await.context("cannot update the API-keys table")?;
+                    revoked.map(|_| ()).ok_or_else(|| anyhow!("key {key_id} not found"))
+                }
+            }
+        }
+        .await
+        .map_err(call_error)
+    }
+
+    async fn publish(&self, room: &str, data: &serde_json::Value) -> Result<u64, StageCallError> {
+        async {
+            match self.target {
+                Target::Local(_) => {
+                    match self.admin(AdminRequest::Publish { room: room.to_owned(), data: data.clone() }).await? {
+                        AdminReply::Published { report } => Ok(report.seq),
+                        other => Err(unexpected(&other)),
+                    }
+                }
+                Target::Deployed(d) => {
+                    let event = serde_json::json!({ "room": room, "data": data });
+                    match d.publish_function().await?.invoke::<_, PublishResult>(&event).await? {
+                        PublishResult::Ok(report) => Ok(report.seq),
+                        PublishResult::Err { code, message } => {
+                            Err(anyhow!("publish refused ({}): {message}", code.as_str()))
+                        }
+                    }
+                }
+            }
+        }
+        .await
+        .map_err(call_error)
+    }
+
+    async fn connections_of_key(&self, key_id: &str) -> Result<Vec<(String, String)>, StageCallError> {
+        async {
+            let records = match self.target {
+                Target::Local(_) => {
+                    let request = AdminRequest::ListConnections {
+                        key_id: Some(key_id.to_owned()),
+                        room: None,
+                        cursor: None,
+                        limit: 100,
+                    };
+                    match self.admin(request).await? {
+                        AdminReply::Connections { page } => page.items.into_iter().map(|d| d.record).collect(),
+                        other => return Err(unexpected(&other)),
+                    }
+                }
+                Target::Deployed(d) => {
+                    let store = d.connection_store().await?;
+                    store.list_by_key(key_id, None, 100).await.context("cannot read the connections table")?.items
+                }
+            };
+            Ok(records.into_iter().map(|r| (r.connection_id, r.user_agent)).collect())
+        }
+        .await
+        .map_err(call_error)
+    }
+
+    async fn get_connection(&self, connection_id: &str) -> Result<Option<ConnectionShape>, StageCallError> {
+        let out = self.management.get_connection(connection_id).await.map_err(|e| StageCallError(e.to_string()))?;
+        Ok(out.as_ref().map(ConnectionShape::from_sdk))
+    }
+
+    async fn delete_connection(&self, connection_id: &str) -> Result<bool, StageCallError> {
+        self.management.disconnect(connection_id).await.map_err(|e| StageCallError(e.to_string()))
+    }
+}
+
+/// The text report: one line per step, then the verdict naming the failed step.
+pub fn render(stage: &str, report: &SmokeReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!("smoke: stage {stage} at {}, room {}, run {}\n", report.url, report.room, report.run_id);
+    let width = report.steps.iter().map(|s| s.step.as_str().len()).max().unwrap_or(0);
+    for s in &report.steps {
+        let status = match s.status {
+            StepStatus::Passed => "ok  ",
+            StepStatus::Failed => "FAIL",
+            StepStatus::Skipped => "skip",
+        };
+        let elapsed = s.elapsed_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1} ms"));
+        let budget = s.budget_ms.map_or_else(String::new, |b| format!("≤ {b} ms"));
+        let detail = match (&s.got, s.status) {
+            (Some(got), StepStatus::Failed) => format!("expected {}; got {got}", s.expected),
+            (Some(got), _) => got.clone(),
+            (None, _) => format!("(expected {})", s.expected),
+        };
+        let _ = writeln!(out, "  {status} {:<width$}  {elapsed:>10}  {budget:<10}  {detail}", s.step.as_str());
+    }
+    match report.failure() {
+        None => {
+            let _ = writeln!(out, "smoke: ok, {} steps passed within budget", report.steps.len());
+        }
+        Some(f) => {
+            let _ = writeln!(
+                out,
+                "smoke: FAILED at {}: expected {}; got {}",
+                f.step.as_str(),
+                f.expected,
+                f.got.as_deref().unwrap_or("nothing")
+            );
+        }
+    }
+    out
+}
