@@ -71,16 +71,22 @@ pub async fn journey(
     let target = Target::resolve(global, target_args).await?;
     // The journey creates and revokes a key and publishes: a write, so the account guard runs.
     target.guard_write().await?;
-    let (ws_url, management) = match &target {
+    let (url, management) = match &target {
         Target::Local(_) => {
             let info = LocalState::existing(&target_args.state_dir)?.gateway()?;
             let endpoint =
                 target_args.overrides.management_endpoint.clone().unwrap_or_else(|| info.management_endpoint.clone());
-            (info.url, ManagementApiSender::new(&local_sdk().await, &endpoint, ManagementApiConfig::default()))
+            let url = url.map_or(info.url, str::to_owned);
+            (url, ManagementApiSender::new(&local_sdk().await, &endpoint, ManagementApiConfig::default()))
         }
-        Target::Deployed(d) => (d.websocket_url().await?, d.sender().await?),
+        Target::Deployed(d) => {
+            let url = match url {
+                Some(u) => u.to_owned(),
+                None => d.websocket_url().await?,
+            };
+            (url, d.sender().await?)
+        }
     };
-    let url = url.map_or(ws_url, str::to_owned);
     if !(url.starts_with("ws://") || url.starts_with("wss://")) {
         bail!("--url must start with ws:// or wss:// (got {url})");
     }
