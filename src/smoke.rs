@@ -50,6 +50,43 @@ pub async fn run(global: &Global, args: SmokeArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(if report.ok { EXIT_OK } else { EXIT_FAILURE }))
 }
 
+/// `deploy --smoke`: the journey against the stage just deployed, reached as `wsctl smoke
+/// --stage S` would reach it (`WSCTL_*` overrides included); an error when it could not
+/// run at all.
+pub async fn after_deploy(global: &Global, stage: &str) -> Result<SmokeReport> {
+    use clap::{Args as _, FromArgMatches};
+    let matches = TargetArgs::augment_args(clap::Command::new("smoke"))
+        .try_get_matches_from(["smoke", "--stage", stage])
+        .context("reading the smoke target's overrides")?;
+    let target = TargetArgs::from_arg_matches(&matches)?;
+    let budget = Stage::load(&global.stages_dir, stage)?.smoke;
+    journey(global, &target, None, Duration::ZERO, budget).await.context("cannot run the smoke journey")
+}
+
+/// The deploy document with `smoke` (the journey's report, or null when it did not run)
+/// and `smokeError` (why it could not run, or null).
+pub fn with_smoke<T: serde::Serialize>(deploy: &T, smoke: Option<&Result<SmokeReport>>) -> Result<serde_json::Value> {
+    let mut doc = serde_json::to_value(deploy)?;
+    if let Some(map) = doc.as_object_mut() {
+        let (report, error) = match smoke {
+            Some(Ok(r)) => (serde_json::to_value(r)?, serde_json::Value::Null),
+            Some(Err(e)) => (serde_json::Value::Null, serde_json::Value::from(format!("{e:#}"))),
+            None => (serde_json::Value::Null, serde_json::Value::Null),
+        };
+        map.insert("smoke".into(), report);
+        map.insert("smokeError".into(), error);
+    }
+    Ok(doc)
+}
+
+/// The text of `deploy --smoke`'s journey (stdout), or why it could not run (stderr).
+pub fn print_after_deploy(stage: &str, outcome: &Result<SmokeReport>) {
+    match outcome {
+        Ok(report) => print!("{}", render(stage, report)),
+        Err(e) => eprintln!("error: stage {stage} deployed, but {e:#}"),
+    }
+}
+
 /// The JSON document: the report with the stage's name.
 pub fn document(stage: &str, report: &SmokeReport) -> Result<serde_json::Value> {
     let mut doc = serde_json::to_value(report)?;

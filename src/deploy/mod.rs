@@ -131,6 +131,10 @@ pub struct DeployArgs {
     /// Give up waiting on one stack operation after this many minutes.
     #[arg(long, default_value_t = 90)]
     pub timeout_minutes: u64,
+    /// After a successful deploy, run the `wsctl smoke` journey against the stage; exit 1
+    /// if a step fails (a gate between stages in CI).
+    #[arg(long)]
+    pub smoke: bool,
 }
 
 /// `wsctl plan`
@@ -359,8 +363,13 @@ pub async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitCod
     let ui = Ui::detect(global.output);
     let apply = Mode::Apply { yes: args.yes };
     let report = run(global, &args.stage, args.manifest, BuildChoice::Always, apply, args.timeout_minutes).await?;
+    let smoke = if args.smoke && report.ok && !report.interrupted {
+        Some(crate::smoke::after_deploy(global, &args.stage).await)
+    } else {
+        None
+    };
     if ui.json() {
-        print_json(&report)?;
+        print_json(&crate::smoke::with_smoke(&report, smoke.as_ref())?)?;
     } else if report.ok {
         for (k, v) in &report.outputs {
             println!("{k} = {v}");
@@ -372,9 +381,13 @@ pub async fn deploy(global: &Global, args: DeployArgs) -> anyhow::Result<ExitCod
     } else {
         println!("stage {}: deploy did not complete", report.stage);
     }
+    if let (false, Some(outcome)) = (ui.json(), &smoke) {
+        crate::smoke::print_after_deploy(&report.stage, outcome);
+    }
+    let smoke_failed = smoke.as_ref().is_some_and(|s| !s.as_ref().is_ok_and(|r| r.ok));
     exit(if report.interrupted {
         signals::EXIT_INTERRUPTED
-    } else if report.ok {
+    } else if report.ok && !smoke_failed {
         EXIT_OK
     } else {
         EXIT_FAILURE

@@ -61,6 +61,9 @@ pub struct Overrides {
     /// `publish` Lambda function, invoked through its `live` alias (default: app stack output PublishFunctionName).
     #[arg(long, env = "WSCTL_PUBLISH_FUNCTION", help_heading = "Deployed-stage overrides")]
     pub publish_function: Option<String>,
+    /// WebSocket URL, wss://… (default: app stack output WebSocketUrl).
+    #[arg(long, env = "WSCTL_WEBSOCKET_URL", help_heading = "Deployed-stage overrides")]
+    pub websocket_url: Option<String>,
 }
 
 /// The stage a command acts on.
@@ -293,7 +296,7 @@ impl Deployed {
 
     /// The stage's WebSocket URL (wss://…, app stack output WebSocketUrl).
     pub async fn websocket_url(&self) -> Result<String> {
-        self.name(&None, "WebSocketUrl").await
+        self.name(&self.overrides.websocket_url, "WebSocketUrl").await
     }
 
     /// The `publish` function.
