@@ -9,41 +9,15 @@
 
 mod common;
 
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+#[path = "common/publish_lambda.rs"]
+mod publish_lambda;
+
 use common::DevGateway;
+use publish_lambda::PUBLISH_FN;
 use serde_json::Value;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use wsctl_handlers::lambda::{self, LambdaEnv};
-use wsctl_handlers::service::Services;
+use wsctl_handlers::lambda::LambdaEnv;
 use wsctl_testkit::{MotoServer, RedisServer, TempDir};
-
-const PUBLISH_FN: &str = "smoketest-publish";
-
-/// The Lambda Invoke API for the `publish` function.
-async fn invoke(State(services): State<Arc<Services>>, UrlPath(name): UrlPath<String>, body: Bytes) -> Response {
-    if name != PUBLISH_FN {
-        let mut r = (StatusCode::NOT_FOUND, format!("Function not found: {name}")).into_response();
-        r.headers_mut().insert("x-amzn-ErrorType", HeaderValue::from_static("ResourceNotFoundException"));
-        return r;
-    }
-    let outcome = match serde_json::from_slice(&body) {
-        Ok(event) => lambda::publish(services, event).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    let mut headers = HeaderMap::new();
-    headers.insert("x-amz-executed-version", HeaderValue::from_static("1"));
-    match outcome.and_then(|r| serde_json::to_vec(&r).map_err(|e| e.to_string())) {
-        Ok(json) => (StatusCode::OK, headers, json).into_response(),
-        Err(message) => {
-            headers.insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
-            (StatusCode::OK, headers, serde_json::json!({ "errorMessage": message }).to_string()).into_response()
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_passes_on_a_deployed_stage_through_its_tables_publish_function_and_management_api() {
@@ -86,12 +60,7 @@ async fn smoke_passes_on_a_deployed_stage_through_its_tables_publish_function_an
         _ => None,
     })
     .expect("lambda env");
-    let app = axum::Router::new()
-        .route("/2015-03-31/functions/{name}/invocations", axum::routing::post(invoke))
-        .with_state(Arc::new(env.services_with(&sdk).expect("services")));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let lambda_endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let lambda_endpoint = publish_lambda::start(env.services_with(&sdk).expect("services")).await;
 
     let stages = TempDir::new("wsctl-smoke-deployed").expect("temp dir");
     std::fs::write(

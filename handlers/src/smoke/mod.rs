@@ -16,6 +16,7 @@
 //! revocation went through, so a run leaves no usable key behind.
 
 mod journey;
+pub mod probe;
 
 pub use journey::run;
 
