@@ -19,5 +19,16 @@ pub const FUNCTIONS: [Function; 6] = [
     Function { name: "admin", logical: "Admin" },
 ];
 
+/// The opt-in seventh function (`probe:` in the stage file): always built and packaged, so
+/// one manifest promotes to every stage whichever of them enable it; deployed only where
+/// the stage sets `probe:` (`templates/probe.yaml`). It has no alias: its schedule invokes
+/// the latest code.
+pub const PROBE: Function = Function { name: "probe", logical: "Probe" };
+
+/// Every function a build packages: the six, then the probe.
+pub fn packaged() -> impl Iterator<Item = Function> {
+    FUNCTIONS.into_iter().chain([PROBE])
+}
+
 /// The alias every integration, permission and invoker targets.
 pub const LIVE_ALIAS: &str = "live";
