@@ -12,6 +12,7 @@ pub mod init;
 pub mod logs;
 pub mod manuals;
 pub mod ops;
+pub mod smoke;
 pub mod stage;
 pub mod subscribe;
 pub mod usage;
@@ -132,6 +133,8 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Load-test a gateway: connect, route, fanout and mixed scenarios.
     Bench(bench::BenchArgs),
+    /// Run one timed user journey against a stage (exit 0 only if every step passed within budget).
+    Smoke(smoke::SmokeArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(manuals::CompletionsArgs),
     /// Print the man page (or write one per command with --out DIR).
@@ -152,7 +155,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Keys(c) => wsctl::ops::keys(stages, &aws, &ui, c.into()).await,
         Command::Template(a) => wsctl::deploy::template(stages, &ui, a.into()).await,
         Command::Build(a) => wsctl::deploy::build(&ui, a.into()).await,
-        Command::Deploy(a) => wsctl::deploy::deploy(stages, &aws, &ui, a.into()).await,
+        Command::Deploy(a) => wsctl::deploy::deploy(stages, &aws, &ui, a.into_lib()?).await,
         Command::Plan(a) => wsctl::deploy::plan(stages, &aws, &ui, a.into()).await,
         Command::Status(a) => wsctl::deploy::status(stages, &aws, &ui, a.into()).await,
         Command::Destroy(a) => wsctl::deploy::destroy(stages, &aws, &ui, a.into()).await,
@@ -160,6 +163,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Invoke(a) => wsctl::ops::invoke::run(stages, &aws, &ui, a.into()).await,
         Command::Logs(a) => wsctl::logs::run(stages, &aws, &ui, a.into()).await,
         Command::Bench(a) => wsctl::bench::run(&ui, a.into()).await,
+        Command::Smoke(a) => wsctl::smoke::run(stages, &aws, &ui, a.into()).await,
         Command::Completions(a) => manuals::completions(a),
         Command::Man(a) => manuals::man(a),
     }

@@ -79,6 +79,17 @@ pub const ADMIN: Function = FUNCTIONS[5];
 /// The `publish` function: producers' way to publish.
 pub const PUBLISH: Function = FUNCTIONS[4];
 
+/// The opt-in seventh function (`probe:` in the stage file): always built and packaged, so
+/// one manifest promotes to every stage whichever of them enable it; deployed only where
+/// the stage sets `probe:` (`templates/probe.yaml`). It has no alias: its schedule invokes
+/// the latest code.
+pub const PROBE: Function = Function { name: "probe", logical: "Probe" };
+
+/// Every function a build packages: the six, then the probe.
+pub fn packaged() -> impl Iterator<Item = Function> {
+    FUNCTIONS.into_iter().chain([PROBE])
+}
+
 impl Function {
     /// The function by its binary name.
     pub fn named(name: &str) -> Option<Function> {

@@ -16,6 +16,7 @@ pub mod local;
 pub mod logs;
 pub mod ops;
 pub mod output;
+pub mod smoke;
 pub mod stage;
 pub mod subscribe;
 pub mod ui;

@@ -53,6 +53,30 @@ pub struct Stage {
     /// `max_lifetime_secs + record_ttl_margin_secs`).
     #[serde(default)]
     pub limits: Limits,
+    /// Latency budgets of `wsctl smoke` (connect, route, delivery; ms).
+    #[serde(default)]
+    pub smoke: wsctl_handlers::smoke::Budget,
+    /// The opt-in probe: the smoke journey every minute, and an availability alarm.
+    #[serde(default)]
+    pub probe: Option<ProbeSettings>,
+}
+
+/// `probe:`: a seventh function runs the `wsctl smoke` journey against the stage's public
+/// URL every minute; an alarm compares the share of passing runs with the SLO.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeSettings {
+    /// Availability target, percent of runs that pass, above 0 and at most 100.
+    pub slo_percent: f64,
+    /// The alarm's window in minutes, 5..=1440 (60 runs an hour: on a 60-minute window one
+    /// failed run is 98.3%).
+    pub window_minutes: u32,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        ProbeSettings { slo_percent: 99.9, window_minutes: 60 }
+    }
 }
 
 /// CPU architecture of the Lambda functions.
@@ -348,6 +372,7 @@ impl Stage {
         let mut stage: Stage = serde_norway::from_str(text).map_err(|e| invalid(e.to_string()))?;
         stage.name = name.to_owned();
         stage.limits.validate().map_err(|(key, why)| invalid(format!("limits.{key}: {why}")))?;
+        stage.smoke.validate().map_err(|(key, why)| invalid(format!("smoke.{key}: {why}")))?;
         stage.validate().map_err(|(key, why)| invalid(format!("{key}: {why}")))?;
         Ok(stage)
     }
@@ -542,6 +567,20 @@ impl Stage {
         }
         if ro.error_threshold == 0 {
             return bad("rollout.error_threshold", "must be at least 1".into());
+        }
+        if let Some(p) = &self.probe {
+            if !(p.slo_percent > 0.0 && p.slo_percent <= 100.0) {
+                return bad(
+                    "probe.slo_percent",
+                    format!("{} must be above 0 and at most 100 (e.g. 99.9)", p.slo_percent),
+                );
+            }
+            if !(5..=1440).contains(&p.window_minutes) {
+                return bad(
+                    "probe.window_minutes",
+                    format!("{} must be within 5..=1440 (the alarm's window, minutes)", p.window_minutes),
+                );
+            }
         }
         if self.tags.len() > 40 {
             return bad("tags", "at most 40 tags (CloudFormation propagates at most 50; wsctl adds its own)".into());

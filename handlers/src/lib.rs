@@ -18,4 +18,5 @@ pub mod ratelimit;
 pub mod room;
 pub mod sender;
 pub mod service;
+pub mod smoke;
 pub mod store;

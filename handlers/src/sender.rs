@@ -130,6 +130,20 @@ impl ManagementApiSender {
         ManagementApiSender { client: Client::from_conf(conf), config }
     }
 
+    /// GetConnection as the SDK reads it, every field optional: for callers that check the
+    /// answer's shape (the smoke journey) rather than default what is missing, as
+    /// [`Sender::info`] does. `None` when the connection is gone (410).
+    pub async fn get_connection(
+        &self,
+        conn: &str,
+    ) -> Result<Option<aws_sdk_apigatewaymanagement::operation::get_connection::GetConnectionOutput>, SendError> {
+        match self.client.get_connection().connection_id(conn).send().await {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(410) => Ok(None),
+            Err(e) => Err(SendError(aws_sdk_apigatewaymanagement::error::DisplayErrorContext(e).to_string())),
+        }
+    }
+
     async fn post(&self, conn: &str, data: &[u8]) -> SendOutcome {
         let started = tokio::time::Instant::now();
         let mut attempt = 0;

@@ -79,6 +79,10 @@ pub struct DeployArgs {
     /// Give up waiting on one stack operation after this many minutes.
     #[arg(long, default_value_t = 90)]
     pub timeout_minutes: u64,
+    /// After a successful deploy, run the `wsctl smoke` journey against the stage; exit 1
+    /// if a step fails (a gate between stages in CI).
+    #[arg(long)]
+    pub smoke: bool,
 }
 
 /// `wsctl plan`
@@ -157,14 +161,18 @@ impl From<BuildArgs> for wsctl::deploy::BuildArgs {
     }
 }
 
-impl From<DeployArgs> for wsctl::deploy::DeployArgs {
-    fn from(a: DeployArgs) -> Self {
-        wsctl::deploy::DeployArgs {
-            stage: a.stage,
-            yes: a.yes,
-            manifest: a.manifest,
-            timeout_minutes: a.timeout_minutes,
-        }
+impl DeployArgs {
+    /// The library's options; with `--smoke`, the journey's target as `wsctl smoke
+    /// --stage S` would read it (its `WSCTL_*` overrides from the environment).
+    pub fn into_lib(self) -> anyhow::Result<wsctl::deploy::DeployArgs> {
+        let smoke = if self.smoke { Some(super::smoke::deploy_target(&self.stage)?) } else { None };
+        Ok(wsctl::deploy::DeployArgs {
+            stage: self.stage,
+            yes: self.yes,
+            manifest: self.manifest,
+            timeout_minutes: self.timeout_minutes,
+            smoke,
+        })
     }
 }
 

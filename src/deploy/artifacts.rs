@@ -3,7 +3,7 @@
 
 use super::manifest::Manifest;
 use super::stacks::sdk_error;
-use crate::contract::FUNCTIONS;
+use crate::contract::{packaged, PROBE};
 use anyhow::Context;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumMode;
@@ -74,9 +74,14 @@ pub async fn sync(
     dry_run: bool,
 ) -> anyhow::Result<Vec<ArtifactReport>> {
     let mut reports = Vec::new();
-    for f in FUNCTIONS {
-        let artifact =
-            manifest.functions.get(f.name).with_context(|| format!("the manifest has no artifact for `{}`", f.name))?;
+    for f in packaged() {
+        let Some(artifact) = manifest.functions.get(f.name) else {
+            // The probe's zip is optional (see functions::PROBE); the six are not.
+            if f == PROBE {
+                continue;
+            }
+            anyhow::bail!("the manifest has no artifact for `{}`", f.name);
+        };
         let key = artifact.s3_key();
         let checksum = hex_to_base64(&artifact.sha256)
             .with_context(|| format!("manifest: `{}` has a malformed sha256", f.name))?;
@@ -128,8 +133,7 @@ pub async fn upload_template(s3: &Client, bucket: &str, region: &str, body: &str
 
 /// The report for a bucket that does not exist yet: every artifact would be uploaded.
 pub fn sync_report_all_missing(manifest: &Manifest) -> Vec<ArtifactReport> {
-    FUNCTIONS
-        .iter()
+    packaged()
         .filter_map(|f| {
             let a = manifest.functions.get(f.name)?;
             Some(ArtifactReport {

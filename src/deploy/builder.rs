@@ -1,4 +1,4 @@
-//! `wsctl build`: cross-compiles the six handler binaries for `provided.al2023` with
+//! `wsctl build`: cross-compiles the six handler binaries and the probe for `provided.al2023` with
 //! cargo-zigbuild (linking against glibc 2.34), zips each as `bootstrap` reproducibly and
 //! writes `manifest.json` with every zip's SHA-256.
 
@@ -92,7 +92,7 @@ pub fn build(plan: &BuildPlan) -> anyhow::Result<BuildResult> {
     std::fs::create_dir_all(&plan.out_dir).with_context(|| format!("cannot create {}", plan.out_dir.display()))?;
     let mut functions = BTreeMap::new();
     let mut newest_glibc = None;
-    for f in FUNCTIONS {
+    for f in crate::contract::packaged() {
         let Some(exe) = executables.get(f.name) else {
             bail!(
                 "package {} built no binary named `{}`; wsctl deploys {} (one bin per function)",

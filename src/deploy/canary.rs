@@ -24,6 +24,39 @@ fn seq(items: Vec<Value>) -> Value {
     Value::Sequence(items)
 }
 
+/// Adds alarm `alarm` (a resource of the template) to every deployment group's alarms and
+/// lets the CodeDeploy role describe it: CodeDeploy then rolls back when it fires during a
+/// bake. Call after [`add_canary`].
+pub fn also_watch(template: &mut Template, alarm: &str) -> Result<(), CfnYamlError> {
+    for f in FUNCTIONS {
+        let group = template.resource_mut(&format!("{}DeploymentGroup", f.logical))?;
+        let alarms = group
+            .get_mut("Properties")
+            .and_then(|p| p.get_mut("AlarmConfiguration"))
+            .and_then(|c| c.get_mut("Alarms"))
+            .and_then(Value::as_sequence_mut)
+            .ok_or_else(|| CfnYamlError::MissingResource(format!("{}DeploymentGroup alarms", f.logical)))?;
+        alarms.push(map(vec![("Name", cfn_ref(alarm))]));
+    }
+    let statements = template
+        .resource_mut("CodeDeployRole")?
+        .get_mut("Properties")
+        .and_then(|p| p.get_mut("Policies"))
+        .and_then(|p| p.get_mut(0))
+        .and_then(|p| p.get_mut("PolicyDocument"))
+        .and_then(|d| d.get_mut("Statement"))
+        .and_then(Value::as_sequence_mut)
+        .ok_or_else(|| CfnYamlError::MissingResource("CodeDeployRole policy".into()))?;
+    let describe = statements
+        .iter_mut()
+        .find(|s| s.get("Action") == Some(&Value::from("cloudwatch:DescribeAlarms")))
+        .and_then(|s| s.get_mut("Resource"))
+        .and_then(Value::as_sequence_mut)
+        .ok_or_else(|| CfnYamlError::MissingResource("CodeDeployRole DescribeAlarms statement".into()))?;
+    describe.push(cfn_getatt(alarm, "Arn"));
+    Ok(())
+}
+
 /// Adds the CodeDeploy application, role, deployment config, and per function an error
 /// alarm, a deployment group and the alias update policy.
 pub fn add_canary(template: &mut Template, rollout: &RolloutSettings) -> Result<(), CfnYamlError> {

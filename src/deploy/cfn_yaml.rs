@@ -148,6 +148,21 @@ impl Template {
         Ok(hex::encode(hasher.finalize()))
     }
 
+    /// Adds every parameter, condition, resource and output of `fragment` (a partial
+    /// template such as `probe.yaml`); an entry of the same name is replaced.
+    pub fn merge(&mut self, fragment: &Template) {
+        let Some(root) = self.root.as_mapping_mut() else { return };
+        for section in ["Parameters", "Conditions", "Resources", "Outputs"] {
+            let Some(entries) = fragment.root.get(section).and_then(Value::as_mapping) else { continue };
+            let target = root.entry(Value::from(section)).or_insert_with(|| Value::Mapping(Mapping::new()));
+            if let Some(target) = target.as_mapping_mut() {
+                for (k, v) in entries {
+                    target.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+
     /// The template as YAML text.
     pub fn to_yaml(&self) -> Result<String, CfnYamlError> {
         Ok(serde_norway::to_string(&self.root)?)

@@ -88,7 +88,7 @@ mod tests {
         assert!(!text("handlers/Cargo.toml").contains("wsctl-testkit"), "no path to the test harness");
         assert!(text("Cargo.toml").contains("[profile.lambda]"), "the lambda profile comes along");
         // cargo itself accepts it: the workspace resolves from the shipped Cargo.lock
-        // without the network, and has the six binaries.
+        // without the network, and has the seven binaries.
         let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["metadata", "--offline", "--format-version", "1", "--manifest-path"])
             .arg(dir.join("Cargo.toml"))
@@ -109,7 +109,8 @@ mod tests {
             .filter(|t| t["kind"][0] == "bin")
             .filter_map(|t| t["name"].as_str())
             .collect();
-        assert_eq!(bins.len(), 6, "{bins:?}");
+        // The six functions and the opt-in probe.
+        assert_eq!(bins.len(), 7, "{bins:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -174,8 +174,26 @@ fn deployer(s: &Scope) -> Value {
                 "lambda:TagResource",
                 "lambda:UntagResource",
                 "lambda:ListTags",
+                // The probe (`probe:`): its schedule's permission and its async-invoke settings.
+                "lambda:AddPermission",
+                "lambda:RemovePermission",
+                "lambda:PutFunctionEventInvokeConfig",
+                "lambda:UpdateFunctionEventInvokeConfig",
+                "lambda:DeleteFunctionEventInvokeConfig",
+                "lambda:GetFunctionEventInvokeConfig",
             ],
             vec![functions.clone(), format!("{functions}:*")],
+        ),
+        statement(
+            "CfnProbeSchedule",
+            &[
+                "events:PutRule",
+                "events:DeleteRule",
+                "events:DescribeRule",
+                "events:PutTargets",
+                "events:RemoveTargets",
+            ],
+            vec![s.arn("events", &format!("rule/{}-app-*", s.prefix))],
         ),
         statement(
             "CfnTables",

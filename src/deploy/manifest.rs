@@ -3,7 +3,7 @@
 //! `wsctl build` writes it beside the zips; `wsctl deploy --manifest FILE` deploys exactly
 //! those bytes, so CI promotes the same artifacts dev → staging → prod.
 
-use crate::contract::FUNCTIONS;
+use crate::contract::{packaged, PROBE};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -79,11 +79,15 @@ impl Manifest {
             )));
         }
         let dir = path.parent().unwrap_or(Path::new("."));
-        for f in FUNCTIONS {
-            let artifact = manifest
-                .functions
-                .get(f.name)
-                .ok_or_else(|| invalid(format!("no artifact for function `{}`", f.name)))?;
+        // The probe is optional (manifests built before it existed deploy every stage that
+        // does not set `probe:`); when present it is checked like the rest.
+        for f in packaged() {
+            let Some(artifact) = manifest.functions.get(f.name) else {
+                if f == PROBE {
+                    continue;
+                }
+                return Err(invalid(format!("no artifact for function `{}`", f.name)));
+            };
             let bytes = std::fs::read(dir.join(&artifact.file))
                 .map_err(|e| invalid(format!("cannot read {}: {e}", artifact.file)))?;
             let actual = hex::encode(Sha256::digest(&bytes));

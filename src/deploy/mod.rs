@@ -118,6 +118,10 @@ pub struct DeployArgs {
     pub manifest: Option<PathBuf>,
     /// Give up waiting on one stack operation after this many minutes.
     pub timeout_minutes: u64,
+    /// After a successful deploy, run the `wsctl smoke` journey against this target (the
+    /// stage, reached as `wsctl smoke` would); exit 1 if a step fails (a gate between
+    /// stages in CI).
+    pub smoke: Option<crate::ops::target::TargetArgs>,
 }
 
 /// `wsctl plan`
@@ -336,8 +340,12 @@ pub async fn deploy(stages: &Path, aws: &AwsTarget, ui: &Ui, args: DeployArgs) -
         args.timeout_minutes,
     )
     .await?;
+    let smoke = match &args.smoke {
+        Some(target) if report.ok && !report.interrupted => Some(crate::smoke::after_deploy(stages, aws, target).await),
+        _ => None,
+    };
     if ui.json() {
-        print_json(&report)?;
+        print_json(&crate::smoke::with_smoke(&report, smoke.as_ref())?)?;
     } else if report.ok {
         for (k, v) in &report.outputs {
             println!("{k} = {v}");
@@ -349,7 +357,11 @@ pub async fn deploy(stages: &Path, aws: &AwsTarget, ui: &Ui, args: DeployArgs) -
     } else {
         println!("stage {}: deploy did not complete", report.stage);
     }
-    Ok(if report.interrupted { Outcome::Interrupted } else { Outcome::success_if(report.ok) })
+    if let (false, Some(outcome)) = (ui.json(), &smoke) {
+        crate::smoke::print_after_deploy(&report.stage, outcome);
+    }
+    let smoke_failed = smoke.as_ref().is_some_and(|s| !s.as_ref().is_ok_and(|r| r.ok));
+    Ok(if report.interrupted { Outcome::Interrupted } else { Outcome::success_if(report.ok && !smoke_failed) })
 }
 
 /// `wsctl plan --stage S`: exit 0 without changes, 2 with changes.

@@ -9,7 +9,7 @@
 use super::canary;
 use super::cfn_yaml::{cfn_sub, references, CfnYamlError, Template};
 use super::manifest::Manifest;
-use crate::contract::{self, FUNCTIONS};
+use crate::contract::{self, FUNCTIONS, PROBE};
 use crate::stage::{NetworkMode, RedisMode, RolloutStrategy, Stage};
 use serde_norway::Value;
 use sha2::{Digest, Sha256};
@@ -21,6 +21,8 @@ pub const BOOTSTRAP_TEMPLATE: &str = include_str!("../../templates/bootstrap.yam
 pub const DATA_TEMPLATE: &str = include_str!("../../templates/data.yaml");
 /// The app stack template.
 pub const APP_TEMPLATE: &str = include_str!("../../templates/app.yaml");
+/// The probe's resources, merged into the app stack when the stage sets `probe:`.
+pub const PROBE_TEMPLATE: &str = include_str!("../../templates/probe.yaml");
 
 /// CloudFormation refuses inline template bodies larger than this; bigger ones go via S3.
 pub const INLINE_TEMPLATE_LIMIT: usize = 51_200;
@@ -265,6 +267,22 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
             }
         }
     }
+    if let Some(probe) = &stage.probe {
+        template.merge(&Template::parse("probe.yaml", PROBE_TEMPLATE)?);
+        set("ProbeBudgetJson", serde_json::to_string(&stage.smoke).map_err(RenderError::Limits)?);
+        set("ProbeSloPercent", probe.slo_percent.to_string());
+        set("ProbeWindowSeconds", (u64::from(probe.window_minutes) * 60).to_string());
+        if let Some(manifest) = inputs.manifest {
+            let artifact = manifest.functions.get(PROBE.name).ok_or_else(|| {
+                RenderError::Stage(format!(
+                    "stage '{}' sets `probe:`, but the manifest has no `probe` artifact (it was built by an older \
+                     wsctl); rebuild with `wsctl build`",
+                    stage.name
+                ))
+            })?;
+            set("ProbeCodeKey", artifact.s3_key());
+        }
+    }
 
     for f in FUNCTIONS {
         let hash = function_hash(&template, &format!("{}Function", f.logical), &p)?;
@@ -275,6 +293,10 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
 
     if stage.rollout.strategy == RolloutStrategy::Canary {
         canary::add_canary(&mut template, &stage.rollout)?;
+        if stage.probe.is_some() {
+            // A journey that fails during the bake rolls the canary back (docs/deploy.md).
+            canary::also_watch(&mut template, "ProbeFailuresAlarm")?;
+        }
     }
 
     // The API deployment is named after a hash of everything it snapshots, so a change to

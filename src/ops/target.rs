@@ -52,6 +52,8 @@ pub struct Overrides {
     pub admin_function: Option<String>,
     /// `publish` Lambda function, invoked through its `live` alias (default: app stack output PublishFunctionName).
     pub publish_function: Option<String>,
+    /// WebSocket URL, wss://… (default: app stack output WebSocketUrl).
+    pub websocket_url: Option<String>,
 }
 
 /// The stage a command acts on.
@@ -321,7 +323,7 @@ impl Deployed {
 
     /// The stage's WebSocket URL (wss://…, app stack output WebSocketUrl).
     pub async fn websocket_url(&self) -> Result<String> {
-        self.name(&None, output::WEBSOCKET_URL).await
+        self.name(&self.overrides.websocket_url, output::WEBSOCKET_URL).await
     }
 
     /// The `publish` function.

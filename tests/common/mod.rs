@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod publish_lambda;
 pub mod reader;
 pub mod templates;
 

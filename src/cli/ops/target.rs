@@ -38,6 +38,9 @@ pub struct Overrides {
     /// `publish` Lambda function, invoked through its `live` alias (default: app stack output PublishFunctionName).
     #[arg(long, env = "WSCTL_PUBLISH_FUNCTION", help_heading = "Deployed-stage overrides")]
     pub publish_function: Option<String>,
+    /// WebSocket URL, wss://… (default: app stack output WebSocketUrl).
+    #[arg(long, env = "WSCTL_WEBSOCKET_URL", help_heading = "Deployed-stage overrides")]
+    pub websocket_url: Option<String>,
 }
 
 impl From<TargetArgs> for wsctl::ops::target::TargetArgs {
@@ -54,6 +57,7 @@ impl From<Overrides> for wsctl::ops::target::Overrides {
             management_endpoint: a.management_endpoint,
             admin_function: a.admin_function,
             publish_function: a.publish_function,
+            websocket_url: a.websocket_url,
         }
     }
 }
