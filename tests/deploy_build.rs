@@ -1,4 +1,4 @@
-//! `wsctl build`: the six handler zips for provided.al2023 are byte-identical across two
+//! `wsctl build`: the seven handler zips (six functions and the opt-in probe) for provided.al2023 are byte-identical across two
 //! builds of the same source, each holds one executable `bootstrap` that is an ELF for the
 //! chosen architecture and needs no glibc newer than 2.34, and the manifest records their
 //! SHA-256.
@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use wsctl_testkit::TempDir;
 
-const FUNCTIONS: [&str; 6] = ["authorizer", "connect", "disconnect", "message", "publish", "admin"];
+const FUNCTIONS: [&str; 7] = ["authorizer", "connect", "disconnect", "message", "publish", "admin", "probe"];
 
 fn wsctl_build(out: &Path, arch: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wsctl"))
