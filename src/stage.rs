@@ -103,6 +103,30 @@ pub struct LambdaSettings {
     /// Published versions each function keeps after a deploy (for rollback), besides the
     /// ones in use; older ones are deleted (they count against the code-storage quota).
     pub keep_versions: u32,
+    /// AWS X-Ray tracing of the functions (`active` or `passthrough`); off when absent.
+    pub tracing: Option<TracingMode>,
+}
+
+/// Lambda's X-Ray tracing mode (`TracingConfig.Mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TracingMode {
+    /// Lambda samples requests and traces them itself (X-Ray's default sampling rule:
+    /// the first request each second and 5% of the rest), and the function may add segments.
+    Active,
+    /// Only requests that arrive with a sampled trace header are traced.
+    #[serde(rename = "passthrough")]
+    PassThrough,
+}
+
+impl TracingMode {
+    /// The value of `TracingConfig.Mode` (`Active`, `PassThrough`).
+    pub fn lambda_name(self) -> &'static str {
+        match self {
+            TracingMode::Active => "Active",
+            TracingMode::PassThrough => "PassThrough",
+        }
+    }
 }
 
 impl Default for LambdaSettings {
@@ -114,6 +138,7 @@ impl Default for LambdaSettings {
             log_retention_days: 14,
             log_level: "info".into(),
             keep_versions: 10,
+            tracing: None,
         }
     }
 }

@@ -35,5 +35,6 @@ mod security_secrets;
 mod template;
 mod template_fanout;
 mod template_injection;
+mod template_production;
 mod template_snapshots;
 mod timers;

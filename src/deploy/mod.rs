@@ -29,6 +29,7 @@ mod report;
 mod signals;
 mod sources;
 mod stacks;
+mod xray;
 pub use render::{APP_TEMPLATE, DATA_TEMPLATE};
 pub use stacks::sdk_error;
 mod status;

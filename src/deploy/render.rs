@@ -9,6 +9,7 @@
 use super::canary;
 use super::cfn_yaml::{cfn_sub, references, CfnYamlError, Template};
 use super::manifest::Manifest;
+use super::xray;
 use crate::contract::{self, FUNCTIONS};
 use crate::stage::{NetworkMode, RedisMode, RolloutStrategy, Stage};
 use serde_norway::Value;
@@ -236,6 +237,7 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
     set("FanoutSharded", (stage.limits.fanout_shards > 0).to_string());
     set("ThrottleRate", stage.api.throttle_rate.to_string());
     set("ThrottleBurst", stage.api.throttle_burst.to_string());
+    set(xray::MODE_PARAMETER, l.tracing.map(|m| m.lambda_name().to_owned()).unwrap_or_default());
     if let Some(w) = inputs.wiring {
         set("ConnectionsTableName", w.connections_table.clone());
         set("ApiKeysTableName", w.api_keys_table.clone());
@@ -266,6 +268,9 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
         }
     }
 
+    if let Some(mode) = l.tracing {
+        xray::add_tracing(&mut template, mode)?;
+    }
     for f in FUNCTIONS {
         let hash = function_hash(&template, &format!("{}Function", f.logical), &p)?;
         let function = template.resource_mut(&format!("{}Function", f.logical))?;
