@@ -9,6 +9,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use wsctl_handlers::limits::Limits;
 
+// The production sections (issue 14). `#[path]` keeps the file beside this one for both
+// the CLI and the stage_file fuzz target, which compiles this file with `#[path]` too.
+#[path = "stage_production.rs"]
+mod production;
+pub use production::DomainSettings;
+
 /// A parsed, validated stage file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -278,11 +284,13 @@ pub struct ApiSettings {
     pub throttle_rate: f64,
     /// Burst of requests above the rate.
     pub throttle_burst: u32,
+    /// A custom domain name in front of the stage (none: only the execute-api URL).
+    pub domain: Option<DomainSettings>,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        Self { stage_name: "live".into(), throttle_rate: 1000.0, throttle_burst: 500 }
+        Self { stage_name: "live".into(), throttle_rate: 1000.0, throttle_burst: 500, domain: None }
     }
 }
 
@@ -364,7 +372,25 @@ impl Stage {
             }
             Err(source) => return Err(StageError::Io { path, source }),
         };
-        Self::parse(&path, name, &text)
+        let stage = Self::parse(&path, name, &text)?;
+        if let Some(domain) = &stage.api.domain {
+            // One name maps to one API stage: a second stage claiming it would fail to
+            // deploy ("already exists") or, across accounts, fight over the DNS record.
+            if let Some(other) = production::domain_claimed_elsewhere(dir, &path, &domain.name) {
+                return Err(StageError::Invalid {
+                    message: format!(
+                        "api.domain.name: '{}' is also claimed by {}; a domain name can front one stage only: \
+                         give each stage its own (e.g. {}.{})",
+                        domain.name,
+                        other.display(),
+                        name,
+                        domain.name
+                    ),
+                    path,
+                });
+            }
+        }
+        Ok(stage)
     }
 
     /// Parses stage YAML; `path` is only used in error messages.
@@ -557,6 +583,9 @@ impl Stage {
         }
         if a.throttle_burst == 0 {
             return bad("api.throttle_burst", "must be greater than 0".into());
+        }
+        if let Some(domain) = &a.domain {
+            domain.validate(self.region.as_deref())?;
         }
         let ro = &self.rollout;
         if !(1..=50).contains(&ro.canary_percent) {

@@ -238,6 +238,11 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
     set("ThrottleRate", stage.api.throttle_rate.to_string());
     set("ThrottleBurst", stage.api.throttle_burst.to_string());
     set(xray::MODE_PARAMETER, l.tracing.map(|m| m.lambda_name().to_owned()).unwrap_or_default());
+    let domain = stage.api.domain.as_ref();
+    set("DomainName", domain.map(|d| d.name.clone()).unwrap_or_default());
+    set("DomainCertificateArn", domain.map(|d| d.certificate_arn.clone()).unwrap_or_default());
+    set("DomainHostedZoneId", domain.and_then(|d| d.hosted_zone_id.clone()).unwrap_or_default());
+    set("DomainBasePath", domain.and_then(|d| d.base_path.clone()).unwrap_or_default());
     if let Some(w) = inputs.wiring {
         set("ConnectionsTableName", w.connections_table.clone());
         set("ApiKeysTableName", w.api_keys_table.clone());
