@@ -20,6 +20,13 @@ pub fn app_stack(stage: &Stage) -> String {
     format!("{}-app", stage.stack_prefix())
 }
 
+/// The stage's CI stack (`wsctl ci-role`): its GitHub deploy role. Named outside the
+/// stage's `PREFIX-*` so the deployer policy it carries does not cover it (nor the role it
+/// creates, `wsctl-ci-PREFIX-DeployRole-…`): CI cannot change its own trust or policy.
+pub fn ci_stack(stage: &Stage) -> String {
+    format!("wsctl-ci-{}", stage.stack_prefix())
+}
+
 /// The alias every integration, permission and invoker targets; canary rollouts shift it.
 pub const LIVE_ALIAS: &str = "live";
 
@@ -34,6 +41,8 @@ pub mod output {
     pub const CONNECTIONS_TABLE: &str = "ConnectionsTableName";
     /// The API-keys table.
     pub const API_KEYS_TABLE: &str = "ApiKeysTableName";
+    /// The CI stack's deploy role (`role-to-assume` in a GitHub workflow).
+    pub const DEPLOY_ROLE_ARN: &str = "DeployRoleArn";
     /// `wss://{api.domain.name}[/{base_path}]`, only with a custom domain: where clients
     /// connect when present (see [`client_url`](super::client_url)).
     pub const DOMAIN_WEBSOCKET_URL: &str = "DomainWebSocketUrl";

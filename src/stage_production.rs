@@ -1,6 +1,6 @@
 //! The production sections of a stage file (issue 14): `api.domain` (a custom domain in
-//! front of the WebSocket API), kept out of `stage.rs` so each section is read and
-//! validated in one place. Compiled as part of `stage.rs` (`#[path]`), also by the
+//! front of the WebSocket API) and `ci` (a deploy role for GitHub Actions), kept out of
+//! `stage.rs` so each section is read and validated in one place. Compiled as part of `stage.rs` (`#[path]`), also by the
 //! `stage_file` fuzz target: std, serde and serde_norway only.
 
 use serde::{Deserialize, Serialize};
@@ -156,6 +156,99 @@ impl DomainSettings {
     }
 }
 
+/// `ci`: a deploy role that GitHub Actions assumes through OIDC (`wsctl ci-role`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CiSettings {
+    /// The repository and the refs whose workflows may deploy this stage.
+    pub github: GitHubSettings,
+    /// The account's existing GitHub OIDC provider; without it the CI stack creates one
+    /// (an account holds one provider per URL, so a second stage of the account names it).
+    #[serde(default)]
+    pub oidc_provider_arn: Option<String>,
+}
+
+/// `ci.github`: who may assume the stage's deploy role.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubSettings {
+    /// `OWNER/REPO`.
+    pub repository: String,
+    /// Branches whose workflow runs may deploy (`main`, or a pattern such as `release/*`).
+    #[serde(default)]
+    pub branches: Vec<String>,
+    /// GitHub environments whose jobs may deploy (a job with `environment:` presents the
+    /// environment, not the branch).
+    #[serde(default)]
+    pub environments: Vec<String>,
+}
+
+/// The host of GitHub Actions' OIDC tokens (the provider URL and the condition keys' prefix).
+pub const GITHUB_OIDC_HOST: &str = "token.actions.githubusercontent.com";
+
+impl CiSettings {
+    /// The `sub` claims allowed to assume the role: `repo:OWNER/REPO:ref:refs/heads/BRANCH`
+    /// per branch and `repo:OWNER/REPO:environment:ENV` per environment.
+    pub fn subjects(&self) -> Vec<String> {
+        let repo = &self.github.repository;
+        let branches = self.github.branches.iter().map(|b| format!("repo:{repo}:ref:refs/heads/{b}"));
+        let environments = self.github.environments.iter().map(|e| format!("repo:{repo}:environment:{e}"));
+        branches.chain(environments).collect()
+    }
+
+    /// Checks the section; `account` is the stage's `account:`.
+    pub fn validate(&self, account: Option<&str>) -> Result<(), Invalid> {
+        let Some(account) = account else {
+            return bad("ci", "needs the stage's `account:` (the role and its provider live there)".into());
+        };
+        let g = &self.github;
+        let name_ok =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        let repo_ok = g.repository.split_once('/').is_some_and(|(owner, name)| name_ok(owner) && name_ok(name));
+        if !repo_ok {
+            return bad("ci.github.repository", format!("'{}' must be OWNER/REPO, e.g. acme/realtime", g.repository));
+        }
+        if g.branches.is_empty() && g.environments.is_empty() {
+            return bad(
+                "ci.github",
+                "names no `branches` and no `environments`: the role would trust no workflow; list the branches \
+                 (e.g. [main]) or the GitHub environments (e.g. [prod]) that may deploy this stage"
+                    .into(),
+            );
+        }
+        // Refs and environment names: no characters that change an IAM StringLike
+        // pattern's meaning beyond the `*` glob, and never a bare `*` (any ref).
+        let ref_ok = |s: &str| {
+            !s.is_empty()
+                && s != "*"
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | '*'))
+        };
+        for (key, values) in [("ci.github.branches", &g.branches), ("ci.github.environments", &g.environments)] {
+            if let Some(v) = values.iter().find(|v| !ref_ok(v)) {
+                return bad(
+                    key,
+                    format!(
+                        "'{v}' must be a name of letters, digits, '-', '_', '.', '/' (a `*` may stand for part of it, \
+                         never for all of it)"
+                    ),
+                );
+            }
+        }
+        if let Some(arn) = &self.oidc_provider_arn {
+            let expected = format!(":iam::{account}:oidc-provider/{GITHUB_OIDC_HOST}");
+            let ok =
+                arn.starts_with("arn:aws") && arn.split_once(':').is_some_and(|(_, rest)| rest.ends_with(&expected));
+            if !ok {
+                return bad(
+                    "ci.oidc_provider_arn",
+                    format!("'{arn}' must be the GitHub provider of the stage's account: arn:aws:iam::{account}:oidc-provider/{GITHUB_OIDC_HOST}"),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The `api.domain.name` another stage file in `dir` already claims (its path), if any.
 /// Files that do not parse as YAML are skipped: they fail on their own when used.
 pub fn domain_claimed_elsewhere(dir: &Path, this: &Path, name: &str) -> Option<PathBuf> {
@@ -210,6 +303,46 @@ mod tests {
         }
         let no_id = DomainSettings { hosted_zone_id: None, ..domain("ws.example.com", "eu-west-1") };
         assert_eq!(no_id.validate(Some("eu-west-1")).unwrap_err().0, "api.domain.hosted_zone_name");
+    }
+
+    fn ci(branches: &[&str], environments: &[&str]) -> CiSettings {
+        CiSettings {
+            github: GitHubSettings {
+                repository: "acme/realtime".into(),
+                branches: branches.iter().map(|s| s.to_string()).collect(),
+                environments: environments.iter().map(|s| s.to_string()).collect(),
+            },
+            oidc_provider_arn: None,
+        }
+    }
+
+    #[test]
+    fn ci_subjects_name_the_repository_and_each_branch_or_environment() {
+        assert_eq!(
+            ci(&["main", "release/*"], &["prod"]).subjects(),
+            [
+                "repo:acme/realtime:ref:refs/heads/main",
+                "repo:acme/realtime:ref:refs/heads/release/*",
+                "repo:acme/realtime:environment:prod"
+            ]
+        );
+        ci(&["main"], &[]).validate(Some("111111111111")).unwrap();
+    }
+
+    #[test]
+    fn ci_refuses_a_role_open_to_any_ref_or_a_foreign_provider() {
+        assert_eq!(ci(&[], &[]).validate(Some("111111111111")).unwrap_err().0, "ci.github");
+        assert_eq!(ci(&["*"], &[]).validate(Some("111111111111")).unwrap_err().0, "ci.github.branches");
+        assert_eq!(ci(&[], &["a b"]).validate(Some("111111111111")).unwrap_err().0, "ci.github.environments");
+        let mut bad_repo = ci(&["main"], &[]);
+        bad_repo.github.repository = "acme".into();
+        assert_eq!(bad_repo.validate(Some("111111111111")).unwrap_err().0, "ci.github.repository");
+        let mut other = ci(&["main"], &[]);
+        other.oidc_provider_arn = Some(format!("arn:aws:iam::222222222222:oidc-provider/{GITHUB_OIDC_HOST}"));
+        assert_eq!(other.validate(Some("111111111111")).unwrap_err().0, "ci.oidc_provider_arn");
+        other.oidc_provider_arn = Some(format!("arn:aws:iam::111111111111:oidc-provider/{GITHUB_OIDC_HOST}"));
+        other.validate(Some("111111111111")).unwrap();
+        assert!(ci(&["main"], &[]).validate(None).is_err());
     }
 
     #[test]

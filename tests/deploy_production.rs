@@ -30,3 +30,22 @@ fn a_tracing_stage_deploys() {
         }
     });
 }
+
+/// `wsctl ci-role` creates the CI stack with the provider and the role on moto (which runs
+/// IAM in CloudFormation but never evaluates trust conditions: those are checked on the
+/// rendered template).
+#[test]
+fn ci_role_creates_the_stages_deploy_role_and_a_second_run_changes_nothing() {
+    let ci = "ci:\n  github:\n    repository: acme/realtime\n    environments: [dev]\n";
+    let h = Harness::new("cirole", &stage_yaml(ci));
+    let out = h.wsctl(&["ci-role", "--stage", "cirole", "--yes", "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = crate::deploy_support::json(&out);
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["stack"]["stackName"], "wsctl-ci-wsctl-cirole", "{report:#}");
+    assert_eq!(report["stack"]["action"], "created", "{report:#}");
+    assert_eq!(h.stack_status("wsctl-ci-wsctl-cirole").as_deref(), Some("CREATE_COMPLETE"));
+    let again = h.wsctl(&["ci-role", "--stage", "cirole", "--yes", "--output", "json"]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(crate::deploy_support::json(&again)["stack"]["action"], "unchanged", "{}", text(&again));
+}

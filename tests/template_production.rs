@@ -182,3 +182,116 @@ fn a_domain_is_refused_with_a_foreign_certificate_outside_its_zone_or_claimed_tw
         assert!(out.status.success(), "{stage}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+const CI: &str =
+    "ci:\n  github:\n    repository: acme/realtime\n    branches: [main, release/*]\n    environments: [prod]\n";
+
+/// Whether an IAM resource pattern (`*` and `?` globs) matches `arn`.
+fn glob_matches(pattern: &str, arn: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && go(p, &s[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), arn.as_bytes())
+}
+
+#[test]
+fn the_ci_role_trusts_only_the_repositorys_refs_and_carries_exactly_the_deployer_policy() {
+    let existing = format!(
+        "{CI}  oidc_provider_arn: arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com\n"
+    );
+    let dir = stages(&[("s", CI), ("e", &existing), ("none", "")]);
+    let (t, params) = render_json(dir.path(), "s", "ci");
+    assert_eq!(
+        params["Subjects"],
+        "repo:acme/realtime:ref:refs/heads/main,repo:acme/realtime:ref:refs/heads/release/*,repo:acme/realtime:environment:prod"
+    );
+    assert_eq!(params["OidcProviderArn"], "", "no ARN given: the stack creates the provider");
+    let r = &t["Resources"];
+    let provider = &r["GitHubOidcProvider"];
+    assert_eq!(provider["Condition"], "CreateOidcProvider");
+    assert_eq!(provider["DeletionPolicy"], "Retain", "other stages of the account may trust it");
+    assert_eq!(provider["Properties"]["Url"], "https://token.actions.githubusercontent.com");
+    assert_eq!(provider["Properties"]["ClientIdList"], Value::from(vec!["sts.amazonaws.com"]));
+
+    let trust = &r["DeployRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"];
+    let statements = trust.as_sequence().expect("statements");
+    assert_eq!(statements.len(), 1, "one way in: {statements:?}");
+    let st = &statements[0];
+    assert_eq!(st["Effect"], "Allow");
+    assert_eq!(st["Action"], "sts:AssumeRoleWithWebIdentity");
+    let federated = tagged(&st["Principal"]["Federated"], "!If");
+    assert_eq!(federated[0], "CreateOidcProvider");
+    assert_eq!(tagged(&federated[1], "!Ref"), "GitHubOidcProvider");
+    assert_eq!(tagged(&federated[2], "!Ref"), "OidcProviderArn");
+    let conditions = st["Condition"].as_mapping().expect("conditions");
+    assert_eq!(conditions.len(), 2, "{conditions:?}");
+    assert_eq!(st["Condition"]["StringEquals"]["token.actions.githubusercontent.com:aud"], "sts.amazonaws.com");
+    assert_eq!(st["Condition"]["StringEquals"].as_mapping().unwrap().len(), 1);
+    let sub = &st["Condition"]["StringLike"];
+    assert_eq!(sub.as_mapping().unwrap().len(), 1, "{sub:?}");
+    assert_eq!(tagged(&sub["token.actions.githubusercontent.com:sub"], "!Ref"), "Subjects");
+    assert_eq!(t["Parameters"]["Subjects"]["Type"], "CommaDelimitedList");
+
+    // The permissions are `wsctl iam-policy --stage s --role deployer`, to the letter.
+    let policies = r["DeployRole"]["Properties"]["Policies"].as_sequence().expect("Policies");
+    assert_eq!(policies.len(), 1);
+    let in_template: serde_json::Value = serde_json::to_value(&policies[0]["PolicyDocument"]).unwrap();
+    let out = wsctl_in(dir.path(), &["iam-policy", "--stage", "s", "--role", "deployer"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(in_template, printed);
+
+    // Neither the CI stack nor the role it creates is within what that policy grants, so
+    // a workflow cannot widen its own trust or permissions.
+    let stack_arn = "arn:aws:cloudformation:eu-west-1:111111111111:stack/wsctl-ci-wsctl-s/0123";
+    let role_arn = "arn:aws:iam::111111111111:role/wsctl-ci-wsctl-s-DeployRole-ABCDEF";
+    for st in printed["Statement"].as_array().unwrap() {
+        let actions = st["Action"].to_string();
+        let resources: Vec<&str> = st["Resource"].as_array().unwrap().iter().filter_map(|r| r.as_str()).collect();
+        for res in resources {
+            if actions.contains("cloudformation:") {
+                assert!(!glob_matches(res, stack_arn), "{} grants the CI stack: {res}", st["Sid"]);
+            }
+            if actions.contains("iam:") {
+                assert!(!glob_matches(res, role_arn), "{} grants the CI role: {res}", st["Sid"]);
+            }
+        }
+    }
+    assert!(glob_matches("arn:aws:iam::111111111111:role/wsctl-s-*", "arn:aws:iam::111111111111:role/wsctl-s-AppRole"));
+
+    // An existing provider is used instead of creating one.
+    let (_, params) = render_json(dir.path(), "e", "ci");
+    assert_eq!(
+        params["OidcProviderArn"],
+        "arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com"
+    );
+
+    // Both render cfn-lint clean (the provider created, and given).
+    let lint = TempDir::new("wsctl-ci-lint").expect("temp dir");
+    let mut files = Vec::new();
+    for stage in ["s", "e"] {
+        let out = wsctl_in(dir.path(), &["template", "--stage", stage, "--stack", "ci"]);
+        assert!(out.status.success());
+        let path = lint.join(format!("{stage}-ci.yaml"));
+        std::fs::write(&path, &out.stdout).unwrap();
+        files.push(path);
+    }
+    let out = std::process::Command::new("cfn-lint").args(&files).output().expect("run cfn-lint");
+    assert!(out.status.success(), "cfn-lint: {}", String::from_utf8_lossy(&out.stdout));
+
+    // Without `ci:` there is nothing to render, and the error says what to add.
+    let out = wsctl_in(dir.path(), &["template", "--stage", "none", "--stack", "ci"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ci.github.repository"));
+    // A role open to any workflow of the repository is refused.
+    let open = stages(&[("o", "ci:\n  github:\n    repository: acme/realtime\n")]);
+    let out = wsctl_in(open.path(), &["template", "--stage", "o", "--stack", "ci"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("o.yaml") && err.contains("ci.github"), "{err}");
+}

@@ -22,6 +22,8 @@ pub const BOOTSTRAP_TEMPLATE: &str = include_str!("../../templates/bootstrap.yam
 pub const DATA_TEMPLATE: &str = include_str!("../../templates/data.yaml");
 /// The app stack template.
 pub const APP_TEMPLATE: &str = include_str!("../../templates/app.yaml");
+/// The CI deploy role template (`wsctl ci-role`).
+pub const CI_TEMPLATE: &str = include_str!("../../templates/ci.yaml");
 
 /// CloudFormation refuses inline template bodies larger than this; bigger ones go via S3.
 pub const INLINE_TEMPLATE_LIMIT: usize = 51_200;
@@ -36,6 +38,8 @@ pub enum StackKind {
     Data,
     /// Functions and API (per stage, routine deploys).
     App,
+    /// The stage's CI deploy role (`wsctl ci-role`, never part of `deploy`).
+    Ci,
 }
 
 impl StackKind {
@@ -45,6 +49,7 @@ impl StackKind {
             StackKind::Bootstrap => contract::BOOTSTRAP_STACK.to_owned(),
             StackKind::Data => contract::data_stack(stage),
             StackKind::App => contract::app_stack(stage),
+            StackKind::Ci => contract::ci_stack(stage),
         }
     }
 
@@ -54,6 +59,7 @@ impl StackKind {
             StackKind::Bootstrap => "bootstrap",
             StackKind::Data => "data",
             StackKind::App => "app",
+            StackKind::Ci => "ci",
         }
     }
 }
@@ -112,7 +118,7 @@ pub enum RenderError {
     Stage(String),
 }
 
-fn tags(stage: &Stage) -> BTreeMap<String, String> {
+pub(super) fn tags(stage: &Stage) -> BTreeMap<String, String> {
     let mut tags = stage.tags.clone();
     tags.insert("wsctl:stage".into(), stage.name.clone());
     tags
