@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # checkov over every rendered CloudFormation template: the bootstrap stack once, and the
-# data and app stacks of every stages/*.yaml (`wsctl template --stage S --stack K`).
+# data and app stacks of every stages/*.yaml, and the ci stack of those with `ci:`
+# (`wsctl template --stage S --stack K`).
 # Each failed check must be waived in templates/checkov-waivers.yaml (check id, optional
 # resources, and the reason); any unwaived failure fails the script with the resource,
 # the check and the file. Waivers that match nothing are reported as stale.
@@ -39,6 +40,10 @@ for file in "$REPO"/stages/*.yaml; do
     for stack in data app; do
         "${WSCTL[@]}" --stages-dir "$REPO/stages" template --stage "$stage" --stack "$stack" >"$OUT/$stage-$stack.yaml"
     done
+    # The CI deploy role, for the stages with a `ci:` section.
+    if grep -q '^ci:' "$file"; then
+        "${WSCTL[@]}" --stages-dir "$REPO/stages" template --stage "$stage" --stack ci >"$OUT/$stage-ci.yaml"
+    fi
 done
 echo "rendered: $(cd "$OUT" && ls | tr '\n' ' ')"
 

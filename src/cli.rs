@@ -127,6 +127,8 @@ pub enum Command {
     Destroy(deploy::DestroyArgs),
     /// Print the least-privilege IAM policies (deployer, operator) of a stage.
     IamPolicy(deploy::IamPolicyArgs),
+    /// Create or update a stage's CI deploy role (GitHub Actions OIDC; run as an administrator).
+    CiRole(deploy::CiRoleArgs),
     /// Invoke one of a deployed stage's functions with an event and print its reply.
     Invoke(ops::invoke::InvokeArgs),
     /// Print (and with --follow, tail) the functions' logs, or the local gateway's own log.
@@ -160,6 +162,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Status(a) => wsctl::deploy::status(stages, &aws, &ui, a.into()).await,
         Command::Destroy(a) => wsctl::deploy::destroy(stages, &aws, &ui, a.into()).await,
         Command::IamPolicy(a) => wsctl::deploy::iam_policy(stages, a.into()).await,
+        Command::CiRole(a) => wsctl::deploy::ci_role(stages, &aws, &ui, a.into()).await,
         Command::Invoke(a) => wsctl::ops::invoke::run(stages, &aws, &ui, a.into()).await,
         Command::Logs(a) => wsctl::logs::run(stages, &aws, &ui, a.into()).await,
         Command::Bench(a) => wsctl::bench::run(&ui, a.into()).await,

@@ -20,6 +20,13 @@ pub fn app_stack(stage: &Stage) -> String {
     format!("{}-app", stage.stack_prefix())
 }
 
+/// The stage's CI stack (`wsctl ci-role`): its GitHub deploy role. Named outside the
+/// stage's `PREFIX-*` so the deployer policy it carries does not cover it (nor the role it
+/// creates, `wsctl-ci-PREFIX-DeployRole-…`): CI cannot change its own trust or policy.
+pub fn ci_stack(stage: &Stage) -> String {
+    format!("wsctl-ci-{}", stage.stack_prefix())
+}
+
 /// The alias every integration, permission and invoker targets; canary rollouts shift it.
 pub const LIVE_ALIAS: &str = "live";
 
@@ -34,6 +41,17 @@ pub mod output {
     pub const CONNECTIONS_TABLE: &str = "ConnectionsTableName";
     /// The API-keys table.
     pub const API_KEYS_TABLE: &str = "ApiKeysTableName";
+    /// The CI stack's deploy role (`role-to-assume` in a GitHub workflow).
+    pub const DEPLOY_ROLE_ARN: &str = "DeployRoleArn";
+    /// `wss://{api.domain.name}[/{base_path}]`, only with a custom domain: where clients
+    /// connect when present (see [`client_url`](super::client_url)).
+    pub const DOMAIN_WEBSOCKET_URL: &str = "DomainWebSocketUrl";
+}
+
+/// The URL clients should connect to, from the app stack's outputs: the custom domain's
+/// when the stage has one, else the execute-api URL.
+pub fn client_url(outputs: &std::collections::BTreeMap<String, String>) -> Option<&String> {
+    outputs.get(output::DOMAIN_WEBSOCKET_URL).or_else(|| outputs.get(output::WEBSOCKET_URL))
 }
 
 /// Logical ids of the data stack's resources whose physical ids the app stack is wired
@@ -123,11 +141,16 @@ mod tests {
     #[test]
     fn every_output_key_wsctl_reads_is_an_output_of_the_app_template() {
         let outputs = section(APP_TEMPLATE, "Outputs");
-        let read =
-            [output::WEBSOCKET_URL, output::MANAGEMENT_ENDPOINT, output::CONNECTIONS_TABLE, output::API_KEYS_TABLE]
-                .map(str::to_owned)
-                .into_iter()
-                .chain(FUNCTIONS.map(Function::output_key));
+        let read = [
+            output::WEBSOCKET_URL,
+            output::MANAGEMENT_ENDPOINT,
+            output::CONNECTIONS_TABLE,
+            output::API_KEYS_TABLE,
+            output::DOMAIN_WEBSOCKET_URL,
+        ]
+        .map(str::to_owned)
+        .into_iter()
+        .chain(FUNCTIONS.map(Function::output_key));
         for key in read {
             assert!(outputs.contains(&key), "templates/app.yaml has no output {key}: {outputs:?}");
         }
@@ -163,5 +186,15 @@ mod tests {
         assert_eq!(Function::named("admin"), Some(ADMIN));
         assert_eq!(Function::named("publish"), Some(PUBLISH));
         assert_eq!(ADMIN.output_key(), "AdminFunctionName");
+    }
+
+    #[test]
+    fn clients_are_sent_to_the_custom_domain_when_there_is_one() {
+        let mut outputs = std::collections::BTreeMap::new();
+        assert_eq!(client_url(&outputs), None);
+        outputs.insert(output::WEBSOCKET_URL.to_owned(), "wss://a.execute-api/live".to_owned());
+        assert_eq!(client_url(&outputs).map(String::as_str), Some("wss://a.execute-api/live"));
+        outputs.insert(output::DOMAIN_WEBSOCKET_URL.to_owned(), "wss://ws.example.com".to_owned());
+        assert_eq!(client_url(&outputs).map(String::as_str), Some("wss://ws.example.com"));
     }
 }

@@ -9,6 +9,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use wsctl_handlers::limits::Limits;
 
+// The production sections (issue 14). `#[path]` keeps the file beside this one for both
+// the CLI and the stage_file fuzz target, which compiles this file with `#[path]` too.
+#[path = "stage_production.rs"]
+mod production;
+pub use production::{CiSettings, DomainSettings, GitHubSettings, GITHUB_OIDC_HOST};
+
 /// A parsed, validated stage file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +52,9 @@ pub struct Stage {
     /// How new handler versions reach traffic.
     #[serde(default)]
     pub rollout: RolloutSettings,
+    /// A deploy role for CI (GitHub Actions through OIDC), created by `wsctl ci-role`.
+    #[serde(default)]
+    pub ci: Option<CiSettings>,
     /// Tags put on both stacks (and so on every resource that supports tags).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -127,6 +136,30 @@ pub struct LambdaSettings {
     /// Published versions each function keeps after a deploy (for rollback), besides the
     /// ones in use; older ones are deleted (they count against the code-storage quota).
     pub keep_versions: u32,
+    /// AWS X-Ray tracing of the functions (`active` or `passthrough`); off when absent.
+    pub tracing: Option<TracingMode>,
+}
+
+/// Lambda's X-Ray tracing mode (`TracingConfig.Mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TracingMode {
+    /// Lambda samples requests and traces them itself (X-Ray's default sampling rule:
+    /// the first request each second and 5% of the rest), and the function may add segments.
+    Active,
+    /// Only requests that arrive with a sampled trace header are traced.
+    #[serde(rename = "passthrough")]
+    PassThrough,
+}
+
+impl TracingMode {
+    /// The value of `TracingConfig.Mode` (`Active`, `PassThrough`).
+    pub fn lambda_name(self) -> &'static str {
+        match self {
+            TracingMode::Active => "Active",
+            TracingMode::PassThrough => "PassThrough",
+        }
+    }
 }
 
 impl Default for LambdaSettings {
@@ -138,6 +171,7 @@ impl Default for LambdaSettings {
             log_retention_days: 14,
             log_level: "info".into(),
             keep_versions: 10,
+            tracing: None,
         }
     }
 }
@@ -277,11 +311,13 @@ pub struct ApiSettings {
     pub throttle_rate: f64,
     /// Burst of requests above the rate.
     pub throttle_burst: u32,
+    /// A custom domain name in front of the stage (none: only the execute-api URL).
+    pub domain: Option<DomainSettings>,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        Self { stage_name: "live".into(), throttle_rate: 1000.0, throttle_burst: 500 }
+        Self { stage_name: "live".into(), throttle_rate: 1000.0, throttle_burst: 500, domain: None }
     }
 }
 
@@ -363,7 +399,25 @@ impl Stage {
             }
             Err(source) => return Err(StageError::Io { path, source }),
         };
-        Self::parse(&path, name, &text)
+        let stage = Self::parse(&path, name, &text)?;
+        if let Some(domain) = &stage.api.domain {
+            // One name maps to one API stage: a second stage claiming it would fail to
+            // deploy ("already exists") or, across accounts, fight over the DNS record.
+            if let Some(other) = production::domain_claimed_elsewhere(dir, &path, &domain.name) {
+                return Err(StageError::Invalid {
+                    message: format!(
+                        "api.domain.name: '{}' is also claimed by {}; a domain name can front one stage only: \
+                         give each stage its own (e.g. {}.{})",
+                        domain.name,
+                        other.display(),
+                        name,
+                        domain.name
+                    ),
+                    path,
+                });
+            }
+        }
+        Ok(stage)
     }
 
     /// Parses stage YAML; `path` is only used in error messages.
@@ -557,6 +611,12 @@ impl Stage {
         }
         if a.throttle_burst == 0 {
             return bad("api.throttle_burst", "must be greater than 0".into());
+        }
+        if let Some(domain) = &a.domain {
+            domain.validate(self.region.as_deref())?;
+        }
+        if let Some(ci) = &self.ci {
+            ci.validate(self.account.as_deref())?;
         }
         let ro = &self.rollout;
         if !(1..=50).contains(&ro.canary_percent) {

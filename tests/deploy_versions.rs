@@ -191,7 +191,9 @@ fn get<'a>(doc: &'a Value, path: &[String]) -> Option<&'a Value> {
 
 /// Other values to try for a key, most likely valid first.
 fn candidates(current: Option<&Value>) -> Vec<Value> {
-    const STRINGS: [&str; 14] = [
+    const STRINGS: [&str; 16] = [
+        "active",
+        "passthrough",
         "x86_64",
         "eu-west-2",
         "redis",
@@ -228,6 +230,7 @@ fn candidates(current: Option<&Value>) -> Vec<Value> {
 fn defaults_to_change() -> Vec<(Vec<String>, Value)> {
     [
         ("lambda.keep_versions", Value::from(7)),
+        ("lambda.tracing", Value::from("active")),
         ("limits.max_connections", Value::from(1234)),
         ("limits.room_history", Value::from(33)),
         ("limits.max_message_bytes", Value::from(4096)),
@@ -322,6 +325,11 @@ fn a_version_is_renamed_exactly_when_its_function_changes() {
     }
     assert!(changed_all.iter().any(|k| k.ends_with("lambda.memory_mb")), "{changed_all:?}");
     assert!(changed_all.iter().any(|k| k.ends_with("lambda.log_level")), "{changed_all:?}");
+    // Tracing is part of each function's configuration that a version freezes.
+    for stage in ["dev", "prod"] {
+        let shown = format!("{stage}: lambda.tracing");
+        assert!(changed_all.contains(&shown), "{shown} renames every Version: {changed_all:?}");
+    }
     assert!(checked >= 60, "only {checked} stage-key changes rendered; not changeable: {unchangeable:?}");
 }
 

@@ -51,8 +51,11 @@ fn cfn_lint_passes_for_every_stage_and_stack() {
 
 /// Actions that AWS only grants on `Resource: "*"`: Lambda creates and deletes a VPC
 /// function's network interfaces itself, and `ec2:Describe*` has no resource-level
-/// scoping (the AWSLambdaVPCAccessExecutionRole managed policy grants the same).
-const STAR_RESOURCE_ALLOWED: [&str; 6] = [
+/// scoping (the AWSLambdaVPCAccessExecutionRole managed policy grants the same); the X-Ray
+/// write actions (`lambda.tracing`) have no resource-level scoping either.
+const STAR_RESOURCE_ALLOWED: [&str; 8] = [
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
     "ec2:CreateNetworkInterface",
     "ec2:DescribeNetworkInterfaces",
     "ec2:DescribeSubnets",

@@ -194,7 +194,12 @@ fn stage_values_cannot_change_template_structure() {
     let mut refused = Vec::new();
     for base in BASES {
         let clean_name = format!("clean-{base}");
-        let stage = repo_stage(base);
+        let mut stage = repo_stage(base);
+        // All copies share one directory, where two stages may not claim one custom domain
+        // name; its values are validated to DNS characters, so none carries a payload.
+        if let Some(api) = stage.get_mut("api").and_then(Value::as_mapping_mut) {
+            api.remove("domain");
+        }
         std::fs::write(dir.join(format!("{clean_name}.yaml")), serde_norway::to_string(&stage).unwrap()).unwrap();
         let clean: Vec<(&str, Json)> = ["data", "app"]
             .into_iter()

@@ -108,6 +108,26 @@ pub struct StatusArgs {
     pub stage: String,
 }
 
+/// `wsctl ci-role`
+#[derive(Debug, Args)]
+pub struct CiRoleArgs {
+    /// Stage name (stages/NAME.yaml, with a `ci:` section).
+    #[arg(long)]
+    pub stage: String,
+    /// Apply without asking (required when no terminal is attached).
+    #[arg(long)]
+    pub yes: bool,
+    /// Give up waiting on the stack operation after this many minutes.
+    #[arg(long, default_value_t = 30)]
+    pub timeout_minutes: u64,
+}
+
+impl From<CiRoleArgs> for wsctl::deploy::CiRoleArgs {
+    fn from(a: CiRoleArgs) -> Self {
+        wsctl::deploy::CiRoleArgs { stage: a.stage, yes: a.yes, timeout_minutes: a.timeout_minutes }
+    }
+}
+
 /// `wsctl destroy`
 #[derive(Debug, Args)]
 pub struct DestroyArgs {

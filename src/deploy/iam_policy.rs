@@ -23,6 +23,8 @@ struct Scope {
     /// The data stack (`contract::data_stack`).
     data: String,
     api_stage: String,
+    /// `api.domain`: the custom domain name and the hosted zone of its records.
+    domain: Option<(String, Option<String>)>,
 }
 
 impl Scope {
@@ -50,7 +52,7 @@ fn deployer(s: &Scope) -> Value {
     let functions = s.arn("lambda", &format!("function:{}-*", s.app));
     let roles = format!("arn:{p}:iam::{}:role/{}-*", s.account, s.prefix);
     let bootstrap_roles = format!("arn:{p}:iam::{}:role/{BOOTSTRAP_STACK}-*", s.account);
-    policy(vec![
+    let mut statements = vec![
         // --- what wsctl calls itself
         statement("WhoAmI", &["sts:GetCallerIdentity"], vec!["*".into()]),
         statement(
@@ -136,6 +138,33 @@ fn deployer(s: &Scope) -> Value {
                 format!("arn:{p}:apigateway:{}::/tags/*", s.region),
             ],
         ),
+    ];
+    if let Some((name, zone)) = &s.domain {
+        // api.domain: the domain name and its API mapping (AWS::ApiGatewayV2::DomainName,
+        // ApiMapping), and the alias records in the stage's hosted zone only.
+        statements.push(statement(
+            "CfnCustomDomain",
+            &["apigateway:GET", "apigateway:POST", "apigateway:PATCH", "apigateway:DELETE"],
+            vec![
+                format!("arn:{p}:apigateway:{}::/domainnames", s.region),
+                format!("arn:{p}:apigateway:{}::/domainnames/{name}", s.region),
+                format!("arn:{p}:apigateway:{}::/domainnames/{name}/*", s.region),
+            ],
+        ));
+        if let Some(zone) = zone {
+            statements.push(statement(
+                "CfnDomainRecords",
+                &["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets", "route53:GetHostedZone"],
+                vec![format!("arn:{p}:route53:::hostedzone/{zone}")],
+            ));
+            statements.push(statement(
+                "CfnDomainRecordsChange",
+                &["route53:GetChange"],
+                vec![format!("arn:{p}:route53:::change/*")],
+            ));
+        }
+    }
+    statements.extend([
         statement(
             "CfnRoles",
             &[
@@ -305,7 +334,8 @@ fn deployer(s: &Scope) -> Value {
             ],
             vec!["*".into()],
         ),
-    ])
+    ]);
+    policy(statements)
 }
 
 /// The operator policy of a stage (`keys`, `connections`, `rooms`, `publish`).
@@ -365,6 +395,7 @@ pub fn policies(stage: &Stage) -> anyhow::Result<Value> {
         app: contract::app_stack(stage),
         data: contract::data_stack(stage),
         api_stage: stage.api.stage_name.clone(),
+        domain: stage.api.domain.as_ref().map(|d| (d.name.clone(), d.hosted_zone_id.clone())),
     };
     Ok(json!({
         "stage": stage.name,
@@ -373,4 +404,37 @@ pub fn policies(stage: &Stage) -> anyhow::Result<Value> {
         "deployer": deployer(&scope),
         "operator": operator(&scope),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn deployer_of(yaml: &str) -> Value {
+        let text = format!("region: eu-west-1\naccount: \"111111111111\"\n{yaml}");
+        let stage = Stage::parse(Path::new("stages/t.yaml"), "t", &text).expect("stage");
+        policies(&stage).expect("policies")["deployer"].clone()
+    }
+
+    fn sids(policy: &Value) -> Vec<String> {
+        policy["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap().to_owned()).collect()
+    }
+
+    #[test]
+    fn a_custom_domain_adds_its_domain_name_and_only_its_hosted_zone() {
+        assert!(!sids(&deployer_of("")).iter().any(|s| s.contains("Domain")));
+        let policy = deployer_of(
+            "api:\n  domain:\n    name: ws.example.com\n    certificate_arn: arn:aws:acm:eu-west-1:111111111111:certificate/x\n    hosted_zone_id: Z0ZONE\n",
+        );
+        let records = policy["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "CfnDomainRecords").unwrap();
+        assert_eq!(records["Resource"], json!(["arn:aws:route53:::hostedzone/Z0ZONE"]));
+        let domain = policy["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "CfnCustomDomain").unwrap();
+        assert!(domain["Resource"].to_string().contains("/domainnames/ws.example.com"), "{domain}");
+        let no_zone = deployer_of(
+            "api:\n  domain:\n    name: ws.example.com\n    certificate_arn: arn:aws:acm:eu-west-1:111111111111:certificate/x\n",
+        );
+        assert!(sids(&no_zone).contains(&"CfnCustomDomain".to_owned()));
+        assert!(!sids(&no_zone).contains(&"CfnDomainRecords".to_owned()), "no zone, no Route 53 grant");
+    }
 }

@@ -12,6 +12,7 @@ mod artifacts;
 mod builder;
 mod canary;
 mod cfn_yaml;
+mod ci_role;
 mod clients;
 mod destroy;
 mod elf;
@@ -30,6 +31,7 @@ mod signals;
 mod sources;
 mod stacks;
 pub use recovery::Recovery;
+mod xray;
 pub use render::{APP_TEMPLATE, DATA_TEMPLATE};
 pub use stacks::sdk_error;
 mod status;
@@ -143,6 +145,47 @@ pub struct StatusArgs {
     pub stage: String,
 }
 
+/// `wsctl ci-role`
+#[derive(Debug)]
+pub struct CiRoleArgs {
+    /// Stage name (stages/NAME.yaml, with a `ci:` section).
+    pub stage: String,
+    /// Apply without asking (required when no terminal is attached).
+    pub yes: bool,
+    /// Give up waiting on the stack operation after this many minutes.
+    pub timeout_minutes: u64,
+}
+
+/// `wsctl ci-role --stage S`: creates or updates the stage's CI deploy role (see
+/// `ci_role.rs` for why it is its own stack, run with administrator credentials), and
+/// prints its ARN.
+pub async fn ci_role(stages: &Path, aws: &AwsTarget, ui: &Ui, args: CiRoleArgs) -> anyhow::Result<Outcome> {
+    let stage = Stage::load(stages, &args.stage)?;
+    let rendered = ci_role::render_ci(&stage)?;
+    let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
+    let expected = stage.require_account().map_err(anyhow::Error::msg)?.to_owned();
+    let clients = clients::Clients::new(aws, &stage.name, &region).await?;
+    let target = clients.guard_account(&expected, &stage.name).await?;
+    let interrupt = signals::Interrupt::install();
+    let ctx =
+        Ctx { clients: &clients, ui: *ui, timing: Timing::from_env(args.timeout_minutes), bucket: None, interrupt };
+    let stack = engine::apply_stack(&ctx, &rendered, Mode::Apply { yes: args.yes }).await?;
+    let ok = !stack.failed() && !stack.interrupted() && stack.action != report::StackAction::Declined;
+    let role = if ok {
+        stacks::describe_stack(&clients.cfn, &rendered.stack_name)
+            .await?
+            .and_then(|s| s.outputs.get(crate::contract::output::DEPLOY_ROLE_ARN).cloned())
+    } else {
+        None
+    };
+    if ui.json() {
+        print_json(&json!({ "ok": ok, "target": target, "stack": stack, "deployRoleArn": role }))?;
+    } else if let Some(role) = &role {
+        println!("{} = {role}", crate::contract::output::DEPLOY_ROLE_ARN);
+    }
+    Ok(if stack.interrupted() { Outcome::Interrupted } else { Outcome::success_if(ok) })
+}
+
 /// `wsctl destroy`
 #[derive(Debug)]
 pub struct DestroyArgs {
@@ -168,6 +211,7 @@ pub async fn template(stages: &Path, ui: &Ui, args: TemplateArgs) -> anyhow::Res
         StackKind::App => {
             render::render_app(&stage, &AppInputs { wiring: None, artifact_bucket: None, manifest: manifest.as_ref() })?
         }
+        StackKind::Ci => ci_role::render_ci(&stage)?,
     };
     if ui.json() {
         print_json(&json!({

@@ -9,6 +9,7 @@
 use super::canary;
 use super::cfn_yaml::{cfn_sub, references, CfnYamlError, Template};
 use super::manifest::Manifest;
+use super::xray;
 use crate::contract::{self, FUNCTIONS, PROBE};
 use crate::stage::{NetworkMode, RedisMode, RolloutStrategy, Stage};
 use serde_norway::Value;
@@ -23,6 +24,8 @@ pub const DATA_TEMPLATE: &str = include_str!("../../templates/data.yaml");
 pub const APP_TEMPLATE: &str = include_str!("../../templates/app.yaml");
 /// The probe's resources, merged into the app stack when the stage sets `probe:`.
 pub const PROBE_TEMPLATE: &str = include_str!("../../templates/probe.yaml");
+/// The CI deploy role template (`wsctl ci-role`).
+pub const CI_TEMPLATE: &str = include_str!("../../templates/ci.yaml");
 
 /// CloudFormation refuses inline template bodies larger than this; bigger ones go via S3.
 pub const INLINE_TEMPLATE_LIMIT: usize = 51_200;
@@ -37,6 +40,8 @@ pub enum StackKind {
     Data,
     /// Functions and API (per stage, routine deploys).
     App,
+    /// The stage's CI deploy role (`wsctl ci-role`, never part of `deploy`).
+    Ci,
 }
 
 impl StackKind {
@@ -46,6 +51,7 @@ impl StackKind {
             StackKind::Bootstrap => contract::BOOTSTRAP_STACK.to_owned(),
             StackKind::Data => contract::data_stack(stage),
             StackKind::App => contract::app_stack(stage),
+            StackKind::Ci => contract::ci_stack(stage),
         }
     }
 
@@ -55,6 +61,7 @@ impl StackKind {
             StackKind::Bootstrap => "bootstrap",
             StackKind::Data => "data",
             StackKind::App => "app",
+            StackKind::Ci => "ci",
         }
     }
 }
@@ -113,7 +120,7 @@ pub enum RenderError {
     Stage(String),
 }
 
-fn tags(stage: &Stage) -> BTreeMap<String, String> {
+pub(super) fn tags(stage: &Stage) -> BTreeMap<String, String> {
     let mut tags = stage.tags.clone();
     tags.insert("wsctl:stage".into(), stage.name.clone());
     tags
@@ -238,6 +245,12 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
     set("FanoutSharded", (stage.limits.fanout_shards > 0).to_string());
     set("ThrottleRate", stage.api.throttle_rate.to_string());
     set("ThrottleBurst", stage.api.throttle_burst.to_string());
+    set(xray::MODE_PARAMETER, l.tracing.map(|m| m.lambda_name().to_owned()).unwrap_or_default());
+    let domain = stage.api.domain.as_ref();
+    set("DomainName", domain.map(|d| d.name.clone()).unwrap_or_default());
+    set("DomainCertificateArn", domain.map(|d| d.certificate_arn.clone()).unwrap_or_default());
+    set("DomainHostedZoneId", domain.and_then(|d| d.hosted_zone_id.clone()).unwrap_or_default());
+    set("DomainBasePath", domain.and_then(|d| d.base_path.clone()).unwrap_or_default());
     if let Some(w) = inputs.wiring {
         set("ConnectionsTableName", w.connections_table.clone());
         set("ApiKeysTableName", w.api_keys_table.clone());
@@ -284,6 +297,9 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
         }
     }
 
+    if let Some(mode) = l.tracing {
+        xray::add_tracing(&mut template, mode)?;
+    }
     for f in FUNCTIONS {
         let hash = function_hash(&template, &format!("{}Function", f.logical), &p)?;
         let function = template.resource_mut(&format!("{}Function", f.logical))?;

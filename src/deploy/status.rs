@@ -99,6 +99,9 @@ pub struct StatusReport {
     pub stage: String,
     /// Region.
     pub region: String,
+    /// Where clients connect: the custom domain's URL when the stage has one (`api.domain`),
+    /// else the execute-api URL; `None` before the app stack has outputs.
+    pub websocket_url: Option<String>,
     /// The three stacks.
     pub stacks: Vec<StackStatus>,
     /// API routes.
@@ -245,9 +248,11 @@ pub async fn gather(clients: &Clients, stage: &Stage) -> anyhow::Result<StatusRe
             functions.push(function(clients, f.deployed_name(&app_stack)).await);
         }
     }
+    let websocket_url = stack_reports[2].stack.as_ref().and_then(|s| crate::contract::client_url(&s.outputs)).cloned();
     Ok(StatusReport {
         stage: stage.name.clone(),
         region: clients.region.clone(),
+        websocket_url,
         stacks: stack_reports,
         routes: Section::from(routes(clients, &app_stack).await),
         redis: Section::from(redis(clients, stage).await),
@@ -258,6 +263,9 @@ pub async fn gather(clients: &Clients, stage: &Stage) -> anyhow::Result<StatusRe
 /// Prints the report as text.
 pub fn print_text(report: &StatusReport) {
     println!("stage {} ({})", report.stage, report.region);
+    if let Some(url) = &report.websocket_url {
+        println!("clients connect at {url}");
+    }
     for s in &report.stacks {
         match &s.stack {
             None => println!("\n{} stack {}: not deployed", s.kind.label(), s.name),

@@ -321,9 +321,16 @@ impl Deployed {
         Ok(LambdaFn::new(&self.sdk, name))
     }
 
-    /// The stage's WebSocket URL (wss://…, app stack output WebSocketUrl).
+    /// The stage's WebSocket URL: the custom domain's (`api.domain`, output
+    /// DomainWebSocketUrl) when it has one, else the execute-api URL (WebSocketUrl).
     pub async fn websocket_url(&self) -> Result<String> {
-        self.name(&self.overrides.websocket_url, output::WEBSOCKET_URL).await
+        if self.overrides.websocket_url.is_some() {
+            return self.name(&self.overrides.websocket_url, output::WEBSOCKET_URL).await;
+        }
+        match contract::client_url(self.outputs().await?) {
+            Some(url) => Ok(url.clone()),
+            None => self.name(&None, output::WEBSOCKET_URL).await,
+        }
     }
 
     /// The `publish` function.

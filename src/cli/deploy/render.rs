@@ -12,6 +12,8 @@ pub enum StackKind {
     Data,
     /// Functions and API (per stage, routine deploys).
     App,
+    /// The stage's CI deploy role (`ci:`; created by `wsctl ci-role`).
+    Ci,
 }
 
 impl From<StackKind> for wsctl::deploy::render::StackKind {
@@ -20,6 +22,7 @@ impl From<StackKind> for wsctl::deploy::render::StackKind {
             StackKind::Bootstrap => wsctl::deploy::render::StackKind::Bootstrap,
             StackKind::Data => wsctl::deploy::render::StackKind::Data,
             StackKind::App => wsctl::deploy::render::StackKind::App,
+            StackKind::Ci => wsctl::deploy::render::StackKind::Ci,
         }
     }
 }

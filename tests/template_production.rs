@@ -1,0 +1,303 @@
+//! Issue 14's production features in the rendered templates: X-Ray tracing (`lambda.tracing`),
+//! the custom domain (`api.domain`) and the CI deploy role (`ci:`). moto skips ApiGatewayV2
+//! and cannot check IAM trust conditions, so these are the rendered templates' invariants;
+//! `cfn-lint` and checkov run on them through `tests/template.rs` and `scripts/checkov.sh`.
+
+use crate::common::templates::{render_json, wsctl_in};
+use serde_norway::Value;
+use wsctl_testkit::TempDir;
+
+const FUNCTIONS: [&str; 6] = ["Authorizer", "Connect", "Disconnect", "Message", "Publish", "Admin"];
+
+/// A stages directory holding `files` (name, body), each prefixed with a region and account.
+fn stages(files: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new("wsctl-production-stage").expect("temp dir");
+    for (name, body) in files {
+        let text = format!("region: eu-west-1\naccount: \"111111111111\"\n{body}");
+        std::fs::write(dir.join(format!("{name}.yaml")), text).expect("stage file");
+    }
+    dir
+}
+
+fn tagged<'a>(v: &'a Value, tag: &str) -> &'a Value {
+    let Value::Tagged(t) = v else { panic!("{v:?} is not {tag}") };
+    assert_eq!(t.tag.to_string(), tag, "{v:?}");
+    &t.value
+}
+
+fn ref_names(v: &Value) -> Vec<String> {
+    v.as_sequence().expect("a list").iter().map(|r| tagged(r, "!Ref").as_str().expect("name").to_owned()).collect()
+}
+
+#[test]
+fn tracing_turns_on_xray_for_every_function_with_the_permission_it_needs() {
+    let dir =
+        stages(&[("on", "lambda:\n  tracing: active\n"), ("pass", "lambda:\n  tracing: passthrough\n"), ("off", "")]);
+    for (stage, mode) in [("on", "Active"), ("pass", "PassThrough")] {
+        let (t, params) = render_json(dir.path(), stage, "app");
+        assert_eq!(params["TracingMode"], mode, "{stage}");
+        let policy = &t["Resources"]["XRayTracingPolicy"];
+        assert!(policy.get("Condition").is_none(), "{stage}: the functions depend on it");
+        let actions = &policy["Properties"]["PolicyDocument"]["Statement"][0]["Action"];
+        assert_eq!(actions, &Value::from(vec!["xray:PutTraceSegments", "xray:PutTelemetryRecords"]));
+        let roles = ref_names(&policy["Properties"]["Roles"]);
+        for f in FUNCTIONS {
+            let function = &t["Resources"][format!("{f}Function").as_str()];
+            assert_eq!(function["Properties"]["TracingConfig"]["Mode"], mode, "{stage} {f}");
+            let depends = function["DependsOn"].as_sequence().expect("DependsOn list");
+            assert!(depends.contains(&Value::from("XRayTracingPolicy")), "{stage} {f}: {depends:?}");
+            assert!(roles.contains(&format!("{f}Role")), "{stage}: the X-Ray policy misses {f}Role: {roles:?}");
+        }
+    }
+    let (t, params) = render_json(dir.path(), "off", "app");
+    assert_eq!(params["TracingMode"], "", "tracing is opt-in");
+    // Off, the policy hangs on a condition that is false exactly when the mode is "".
+    assert_eq!(t["Resources"]["XRayTracingPolicy"]["Condition"], "Tracing", "no X-Ray grant without tracing");
+    let equals = tagged(&tagged(&t["Conditions"]["Tracing"], "!Not")[0], "!Equals");
+    assert_eq!(tagged(&equals[0], "!Ref"), "TracingMode");
+    assert_eq!(equals[1], "");
+    for f in FUNCTIONS {
+        let function = &t["Resources"][format!("{f}Function").as_str()];
+        assert!(function["Properties"].get("TracingConfig").is_none(), "off: {f} traces");
+    }
+    // Nothing on the API stage: API Gateway v2 has no tracing property to set.
+    assert!(t["Resources"]["ApiStage"]["Properties"].get("TracingEnabled").is_none());
+
+    let bad = stages(&[("s", "lambda:\n  tracing: on\n")]);
+    let out = wsctl_in(bad.path(), &["template", "--stage", "s"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("s.yaml") && err.contains("tracing"), "{err}");
+    assert!(err.contains("active") && err.contains("passthrough"), "names the allowed values: {err}");
+}
+
+const DOMAIN: &str = "api:\n  domain:\n    name: ws.example.com\n    certificate_arn: arn:aws:acm:eu-west-1:111111111111:certificate/abc\n    hosted_zone_id: Z0123456789EXAMPLE\n    hosted_zone_name: example.com\n";
+
+fn domain_stage(body: &str) -> String {
+    format!("api:\n  domain:\n{body}")
+}
+
+#[test]
+fn a_custom_domain_maps_the_stage_behind_a_regional_tls12_name_with_alias_records() {
+    let with_path = format!("{DOMAIN}    base_path: v1\n");
+    // One directory each: two stages may not claim one name.
+    let (root, path_dir, dir) = (stages(&[("root", DOMAIN)]), stages(&[("path", &with_path)]), stages(&[("none", "")]));
+    for (stage_dir, stage, path) in [(&root, "root", ""), (&path_dir, "path", "v1")] {
+        let (t, params) = render_json(stage_dir.path(), stage, "app");
+        assert_eq!(params["DomainName"], "ws.example.com", "{stage}");
+        assert_eq!(params["DomainCertificateArn"], "arn:aws:acm:eu-west-1:111111111111:certificate/abc");
+        assert_eq!(params["DomainHostedZoneId"], "Z0123456789EXAMPLE");
+        assert_eq!(params["DomainBasePath"], path, "{stage}");
+        let r = &t["Resources"];
+        let domain = &r["ApiDomainName"];
+        assert_eq!(domain["Type"], "AWS::ApiGatewayV2::DomainName");
+        assert_eq!(domain["Condition"], "HasDomain");
+        assert_eq!(tagged(&domain["Properties"]["DomainName"], "!Ref"), "DomainName");
+        let config = &domain["Properties"]["DomainNameConfigurations"][0];
+        assert_eq!(config["EndpointType"], "REGIONAL");
+        assert_eq!(config["SecurityPolicy"], "TLS_1_2");
+        assert_eq!(config["IpAddressType"], "dualstack", "the AAAA record needs an IPv6 endpoint");
+        assert_eq!(tagged(&config["CertificateArn"], "!Ref"), "DomainCertificateArn");
+
+        let mapping = &r["ApiDomainMapping"];
+        assert_eq!(mapping["Type"], "AWS::ApiGatewayV2::ApiMapping");
+        assert_eq!(tagged(&mapping["Properties"]["ApiId"], "!Ref"), "Api");
+        assert_eq!(tagged(&mapping["Properties"]["Stage"], "!Ref"), "ApiStage");
+        assert_eq!(tagged(&mapping["Properties"]["DomainName"], "!Ref"), "ApiDomainName");
+        let key = tagged(&mapping["Properties"]["ApiMappingKey"], "!If");
+        assert_eq!(key[0], "HasDomainBasePath");
+        assert_eq!(tagged(&key[1], "!Ref"), "DomainBasePath");
+
+        for (id, ty) in [("ApiDomainRecordIpv4", "A"), ("ApiDomainRecordIpv6", "AAAA")] {
+            let record = &r[id];
+            assert_eq!(record["Type"], "AWS::Route53::RecordSet", "{id}");
+            assert_eq!(record["Condition"], "HasDomainRecords", "{id}");
+            assert_eq!(record["Properties"]["Type"], ty);
+            assert_eq!(tagged(&record["Properties"]["HostedZoneId"], "!Ref"), "DomainHostedZoneId");
+            let alias = &record["Properties"]["AliasTarget"];
+            assert_eq!(tagged(&alias["DNSName"], "!GetAtt"), "ApiDomainName.RegionalDomainName");
+            assert_eq!(tagged(&alias["HostedZoneId"], "!GetAtt"), "ApiDomainName.RegionalHostedZoneId");
+        }
+        let url = tagged(&t["Outputs"]["DomainWebSocketUrl"]["Value"], "!If");
+        assert_eq!(url[0], "HasDomainBasePath");
+        assert_eq!(tagged(&url[1], "!Sub"), "wss://${ApiDomainName}/${DomainBasePath}");
+        assert_eq!(tagged(&url[2], "!Sub"), "wss://${ApiDomainName}");
+        // The management API stays on the execute-api host (a base path would break it).
+        let env = &r["ConnectFunction"]["Properties"]["Environment"]["Variables"]["WS_MANAGEMENT_ENDPOINT"];
+        assert!(tagged(env, "!Sub").as_str().unwrap().contains(".execute-api."), "{env:?}");
+    }
+    // The conditions the resources hang on follow the parameters.
+    let c = &t_conditions(dir.path());
+    let has = tagged(&tagged(&c["HasDomain"], "!Not")[0], "!Equals");
+    assert_eq!(tagged(&has[0], "!Ref"), "DomainName");
+    assert_eq!(has[1], "");
+    let records = tagged(&c["HasDomainRecords"], "!And");
+    assert_eq!(tagged(&records[0], "!Condition"), "HasDomain");
+    let zone = tagged(&tagged(&records[1], "!Not")[0], "!Equals");
+    assert_eq!(tagged(&zone[0], "!Ref"), "DomainHostedZoneId");
+
+    let (_, params) = render_json(dir.path(), "none", "app");
+    for p in ["DomainName", "DomainCertificateArn", "DomainHostedZoneId", "DomainBasePath"] {
+        assert_eq!(params[p], "", "no domain: {p}");
+    }
+}
+
+fn t_conditions(dir: &std::path::Path) -> Value {
+    render_json(dir, "none", "app").0["Conditions"].clone()
+}
+
+/// `wsctl template` on stage `s` of `dir`: its stderr when it fails.
+fn refused(dir: &TempDir, stage: &str) -> String {
+    let out = wsctl_in(dir.path(), &["template", "--stage", stage]);
+    assert!(!out.status.success(), "{stage} rendered");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_domain_is_refused_with_a_foreign_certificate_outside_its_zone_or_claimed_twice() {
+    let us_cert = domain_stage(
+        "    name: ws.example.com\n    certificate_arn: arn:aws:acm:us-east-1:111111111111:certificate/abc\n",
+    );
+    let outside = DOMAIN.replace("name: ws.example.com", "name: ws.example.org");
+    let dir = stages(&[("cert", &us_cert), ("zone", &outside)]);
+    let err = refused(&dir, "cert");
+    assert!(err.contains("cert.yaml") && err.contains("api.domain.certificate_arn"), "{err}");
+    assert!(err.contains("us-east-1") && err.contains("eu-west-1"), "{err}");
+    let err = refused(&dir, "zone");
+    assert!(err.contains("zone.yaml") && err.contains("api.domain.name") && err.contains("example.com"), "{err}");
+
+    // Two stage files, one name: both are refused, each naming the other file.
+    let staging = DOMAIN.replace("hosted_zone_id: Z0123456789EXAMPLE", "hosted_zone_id: Z0OTHERZONE");
+    let dir = stages(&[("prod", DOMAIN), ("staging", &staging), ("dev", "")]);
+    let err = refused(&dir, "prod");
+    assert!(err.contains("prod.yaml") && err.contains("staging.yaml") && err.contains("ws.example.com"), "{err}");
+    let err = refused(&dir, "staging");
+    assert!(err.contains("staging.yaml") && err.contains("prod.yaml"), "{err}");
+    let out = wsctl_in(dir.path(), &["template", "--stage", "dev"]);
+    assert!(out.status.success(), "a stage without a domain is not affected");
+    // With its own name each renders.
+    let own = DOMAIN.replace("name: ws.example.com", "name: staging.ws.example.com");
+    std::fs::write(dir.join("staging.yaml"), format!("region: eu-west-1\naccount: \"111111111111\"\n{own}")).unwrap();
+    for stage in ["prod", "staging"] {
+        let out = wsctl_in(dir.path(), &["template", "--stage", stage]);
+        assert!(out.status.success(), "{stage}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+const CI: &str =
+    "ci:\n  github:\n    repository: acme/realtime\n    branches: [main, release/*]\n    environments: [prod]\n";
+
+/// Whether an IAM resource pattern (`*` and `?` globs) matches `arn`.
+fn glob_matches(pattern: &str, arn: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && go(p, &s[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), arn.as_bytes())
+}
+
+#[test]
+fn the_ci_role_trusts_only_the_repositorys_refs_and_carries_exactly_the_stages_policies() {
+    let existing = format!(
+        "{CI}  oidc_provider_arn: arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com\n"
+    );
+    let dir = stages(&[("s", CI), ("e", &existing), ("none", "")]);
+    let (t, params) = render_json(dir.path(), "s", "ci");
+    assert_eq!(
+        params["Subjects"],
+        "repo:acme/realtime:ref:refs/heads/main,repo:acme/realtime:ref:refs/heads/release/*,repo:acme/realtime:environment:prod"
+    );
+    assert_eq!(params["OidcProviderArn"], "", "no ARN given: the stack creates the provider");
+    let r = &t["Resources"];
+    let provider = &r["GitHubOidcProvider"];
+    assert_eq!(provider["Condition"], "CreateOidcProvider");
+    assert_eq!(provider["DeletionPolicy"], "Retain", "other stages of the account may trust it");
+    assert_eq!(provider["Properties"]["Url"], "https://token.actions.githubusercontent.com");
+    assert_eq!(provider["Properties"]["ClientIdList"], Value::from(vec!["sts.amazonaws.com"]));
+
+    let trust = &r["DeployRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"];
+    let statements = trust.as_sequence().expect("statements");
+    assert_eq!(statements.len(), 1, "one way in: {statements:?}");
+    let st = &statements[0];
+    assert_eq!(st["Effect"], "Allow");
+    assert_eq!(st["Action"], "sts:AssumeRoleWithWebIdentity");
+    let federated = tagged(&st["Principal"]["Federated"], "!If");
+    assert_eq!(federated[0], "CreateOidcProvider");
+    assert_eq!(tagged(&federated[1], "!Ref"), "GitHubOidcProvider");
+    assert_eq!(tagged(&federated[2], "!Ref"), "OidcProviderArn");
+    let conditions = st["Condition"].as_mapping().expect("conditions");
+    assert_eq!(conditions.len(), 2, "{conditions:?}");
+    assert_eq!(st["Condition"]["StringEquals"]["token.actions.githubusercontent.com:aud"], "sts.amazonaws.com");
+    assert_eq!(st["Condition"]["StringEquals"].as_mapping().unwrap().len(), 1);
+    let sub = &st["Condition"]["StringLike"];
+    assert_eq!(sub.as_mapping().unwrap().len(), 1, "{sub:?}");
+    assert_eq!(tagged(&sub["token.actions.githubusercontent.com:sub"], "!Ref"), "Subjects");
+    assert_eq!(t["Parameters"]["Subjects"]["Type"], "CommaDelimitedList");
+
+    // The permissions are `wsctl iam-policy --stage s` (deployer, then operator: a deploy
+    // job also runs `deploy --smoke`), to the letter.
+    let policies = r["DeployRole"]["Properties"]["Policies"].as_sequence().expect("Policies");
+    assert_eq!(policies.len(), 2);
+    let mut printed_by_role = Vec::new();
+    for (i, role) in ["deployer", "operator"].into_iter().enumerate() {
+        assert_eq!(policies[i]["PolicyName"].as_str(), Some(format!("wsctl-{role}").as_str()));
+        let in_template: serde_json::Value = serde_json::to_value(&policies[i]["PolicyDocument"]).unwrap();
+        let out = wsctl_in(dir.path(), &["iam-policy", "--stage", "s", "--role", role]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(in_template, printed, "{role}");
+        printed_by_role.push(printed);
+    }
+
+    // Neither the CI stack nor the role it creates is within what those policies grant,
+    // so a workflow cannot widen its own trust or permissions.
+    let stack_arn = "arn:aws:cloudformation:eu-west-1:111111111111:stack/wsctl-ci-wsctl-s/0123";
+    let role_arn = "arn:aws:iam::111111111111:role/wsctl-ci-wsctl-s-DeployRole-ABCDEF";
+    for st in printed_by_role.iter().flat_map(|p| p["Statement"].as_array().unwrap()) {
+        let actions = st["Action"].to_string();
+        let resources: Vec<&str> = st["Resource"].as_array().unwrap().iter().filter_map(|r| r.as_str()).collect();
+        for res in resources {
+            if actions.contains("cloudformation:") {
+                assert!(!glob_matches(res, stack_arn), "{} grants the CI stack: {res}", st["Sid"]);
+            }
+            if actions.contains("iam:") {
+                assert!(!glob_matches(res, role_arn), "{} grants the CI role: {res}", st["Sid"]);
+            }
+        }
+    }
+    assert!(glob_matches("arn:aws:iam::111111111111:role/wsctl-s-*", "arn:aws:iam::111111111111:role/wsctl-s-AppRole"));
+
+    // An existing provider is used instead of creating one.
+    let (_, params) = render_json(dir.path(), "e", "ci");
+    assert_eq!(
+        params["OidcProviderArn"],
+        "arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com"
+    );
+
+    // Both render cfn-lint clean (the provider created, and given).
+    let lint = TempDir::new("wsctl-ci-lint").expect("temp dir");
+    let mut files = Vec::new();
+    for stage in ["s", "e"] {
+        let out = wsctl_in(dir.path(), &["template", "--stage", stage, "--stack", "ci"]);
+        assert!(out.status.success());
+        let path = lint.join(format!("{stage}-ci.yaml"));
+        std::fs::write(&path, &out.stdout).unwrap();
+        files.push(path);
+    }
+    let out = std::process::Command::new("cfn-lint").args(&files).output().expect("run cfn-lint");
+    assert!(out.status.success(), "cfn-lint: {}", String::from_utf8_lossy(&out.stdout));
+
+    // Without `ci:` there is nothing to render, and the error says what to add.
+    let out = wsctl_in(dir.path(), &["template", "--stage", "none", "--stack", "ci"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ci.github.repository"));
+    // A role open to any workflow of the repository is refused.
+    let open = stages(&[("o", "ci:\n  github:\n    repository: acme/realtime\n")]);
+    let out = wsctl_in(open.path(), &["template", "--stage", "o", "--stack", "ci"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("o.yaml") && err.contains("ci.github"), "{err}");
+}
