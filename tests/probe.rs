@@ -7,21 +7,10 @@
 //! CloudWatch extracting the EMF line (the template tests check the schedule, alarm and
 //! permissions as rendered).
 
-use crate::common::DevGateway;
+use crate::common::publish_lambda::{loopback_stage, sdk, LoopbackStage};
 use serde_json::Value;
 use std::sync::Arc;
-use wsctl_handlers::lambda::LambdaEnv;
 use wsctl_handlers::smoke::probe::{self, Probe, ProbeEnv, NAMESPACE};
-use wsctl_testkit::{MotoServer, RedisServer};
-
-async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await
-}
 
 fn fixture() -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eventbridge/scheduled.json");
@@ -30,39 +19,10 @@ fn fixture() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_probe_measures_a_working_stage_and_a_dead_one() {
-    let moto = MotoServer::shared();
-    let redis = RedisServer::shared();
-    let tag = std::process::id();
-    let (connections, keys) = (format!("probe-conns-{tag}"), format!("probe-keys-{tag}"));
-    let aws = sdk(&moto.endpoint()).await;
-    let ddb = wsctl_handlers::store::dynamo::client(&aws);
-    wsctl_handlers::store::dynamo::ensure_tables(&ddb, &connections, &keys).await.expect("tables");
-    let (redis_url, moto_url) = (redis.url(), moto.endpoint());
-    let dev = DevGateway::start_env(
-        &crate::common::repo_stages(),
-        &[
-            "--redis-url",
-            &redis_url,
-            "--dynamodb-endpoint",
-            &moto_url,
-            "--connections-table",
-            &connections,
-            "--api-keys-table",
-            &keys,
-        ],
-        moto.aws_env(),
-    );
-    let publish_env = LambdaEnv::from_lookup(|k| match k {
-        "CONNECTIONS_TABLE" => Some(connections.clone()),
-        "API_KEYS_TABLE" => Some(keys.clone()),
-        "REDIS_URL" => Some(redis.url()),
-        "WS_MANAGEMENT_ENDPOINT" => Some(dev.management.clone()),
-        "WSCTL_STAGE" => Some("probe".into()),
-        _ => None,
-    })
-    .expect("publish env");
-    let lambda =
-        sdk(&crate::common::publish_lambda::start(publish_env.services_with(&aws).expect("services")).await).await;
+    let stage = loopback_stage("probe", "probe").await;
+    let LoopbackStage { sdk: aws, dev, connections, keys, .. } = &stage;
+    let ddb = wsctl_handlers::store::dynamo::client(aws);
+    let lambda = sdk(&stage.lambda_endpoint).await;
 
     // The probe's environment, as the app template sets it.
     let probe_env = |url: &str| {
@@ -80,7 +40,7 @@ async fn the_probe_measures_a_working_stage_and_a_dead_one() {
     };
 
     // A working stage: the handler answers ok, and its metrics say Success.
-    let working = Arc::new(Probe::new(probe_env(&dev.url), &aws, &lambda));
+    let working = Arc::new(Probe::new(probe_env(&dev.url), aws, &lambda));
     let outcome = probe::probe(working.clone(), fixture()).await.expect("the handler never fails");
     assert!(outcome.ok, "{outcome:?}");
     assert_eq!(outcome.failed_step, None);
@@ -103,7 +63,7 @@ async fn the_probe_measures_a_working_stage_and_a_dead_one() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let nobody = format!("ws://{}/live", dead.local_addr().expect("addr"));
     drop(dead);
-    let broken = Arc::new(Probe::new(probe_env(&nobody), &aws, &lambda));
+    let broken = Arc::new(Probe::new(probe_env(&nobody), aws, &lambda));
     let outcome = probe::probe(broken.clone(), fixture()).await.expect("the handler never fails");
     assert!(!outcome.ok);
     assert_eq!(outcome.failed_step.as_deref(), Some("reject-no-key"));

@@ -216,32 +216,32 @@ async fn gateway_rides_out_a_master_failover() {
 
     // While the slot has no master (a replica cannot be promoted before the node timeout has
     // passed): a subscribe to the victim room is refused as retryable `unavailable`.
+    // Both outage requests go first, inside the node timeout (the pings need no Redis).
     let reply = request(&mut late, json!({"action": "subscribe", "room": victim, "id": 1})).await;
     assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("unavailable")), "{reply}");
     assert_eq!((reply["retryable"].as_bool(), reply["id"].as_u64()), (Some(true), Some(1)), "{reply}");
+    // A publish to the victim room fails loudly rather than pretending.
+    let reply = request(&mut publisher, json!({"action": "publish", "room": victim, "data": 0})).await;
+    assert_eq!(reply["code"], "unavailable", "{reply}");
     // Connections stay open and requests that need no Redis are served.
     for ws in [&mut a, &mut b, &mut late] {
         assert_eq!(request(ws, json!({"action": "ping"})).await["type"], "pong");
     }
-    // A publish to the victim room fails loudly rather than pretending.
-    let reply = request(&mut publisher, json!({"action": "publish", "room": victim, "data": 0})).await;
-    assert_eq!(reply["code"], "unavailable", "{reply}");
     // A client that leaves now: its `$disconnect` cannot reach the victim room's slot.
     drop(c);
-    // Its `$disconnect` still leaves the rooms on live masters.
-    until("c's disconnect to leave the room on a live master", || {
-        !smembers(&cluster, &members_key(&safe)).contains(&c_id)
-    })
-    .await;
     // Rooms on the surviving masters keep working meanwhile, and c is not delivered to.
+    // `delivered` counts members handed to their gateway node: c too while its
+    // `$disconnect` (which also needs the masterless slot) has not left this room; its
+    // node no longer holds it and prunes it.
     let reply = publish(&mut publisher, &safe, json!({"during": true})).await;
-    assert_eq!(reply["delivered"].as_u64(), Some(2), "{reply}");
+    let delivered = reply["delivered"].as_u64().unwrap_or(0);
+    assert!((2..=3).contains(&delivered), "{reply}");
     for ws in [&mut a, &mut b] {
         assert_eq!(recv(ws).await["data"]["during"], true);
     }
     let mut safe_members = vec![a_id.clone(), b_id.clone()];
     safe_members.sort();
-    assert_eq!(smembers(&cluster, &members_key(&safe)), safe_members, "c left the room on a live master");
+    until("c to leave the room on a live master", || smembers(&cluster, &members_key(&safe)) == safe_members).await;
 
     // The promotion (waited for off the runtime's async work).
     let promoted = tokio::task::block_in_place(|| cluster.wait_for_failover(victim_master, DEADLINE))

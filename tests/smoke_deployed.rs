@@ -7,55 +7,18 @@
 //! journey wrote is the key the gateway authorizes, as on AWS. (tests/operator_lambda.rs
 //! has the same set-up for the operator commands.)
 
-use crate::common::publish_lambda::PUBLISH_FN;
-use crate::common::DevGateway;
+use crate::common::publish_lambda::{loopback_stage, LoopbackStage, PUBLISH_FN};
 use serde_json::Value;
 use std::process::{Command, Stdio};
-use wsctl_handlers::lambda::LambdaEnv;
-use wsctl_testkit::{MotoServer, RedisServer, TempDir};
+use wsctl_testkit::{MotoServer, TempDir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_passes_on_a_deployed_stage_through_its_tables_publish_function_and_management_api() {
     let moto = MotoServer::shared();
-    let redis = RedisServer::shared();
-    let tag = format!("{}", std::process::id());
-    let (connections, keys) = (format!("smoke-conns-{tag}"), format!("smoke-keys-{tag}"));
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await;
-    wsctl_handlers::store::dynamo::ensure_tables(&wsctl_handlers::store::dynamo::client(&sdk), &connections, &keys)
-        .await
-        .expect("tables");
-    let (redis_url, moto_url) = (redis.url(), moto.endpoint());
-    let dev = DevGateway::start_env(
-        &crate::common::repo_stages(),
-        &[
-            "--redis-url",
-            &redis_url,
-            "--dynamodb-endpoint",
-            &moto_url,
-            "--connections-table",
-            &connections,
-            "--api-keys-table",
-            &keys,
-        ],
-        moto.aws_env(),
-    );
-
-    // The publish function, wired as the binary wires it from the template's environment.
-    let env = LambdaEnv::from_lookup(|k| match k {
-        "CONNECTIONS_TABLE" => Some(connections.clone()),
-        "API_KEYS_TABLE" => Some(keys.clone()),
-        "REDIS_URL" => Some(redis.url()),
-        "WS_MANAGEMENT_ENDPOINT" => Some(dev.management.clone()),
-        "WSCTL_STAGE" => Some("moto".into()),
-        _ => None,
-    })
-    .expect("lambda env");
-    let lambda_endpoint = crate::common::publish_lambda::start(env.services_with(&sdk).expect("services")).await;
+    let tag = std::process::id();
+    let stage = loopback_stage("smoke", "moto").await;
+    let LoopbackStage { dev, connections, keys, lambda_endpoint, .. } = &stage;
+    let moto_url = moto.endpoint();
 
     let stages = TempDir::new("wsctl-smoke-deployed").expect("temp dir");
     std::fs::write(

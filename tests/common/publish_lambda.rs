@@ -48,3 +48,68 @@ pub async fn start(services: Services) -> String {
     tokio::spawn(async move { axum::serve(listener, app).await });
     endpoint
 }
+
+/// moto's dummy credentials and region, every client pointed at `endpoint`.
+pub async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await
+}
+
+/// A deployed stage's paths on loopback: its two tables in moto, a `wsctl dev` on Redis
+/// standing in for API Gateway (WebSocket URL and management API), and the real
+/// `publish` handler behind a local Lambda Invoke API ([`start`]).
+pub struct LoopbackStage {
+    /// The SDK configuration of moto.
+    pub sdk: aws_config::SdkConfig,
+    /// The gateway.
+    pub dev: super::DevGateway,
+    /// Connections table.
+    pub connections: String,
+    /// API-keys table.
+    pub keys: String,
+    /// Where the Lambda Invoke API answers (`AWS_ENDPOINT_URL_LAMBDA`).
+    pub lambda_endpoint: String,
+}
+
+/// Starts a [`LoopbackStage`] whose tables are named `{prefix}-conns-PID` and
+/// `{prefix}-keys-PID`, its `publish` function wired for stage `stage`.
+pub async fn loopback_stage(prefix: &str, stage: &str) -> LoopbackStage {
+    let (moto, redis) = (wsctl_testkit::MotoServer::shared(), wsctl_testkit::RedisServer::shared());
+    let tag = std::process::id();
+    let (connections, keys) = (format!("{prefix}-conns-{tag}"), format!("{prefix}-keys-{tag}"));
+    let sdk = sdk(&moto.endpoint()).await;
+    wsctl_handlers::store::dynamo::ensure_tables(&wsctl_handlers::store::dynamo::client(&sdk), &connections, &keys)
+        .await
+        .expect("tables");
+    let (redis_url, moto_url) = (redis.url(), moto.endpoint());
+    let dev = super::DevGateway::start_env(
+        &super::repo_stages(),
+        &[
+            "--redis-url",
+            &redis_url,
+            "--dynamodb-endpoint",
+            &moto_url,
+            "--connections-table",
+            &connections,
+            "--api-keys-table",
+            &keys,
+        ],
+        moto.aws_env(),
+    );
+    // The publish function, wired as the binary wires it from the template's environment.
+    let env = lambda::LambdaEnv::from_lookup(|k| match k {
+        "CONNECTIONS_TABLE" => Some(connections.clone()),
+        "API_KEYS_TABLE" => Some(keys.clone()),
+        "REDIS_URL" => Some(redis_url.clone()),
+        "WS_MANAGEMENT_ENDPOINT" => Some(dev.management.clone()),
+        "WSCTL_STAGE" => Some(stage.to_owned()),
+        _ => None,
+    })
+    .expect("publish function environment");
+    let lambda_endpoint = start(env.services_with(&sdk).expect("services")).await;
+    LoopbackStage { sdk, dev, connections, keys, lambda_endpoint }
+}
