@@ -205,13 +205,28 @@ async fn gateway_rides_out_a_master_failover() {
         subscribe(ws, &victim).await;
         subscribe(ws, &safe).await;
     }
-    assert_eq!(publish(&mut publisher, &victim, json!({"before": true})).await["seq"], 1);
-    for ws in [&mut a, &mut b, &mut c] {
-        assert_eq!(recv(ws).await["data"]["before"], true);
+    // Both rooms exist before the outage: a publish that creates a room also counts it
+    // against the API key's room quota, which lives in the key's own slot (possibly on the
+    // master about to die), so only publishes to existing rooms are independent of it.
+    for room in [&victim, &safe] {
+        assert_eq!(publish(&mut publisher, room, json!({"before": true})).await["seq"], 1);
+        for ws in [&mut a, &mut b, &mut c] {
+            assert_eq!(recv(ws).await["data"]["before"], true);
+        }
     }
 
     // Only what reached the replica survives the master: wait for it, then SIGKILL.
     cluster.wait_replicated(victim_master, Duration::from_secs(10)).expect("writes reached the replica");
+    // The replicas hold back their failover until the outage has been observed: the slot
+    // stays masterless for as long as the assertions below take, whatever the machine's load.
+    let replicas = cluster.replicas_of(victim_master).expect("replicas of the victim's master");
+    let hold_failover = |cluster: &RedisCluster, hold: bool| {
+        for r in &replicas {
+            let value = if hold { "yes" } else { "no" };
+            cluster.cmd_on(*r, &["CONFIG", "SET", "cluster-replica-no-failover", value]).expect("CONFIG SET");
+        }
+    };
+    hold_failover(&cluster, true);
     cluster.kill_node(victim_master).expect("SIGKILL the master of the victim room");
 
     // While the slot has no master (a replica cannot be promoted before the node timeout has
@@ -244,6 +259,7 @@ async fn gateway_rides_out_a_master_failover() {
     until("c to leave the room on a live master", || smembers(&cluster, &members_key(&safe)) == safe_members).await;
 
     // The promotion (waited for off the runtime's async work).
+    hold_failover(&cluster, false);
     let promoted = tokio::task::block_in_place(|| cluster.wait_for_failover(victim_master, DEADLINE))
         .expect("a replica takes over");
     assert_ne!(promoted, victim_master);
