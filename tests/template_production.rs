@@ -362,6 +362,8 @@ fn alarms_watch_every_sla_signal_notify_the_topic_and_cost_nothing_when_absent()
         let stat = &m[0]["MetricStat"]["Metric"];
         assert_eq!((stat["Namespace"].as_str(), stat["MetricName"].as_str()), (Some("wsctl"), Some(metric)), "{alarm}");
         assert_eq!(stat["Dimensions"][0]["Name"], "function");
+        assert_eq!(stat["Dimensions"][1]["Name"], "stage", "{alarm}: per stage");
+        assert_eq!(tagged(&stat["Dimensions"][1]["Value"], "!Ref"), "StageName", "{alarm}");
     }
     // Every alarm of the stack notifies the topic, on ALARM and on OK: this section's and
     // the probe's (the SLA's own alarm).
@@ -377,6 +379,12 @@ fn alarms_watch_every_sla_signal_notify_the_topic_and_cost_nothing_when_absent()
     let parsed: serde_json::Value = serde_json::from_str(body).expect("the dashboard body is JSON");
     assert!(parsed["widgets"].as_array().unwrap().len() >= 6);
     assert!(body.contains("${Api}") && body.contains("${ConnectFunction}") && body.contains("errors_unavailable"));
+    let failed = parsed["widgets"].as_array().unwrap().iter().find(|w| w["properties"]["title"] == "Failed deliveries");
+    assert_eq!(
+        failed.map(|w| w["properties"]["metrics"][0].clone()),
+        Some(serde_json::json!(["wsctl", "delivery_failures", "function", "message", "stage", "${StageName}"])),
+        "the handlers' metrics of this stage"
+    );
     let probe = parsed["widgets"]
         .as_array()
         .unwrap()

@@ -355,7 +355,8 @@ pub fn add_app_alarms(template: &mut Template, stage: &Stage, a: &AlarmSettings)
             &topic,
         ),
     );
-    // The handlers' EMF counters (namespace wsctl, dimension function = the binary's name).
+    // The handlers' EMF counters (namespace wsctl, dimensions function = the binary's name
+    // and stage).
     for (id, metric, threshold, what) in [
         ("FanoutFailures", "delivery_failures", a.fanout_failures, "failed deliveries"),
         ("PrunedConnections", "prunes", a.pruned_connections, "gone connections pruned"),
@@ -371,7 +372,9 @@ pub fn add_app_alarms(template: &mut Template, stage: &Stage, a: &AlarmSettings)
         let stats = emitters
             .iter()
             .zip(&ids)
-            .map(|(e, i)| stat(i, EMF_NAMESPACE, metric, dims(vec![("function", (*e).into())])))
+            .map(|(e, i)| {
+                stat(i, EMF_NAMESPACE, metric, dims(vec![("function", (*e).into()), ("stage", cfn_ref("StageName"))]))
+            })
             .collect();
         template.insert_resource(
             &format!("{ALARM_PREFIX}{id}"),
@@ -396,7 +399,10 @@ fn dashboard(stage: &Stage) -> Value {
             .collect()
     };
     let emf = |m: &str| -> Vec<serde_json::Value> {
-        ["message", "publish", "admin", "connect"].iter().map(|f| json!([EMF_NAMESPACE, m, "function", f])).collect()
+        ["message", "publish", "admin", "connect"]
+            .iter()
+            .map(|f| json!([EMF_NAMESPACE, m, "function", f, "stage", "${StageName}"]))
+            .collect()
     };
     let widget = |title: &str, metrics: Vec<serde_json::Value>, stat: &str, x: u32, y: u32| {
         json!({
