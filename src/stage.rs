@@ -13,7 +13,7 @@ use wsctl_handlers::limits::Limits;
 // the CLI and the stage_file fuzz target, which compiles this file with `#[path]` too.
 #[path = "stage_production.rs"]
 mod production;
-pub use production::{CiSettings, DomainSettings, GitHubSettings, GITHUB_OIDC_HOST};
+pub use production::{AlarmSettings, CiSettings, DomainSettings, GitHubSettings, GITHUB_OIDC_HOST};
 
 /// A parsed, validated stage file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -52,6 +52,9 @@ pub struct Stage {
     /// How new handler versions reach traffic.
     #[serde(default)]
     pub rollout: RolloutSettings,
+    /// CloudWatch alarms (optionally to SNS) and a dashboard for the stage.
+    #[serde(default)]
+    pub alarms: Option<AlarmSettings>,
     /// A deploy role for CI (GitHub Actions through OIDC), created by `wsctl ci-role`.
     #[serde(default)]
     pub ci: Option<CiSettings>,
@@ -617,6 +620,9 @@ impl Stage {
         }
         if let Some(ci) = &self.ci {
             ci.validate(self.account.as_deref())?;
+        }
+        if let Some(alarms) = &self.alarms {
+            alarms.validate(self.region.as_deref(), self.account.as_deref())?;
         }
         let ro = &self.rollout;
         if !(1..=50).contains(&ro.canary_percent) {

@@ -249,6 +249,136 @@ impl CiSettings {
     }
 }
 
+/// `alarms`: CloudWatch alarms on the stage's SLA signals and one dashboard. Every count
+/// threshold is per 5-minute period; an alarm fires at or above it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmSettings {
+    /// An existing SNS topic the alarms notify (ALARM and OK).
+    pub topic_arn: Option<String>,
+    /// An address subscribed to a topic the stage creates (`PREFIX-alarms`); AWS mails a
+    /// confirmation link first.
+    pub email: Option<String>,
+    /// Function errors (internal failures; refusals are not errors), per function.
+    pub lambda_errors: u32,
+    /// Throttled invocations, per function.
+    pub lambda_throttles: u32,
+    /// p99 duration as a percentage of `lambda.timeout_secs`, per function.
+    pub lambda_duration_p99_percent: u32,
+    /// API Gateway integration plus execution errors (5xx-class) of the stage.
+    pub api_errors: u32,
+    /// API Gateway client errors (4xx, refused connects among them) of the stage.
+    pub api_client_errors: u32,
+    /// Minutes with messages flowing but no new connection before the connect alarm fires.
+    pub connect_stall_minutes: u32,
+    /// Redis engine CPU percentage, per shard (only when the stage creates Redis).
+    pub redis_cpu_percent: u32,
+    /// Redis evictions (with noeviction any eviction is wrong), per shard.
+    pub redis_evictions: u32,
+    /// Seconds a Redis replica may lag its primary, per shard with replicas.
+    pub redis_replication_lag_secs: u32,
+    /// DynamoDB read plus write throttle events, per table.
+    pub dynamodb_throttles: u32,
+    /// DynamoDB system errors (5xx), per table.
+    pub dynamodb_system_errors: u32,
+    /// The handlers' failed deliveries (EMF `delivery_failures`).
+    pub fanout_failures: u32,
+    /// The handlers' pruned (gone) connections (EMF `prunes`).
+    pub pruned_connections: u32,
+    /// The handlers' `unavailable` replies (EMF `errors_unavailable`).
+    pub unavailable_replies: u32,
+}
+
+impl Default for AlarmSettings {
+    fn default() -> Self {
+        Self {
+            topic_arn: None,
+            email: None,
+            lambda_errors: 5,
+            lambda_throttles: 1,
+            lambda_duration_p99_percent: 80,
+            api_errors: 5,
+            api_client_errors: 500,
+            connect_stall_minutes: 15,
+            redis_cpu_percent: 80,
+            redis_evictions: 1,
+            redis_replication_lag_secs: 10,
+            dynamodb_throttles: 1,
+            dynamodb_system_errors: 1,
+            fanout_failures: 10,
+            pruned_connections: 1000,
+            unavailable_replies: 10,
+        }
+    }
+}
+
+impl AlarmSettings {
+    /// Checks the section; `region` and `account` are the stage's.
+    pub fn validate(&self, region: Option<&str>, account: Option<&str>) -> Result<(), Invalid> {
+        if self.topic_arn.is_some() && self.email.is_some() {
+            return bad(
+                "alarms.email",
+                "and alarms.topic_arn both set: give one (subscribe the address to your topic yourself)".into(),
+            );
+        }
+        if let Some(arn) = &self.topic_arn {
+            let parts: Vec<&str> = arn.splitn(6, ':').collect();
+            let ok = parts.len() == 6
+                && parts[0] == "arn"
+                && parts[1].starts_with("aws")
+                && parts[2] == "sns"
+                && Some(parts[3]) == region
+                && Some(parts[4]) == account
+                && !parts[5].is_empty();
+            if !ok {
+                return bad(
+                    "alarms.topic_arn",
+                    format!(
+                        "'{arn}' must be an SNS topic ARN in the stage's region and account \
+                         (arn:aws:sns:{}:{}:NAME): CloudWatch notifies topics of its own region",
+                        region.unwrap_or("REGION"),
+                        account.unwrap_or("ACCOUNT")
+                    ),
+                );
+            }
+        }
+        if let Some(email) = &self.email {
+            let ok = email.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
+                && !email.chars().any(char::is_whitespace);
+            if !ok {
+                return bad("alarms.email", format!("'{email}' is not an email address"));
+            }
+        }
+        for (key, value, range) in [
+            ("alarms.lambda_duration_p99_percent", self.lambda_duration_p99_percent, 1..=100),
+            ("alarms.redis_cpu_percent", self.redis_cpu_percent, 1..=100),
+            ("alarms.connect_stall_minutes", self.connect_stall_minutes, 5..=1440),
+        ] {
+            if !range.contains(&value) {
+                return bad(key, format!("{value} must be within {}..={}", range.start(), range.end()));
+            }
+        }
+        for (key, value) in [
+            ("alarms.lambda_errors", self.lambda_errors),
+            ("alarms.lambda_throttles", self.lambda_throttles),
+            ("alarms.api_errors", self.api_errors),
+            ("alarms.api_client_errors", self.api_client_errors),
+            ("alarms.redis_evictions", self.redis_evictions),
+            ("alarms.redis_replication_lag_secs", self.redis_replication_lag_secs),
+            ("alarms.dynamodb_throttles", self.dynamodb_throttles),
+            ("alarms.dynamodb_system_errors", self.dynamodb_system_errors),
+            ("alarms.fanout_failures", self.fanout_failures),
+            ("alarms.pruned_connections", self.pruned_connections),
+            ("alarms.unavailable_replies", self.unavailable_replies),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1 (an alarm at 0 would always fire)".into());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The `api.domain.name` another stage file in `dir` already claims (its path), if any.
 /// Files that do not parse as YAML are skipped: they fail on their own when used.
 pub fn domain_claimed_elsewhere(dir: &Path, this: &Path, name: &str) -> Option<PathBuf> {
@@ -343,6 +473,25 @@ mod tests {
         other.oidc_provider_arn = Some(format!("arn:aws:iam::111111111111:oidc-provider/{GITHUB_OIDC_HOST}"));
         other.validate(Some("111111111111")).unwrap();
         assert!(ci(&["main"], &[]).validate(None).is_err());
+    }
+
+    #[test]
+    fn alarms_refuse_a_foreign_topic_two_targets_and_zero_thresholds() {
+        let ok =
+            AlarmSettings { topic_arn: Some("arn:aws:sns:eu-west-1:111111111111:oncall".into()), ..Default::default() };
+        ok.validate(Some("eu-west-1"), Some("111111111111")).unwrap();
+        let err = ok.validate(Some("us-east-1"), Some("111111111111")).unwrap_err();
+        assert!(err.0 == "alarms.topic_arn" && err.1.contains("us-east-1"), "{err:?}");
+        assert_eq!(ok.validate(Some("eu-west-1"), Some("222222222222")).unwrap_err().0, "alarms.topic_arn");
+        let both = AlarmSettings { email: Some("a@example.com".into()), ..ok.clone() };
+        assert_eq!(both.validate(Some("eu-west-1"), Some("111111111111")).unwrap_err().0, "alarms.email");
+        let bad_mail = AlarmSettings { email: Some("nobody".into()), ..Default::default() };
+        assert_eq!(bad_mail.validate(None, None).unwrap_err().0, "alarms.email");
+        let zero = AlarmSettings { lambda_errors: 0, ..Default::default() };
+        assert_eq!(zero.validate(None, None).unwrap_err().0, "alarms.lambda_errors");
+        let pct = AlarmSettings { redis_cpu_percent: 101, ..Default::default() };
+        assert_eq!(pct.validate(None, None).unwrap_err().0, "alarms.redis_cpu_percent");
+        AlarmSettings::default().validate(None, None).unwrap();
     }
 
     #[test]

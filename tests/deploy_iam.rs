@@ -10,7 +10,7 @@
 //! the policy stays unproven here.
 
 use crate::deploy_support::record::RecordProxy;
-use crate::deploy_support::{json, stage_yaml, text, Harness};
+use crate::deploy_support::{json, stage_yaml, text, with_probe, Harness};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -44,8 +44,10 @@ fn missing(policy: &Value, called: &BTreeSet<String>) -> Vec<String> {
 
 #[test]
 fn every_action_wsctl_calls_is_granted_by_the_printed_policy() {
-    let h = Harness::new("iam", &stage_yaml(""));
+    // With the probe and alarms, so `status` reads the probe's metrics and alarm states.
+    let h = Harness::new("iam", &stage_yaml("probe: {}\nalarms: {}\n"));
     let manifest = h.manifest("dist", |f| format!("{f} build 1"));
+    with_probe(&manifest);
     let m = manifest.to_str().unwrap();
     let proxy = RecordProxy::start(h.moto.endpoint().trim_start_matches("http://").parse().expect("moto address"));
     let run = |args: &[&str]| {
@@ -64,6 +66,7 @@ fn every_action_wsctl_calls_is_granted_by_the_printed_policy() {
     run(&["plan", "--stage", "iam", "--manifest", m]);
     run(&["deploy", "--stage", "iam", "--yes", "--manifest", m]);
     let v2 = h.manifest("dist2", |f| if f == "connect" { "connect build 2".into() } else { format!("{f} build 1") });
+    with_probe(&v2);
     run(&["deploy", "--stage", "iam", "--yes", "--manifest", v2.to_str().unwrap()]);
     run(&["status", "--stage", "iam"]);
     let deploy_calls = proxy.take();
@@ -102,9 +105,14 @@ fn every_action_wsctl_calls_is_granted_by_the_printed_policy() {
         assert!(calls.iter().all(|a| !a.starts_with('?')), "{name}: requests the recorder could not name: {calls:?}");
     }
     // Sanity: the recorder sees the calls that matter.
-    for a in
-        ["cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet", "s3:PutObject", "sts:GetCallerIdentity"]
-    {
+    for a in [
+        "cloudformation:CreateChangeSet",
+        "cloudformation:ExecuteChangeSet",
+        "s3:PutObject",
+        "sts:GetCallerIdentity",
+        "cloudwatch:DescribeAlarms",
+        "cloudwatch:GetMetricData",
+    ] {
         assert!(deployer_calls.contains(a), "{a} not recorded: {deployer_calls:?}");
     }
     assert!(operator_calls.contains("dynamodb:PutItem"), "{operator_calls:?}");

@@ -5,19 +5,7 @@
 //! fires the schedule or runs the function, and skips the availability alarm and the invoke
 //! config; tests/probe.rs runs the handler, tests/template_probe.rs checks the wiring.
 
-use crate::deploy_support::{json, sha256_hex, stage_yaml, stored_zip, text, Harness};
-
-/// Adds a probe zip to the manifest at `path`.
-fn with_probe(path: &std::path::Path) {
-    let zip = stored_zip("bootstrap", b"probe build 1");
-    let dir = path.parent().expect("dist");
-    std::fs::write(dir.join("probe.zip"), &zip).expect("write zip");
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("manifest")).expect("manifest JSON");
-    manifest["functions"]["probe"] =
-        serde_json::json!({ "file": "probe.zip", "sha256": sha256_hex(&zip), "size": zip.len() });
-    std::fs::write(path, serde_json::to_string_pretty(&manifest).expect("json")).expect("write manifest");
-}
+use crate::deploy_support::{json, stage_yaml, text, with_probe, Harness};
 
 #[test]
 fn a_probe_stage_deploys_the_probe_and_its_schedule() {

@@ -1,9 +1,10 @@
 //! Issue 14's production features in the rendered templates: X-Ray tracing (`lambda.tracing`),
-//! the custom domain (`api.domain`) and the CI deploy role (`ci:`). moto skips ApiGatewayV2
-//! and cannot check IAM trust conditions, so these are the rendered templates' invariants;
+//! the custom domain (`api.domain`), the CI deploy role (`ci:`) and the alarms and dashboard
+//! (`alarms:`). moto skips ApiGatewayV2 and CloudWatch alarms and cannot check IAM trust
+//! conditions, so these are the rendered templates' invariants;
 //! `cfn-lint` and checkov run on them through `tests/template.rs` and `scripts/checkov.sh`.
 
-use crate::common::templates::{render_json, wsctl_in};
+use crate::common::templates::{parse, render, render_json, wsctl_in};
 use serde_norway::Value;
 use wsctl_testkit::TempDir;
 
@@ -300,4 +301,201 @@ fn the_ci_role_trusts_only_the_repositorys_refs_and_carries_exactly_the_stages_p
     let out = wsctl_in(open.path(), &["template", "--stage", "o", "--stack", "ci"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("o.yaml") && err.contains("ci.github"), "{err}");
+}
+
+/// The alarms of a rendered template: logical id → properties.
+fn alarms_of(t: &Value) -> Vec<(String, Value)> {
+    t["Resources"]
+        .as_mapping()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Alarm")
+        .map(|(k, r)| (k.as_str().unwrap().to_owned(), r["Properties"].clone()))
+        .collect()
+}
+
+#[test]
+fn alarms_watch_every_sla_signal_notify_the_topic_and_cost_nothing_when_absent() {
+    let topic = "arn:aws:sns:eu-west-1:111111111111:oncall";
+    let body = format!(
+        "redis:\n  shards: 2\n  replicas_per_shard: 1\nlambda:\n  timeout_secs: 10\nprobe: {{}}\nalarms:\n  topic_arn: {topic}\n  lambda_errors: 7\n  connect_stall_minutes: 15\n"
+    );
+    let email = "redis:\n  mode: existing\n  url: redis://r:6379\nalarms:\n  email: ops@example.com\n";
+    let dir = stages(&[("t", &body), ("m", email), ("none", "")]);
+
+    let (app, _) = render_json(dir.path(), "t", "app");
+    let alarms = alarms_of(&app);
+    let id = |s: &str| alarms.iter().find(|(k, _)| k == s).map(|(_, p)| p.clone()).unwrap_or_else(|| panic!("no {s}"));
+    for f in FUNCTIONS {
+        let errors = id(&format!("Alarm{f}Errors"));
+        assert_eq!((errors["Namespace"].as_str(), errors["MetricName"].as_str()), (Some("AWS/Lambda"), Some("Errors")));
+        assert_eq!(tagged(&errors["Dimensions"][0]["Value"], "!Ref"), format!("{f}Function").as_str());
+        assert_eq!(errors["Threshold"], 7.0);
+        assert_eq!(id(&format!("Alarm{f}Throttles"))["MetricName"], "Throttles");
+        let p99 = id(&format!("Alarm{f}DurationP99"));
+        assert_eq!(
+            (p99["ExtendedStatistic"].as_str(), p99["Threshold"].as_f64()),
+            (Some("p99"), Some(8000.0)),
+            "80% of 10 s"
+        );
+    }
+    // Connects stalled while messages flow: metric math on the stage's API, for 15 minutes.
+    let stall = id("AlarmConnectStalled");
+    let metrics = stall["Metrics"].as_sequence().expect("metric math");
+    let expression = metrics.iter().find(|m| m["ReturnData"] == true).expect("one result")["Expression"].clone();
+    assert_eq!(expression, "IF(FILL(messages,0) > 0 AND FILL(connects,0) == 0, 1, 0)");
+    let names: Vec<&str> = metrics.iter().filter_map(|m| m["MetricStat"]["Metric"]["MetricName"].as_str()).collect();
+    assert_eq!(names, ["ConnectCount", "MessageCount"]);
+    assert_eq!(tagged(&metrics[0]["MetricStat"]["Metric"]["Dimensions"][0]["Value"], "!Ref"), "Api");
+    assert_eq!(stall["EvaluationPeriods"], 3);
+    let errors = id("AlarmApiErrors")["Metrics"].clone();
+    let names: Vec<&str> =
+        errors.as_sequence().unwrap().iter().filter_map(|m| m["MetricStat"]["Metric"]["MetricName"].as_str()).collect();
+    assert_eq!(names, ["IntegrationError", "ExecutionError"]);
+    assert_eq!(id("AlarmApiClientErrors")["MetricName"], "ClientError");
+    for (alarm, metric) in [
+        ("AlarmFanoutFailures", "delivery_failures"),
+        ("AlarmUnavailableReplies", "errors_unavailable"),
+        ("AlarmPrunedConnections", "prunes"),
+    ] {
+        let m = id(alarm)["Metrics"].clone();
+        let stat = &m[0]["MetricStat"]["Metric"];
+        assert_eq!((stat["Namespace"].as_str(), stat["MetricName"].as_str()), (Some("wsctl"), Some(metric)), "{alarm}");
+        assert_eq!(stat["Dimensions"][0]["Name"], "function");
+        assert_eq!(stat["Dimensions"][1]["Name"], "stage", "{alarm}: per stage");
+        assert_eq!(tagged(&stat["Dimensions"][1]["Value"], "!Ref"), "StageName", "{alarm}");
+    }
+    // Every alarm of the stack notifies the topic, on ALARM and on OK: this section's and
+    // the probe's (the SLA's own alarm).
+    let ids: Vec<&str> = alarms.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(ids.contains(&"ProbeAvailabilityAlarm") && ids.contains(&"ProbeFailuresAlarm"), "{ids:?}");
+    for (k, p) in &alarms {
+        assert_eq!(p["AlarmActions"], Value::from(vec![topic]), "{k}");
+        assert_eq!(p["OKActions"], Value::from(vec![topic]), "{k}");
+    }
+    let dashboard = &app["Resources"]["Dashboard"];
+    assert_eq!(dashboard["Type"], "AWS::CloudWatch::Dashboard");
+    let body = tagged(&dashboard["Properties"]["DashboardBody"], "!Sub").as_str().unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(body).expect("the dashboard body is JSON");
+    assert!(parsed["widgets"].as_array().unwrap().len() >= 6);
+    assert!(body.contains("${Api}") && body.contains("${ConnectFunction}") && body.contains("errors_unavailable"));
+    let failed = parsed["widgets"].as_array().unwrap().iter().find(|w| w["properties"]["title"] == "Failed deliveries");
+    assert_eq!(
+        failed.map(|w| w["properties"]["metrics"][0].clone()),
+        Some(serde_json::json!(["wsctl", "delivery_failures", "function", "message", "stage", "${StageName}"])),
+        "the handlers' metrics of this stage"
+    );
+    let probe = parsed["widgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["properties"]["title"] == "Probe runs: passed and failed");
+    assert_eq!(
+        probe.map(|w| w["properties"]["metrics"][1].clone()),
+        Some(serde_json::json!(["wsctl/probe", "Failure", "Stage", "${StageName}"])),
+        "the probe's runs, on a probe stage"
+    );
+
+    // Data stack: DynamoDB per table, Redis per shard (replica lag on the replicas), the
+    // memory alarms notify too.
+    let (data, _) = render_json(dir.path(), "t", "data");
+    let alarms = alarms_of(&data);
+    let ids: Vec<&str> = alarms.iter().map(|(k, _)| k.as_str()).collect();
+    for table in ["ConnectionsTable", "ApiKeysTable"] {
+        assert!(ids.contains(&format!("Alarm{table}Throttles").as_str()), "{ids:?}");
+        assert!(ids.contains(&format!("Alarm{table}SystemErrors").as_str()), "{ids:?}");
+    }
+    for shard in ["0001", "0002"] {
+        for what in ["RedisCpu", "RedisEvictions", "RedisReplicationLag"] {
+            assert!(ids.contains(&format!("Alarm{what}Shard{shard}").as_str()), "{what} {shard}: {ids:?}");
+        }
+    }
+    let lag = &alarms.iter().find(|(k, _)| k == "AlarmRedisReplicationLagShard0002").unwrap().1;
+    assert_eq!(tagged(&lag["Dimensions"][0]["Value"], "!Sub"), "${RedisReplicationGroup}-0002-002", "a replica");
+    for (k, p) in &alarms {
+        assert_eq!(p["AlarmActions"], Value::from(vec![topic]), "{k} notifies");
+    }
+
+    // email: the data stack creates the topic and subscribes the address; no Redis alarms
+    // for a Redis the stage does not own.
+    let (data, _) = render_json(dir.path(), "m", "data");
+    let t = &data["Resources"]["AlarmTopic"];
+    assert_eq!(t["Type"], "AWS::SNS::Topic");
+    assert_eq!(t["Properties"]["Subscription"][0]["Endpoint"], "ops@example.com");
+    assert!(alarms_of(&data).iter().all(|(k, _)| !k.contains("RedisCpu")));
+    let (app, _) = render_json(dir.path(), "m", "app");
+    let action = &alarms_of(&app)[0].1["AlarmActions"][0];
+    assert_eq!(tagged(action, "!Sub"), "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:wsctl-m-alarms");
+
+    // Without the section: no alarm beyond the memory one, no dashboard.
+    let (app, _) = render_json(dir.path(), "none", "app");
+    assert!(alarms_of(&app).is_empty() && app["Resources"].get("Dashboard").is_none());
+
+    // cfn-lint on both variants.
+    let lint = TempDir::new("wsctl-alarms-lint").expect("temp dir");
+    let mut files = Vec::new();
+    for stage in ["t", "m"] {
+        for stack in ["data", "app"] {
+            let out = wsctl_in(dir.path(), &["template", "--stage", stage, "--stack", stack]);
+            assert!(out.status.success());
+            let path = lint.join(format!("{stage}-{stack}.yaml"));
+            std::fs::write(&path, &out.stdout).unwrap();
+            files.push(path);
+        }
+    }
+    let out = std::process::Command::new("cfn-lint").args(&files).output().expect("run cfn-lint");
+    assert!(out.status.success(), "cfn-lint: {}", String::from_utf8_lossy(&out.stdout));
+
+    // A topic of another region is refused.
+    let bad = stages(&[("b", "alarms:\n  topic_arn: arn:aws:sns:us-east-1:111111111111:x\n")]);
+    let out = wsctl_in(bad.path(), &["template", "--stage", "b"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("alarms.topic_arn") && err.contains("eu-west-1"), "{err}");
+}
+
+/// Every repository stage: each alarm is one metric or one returned expression over
+/// metrics that each name a namespace and a metric, and fires at or above a positive
+/// threshold (or a threshold parameter); a stage with `alarms:` points every alarm of both
+/// stacks but the canary's rollback alarms at its topic and has the dashboard, a stage
+/// without has neither.
+#[test]
+fn every_stages_alarms_are_well_formed_and_notify_its_topic() {
+    let mut with_alarms = 0;
+    for stage in crate::common::templates::stages() {
+        let file: Value = parse(
+            &std::fs::read_to_string(crate::common::templates::repo_stages().join(format!("{stage}.yaml"))).unwrap(),
+        );
+        let topic = file["alarms"]["topic_arn"].as_str().map(str::to_owned);
+        with_alarms += usize::from(file.get("alarms").is_some());
+        for stack in ["data", "app"] {
+            let t = parse(&render(&stage, stack));
+            for (id, p) in alarms_of(&t) {
+                let at = format!("{stage}/{stack} {id}");
+                match p["Metrics"].as_sequence() {
+                    Some(metrics) => {
+                        assert_eq!(metrics.iter().filter(|m| m["ReturnData"] == true).count(), 1, "{at}");
+                        for m in metrics.iter().filter(|m| m.get("MetricStat").is_some()) {
+                            let metric = &m["MetricStat"]["Metric"];
+                            assert!(metric["Namespace"].is_string() && metric["MetricName"].is_string(), "{at}");
+                        }
+                    }
+                    None => assert!(p["Namespace"].is_string() && p["MetricName"].is_string(), "{at}"),
+                }
+                match p["Threshold"].as_f64() {
+                    Some(t) => assert!(t > 0.0, "{at}: an alarm at 0 always fires"),
+                    None => assert!(!tagged(&p["Threshold"], "!Ref").is_null(), "{at}: a threshold parameter"),
+                }
+                // The canary's rollback alarms (`<Function>ErrorsAlarm`) are CodeDeploy's; the
+                // function's own `Alarm<Function>Errors` is the one that notifies.
+                let rollback = id.ends_with("ErrorsAlarm") && !id.starts_with("Alarm");
+                if let (Some(topic), false) = (&topic, rollback) {
+                    assert_eq!(p["AlarmActions"], Value::from(vec![topic.as_str()]), "{at}");
+                }
+            }
+            if stack == "app" {
+                assert_eq!(t["Resources"].get("Dashboard").is_some(), file.get("alarms").is_some(), "{stage}");
+            }
+        }
+    }
+    assert!(with_alarms >= 1, "stages/prod.yaml shows alarms");
 }

@@ -215,12 +215,14 @@ where
     let env = LambdaEnv::from_lookup(|k| std::env::var(k).ok())?;
     let services = Arc::new(env.services(function != "authorizer").await?);
     let handler = Arc::new(handler);
+    let stage: Arc<str> = env.stage.into();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
         let services = services.clone();
         let handler = handler.clone();
+        let stage = stage.clone();
         async move {
             let out = handler(services.clone(), event.payload).await;
-            println!("{}", services.metrics.emf("wsctl", function, now_ms()));
+            println!("{}", services.metrics.emf("wsctl", function, &stage, now_ms()));
             services.metrics.reset();
             out
         }
@@ -414,11 +416,12 @@ pub async fn run_publish() -> Result<(), Error> {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let (services, worker) = env.services_and_shard_worker_from(&sdk, true).await?;
     let (services, worker) = (Arc::new(services), Arc::new(worker));
+    let stage: Arc<str> = env.stage.into();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
-        let (services, worker) = (services.clone(), worker.clone());
+        let (services, worker, stage) = (services.clone(), worker.clone(), stage.clone());
         async move {
             let out = publish_or_deliver(services.clone(), &worker, &event.payload).await;
-            println!("{}", services.metrics.emf("wsctl", "publish", now_ms()));
+            println!("{}", services.metrics.emf("wsctl", "publish", &stage, now_ms()));
             services.metrics.reset();
             out
         }

@@ -110,8 +110,9 @@ impl Metrics {
         out
     }
 
-    /// One CloudWatch EMF document with every non-zero counter, for `function` in `namespace`.
-    pub fn emf(&self, namespace: &str, function: &str, timestamp_ms: u64) -> serde_json::Value {
+    /// One CloudWatch EMF document with every non-zero counter, for `function` of `stage`
+    /// in `namespace`. Both are dimensions, so per-stage alarms see only their stage.
+    pub fn emf(&self, namespace: &str, function: &str, stage: &str, timestamp_ms: u64) -> serde_json::Value {
         let mut doc = serde_json::Map::new();
         let mut defs = Vec::new();
         let mut add = |name: String, value: u64| {
@@ -127,11 +128,12 @@ impl Metrics {
             add(format!("errors_{}", code.as_str()), self.errors[i].load(Relaxed));
         }
         doc.insert("function".into(), function.into());
+        doc.insert("stage".into(), stage.into());
         doc.insert(
             "_aws".into(),
             serde_json::json!({
                 "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{"Namespace": namespace, "Dimensions": [["function"]], "Metrics": defs}]
+                "CloudWatchMetrics": [{"Namespace": namespace, "Dimensions": [["function", "stage"]], "Metrics": defs}]
             }),
         );
         serde_json::Value::Object(doc)
@@ -150,8 +152,10 @@ mod tests {
         let text = m.prometheus();
         assert!(text.contains("wsctl_connects_total 2"));
         assert!(text.contains("wsctl_errors_total{code=\"invalid_room\"} 1"));
-        let emf = m.emf("wsctl", "message", 5);
+        let emf = m.emf("wsctl", "message", "prod", 5);
         assert_eq!(emf["connects"], 2);
+        assert_eq!((emf["function"].as_str(), emf["stage"].as_str()), (Some("message"), Some("prod")));
+        assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"], serde_json::json!([["function", "stage"]]));
         assert_eq!(emf["errors_invalid_room"], 1);
         assert!(emf.get("deliveries").is_none());
     }

@@ -25,8 +25,8 @@ pub struct Clients {
     pub region: String,
     /// The shared-config profile in use, if any.
     pub profile: Option<String>,
-    /// The SDK configuration every client was built from (for the signed EC2 calls of
-    /// `destroy`, see [`super::enis`]).
+    /// The SDK configuration every client was built from (for the signed Query API calls:
+    /// EC2 in `destroy`, CloudWatch in `status`; see [`super::query_api`]).
     pub sdk: aws_types::SdkConfig,
 }
 

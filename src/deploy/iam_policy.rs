@@ -25,6 +25,8 @@ struct Scope {
     api_stage: String,
     /// `api.domain`: the custom domain name and the hosted zone of its records.
     domain: Option<(String, Option<String>)>,
+    /// `alarms`: whether they are on, and whether the data stack creates their topic.
+    alarms: Option<bool>,
 }
 
 impl Scope {
@@ -161,6 +163,31 @@ fn deployer(s: &Scope) -> Value {
                 "CfnDomainRecordsChange",
                 &["route53:GetChange"],
                 vec![format!("arn:{p}:route53:::change/*")],
+            ));
+        }
+    }
+    if let Some(creates_topic) = s.alarms {
+        // alarms: the stage's dashboard (its ARN has no region), and the email topic.
+        statements.push(statement(
+            "CfnDashboard",
+            &["cloudwatch:PutDashboard", "cloudwatch:GetDashboard", "cloudwatch:DeleteDashboards"],
+            vec![format!("arn:{p}:cloudwatch::{}:dashboard/{}-*", s.account, s.prefix)],
+        ));
+        if creates_topic {
+            let topic = s.arn("sns", &format!("{}-alarms", s.prefix));
+            statements.push(statement(
+                "CfnAlarmTopic",
+                &[
+                    "sns:CreateTopic",
+                    "sns:DeleteTopic",
+                    "sns:GetTopicAttributes",
+                    "sns:SetTopicAttributes",
+                    "sns:Subscribe",
+                    "sns:Unsubscribe",
+                    "sns:ListSubscriptionsByTopic",
+                    "sns:TagResource",
+                ],
+                vec![topic.clone(), format!("{topic}:*")],
             ));
         }
     }
@@ -320,6 +347,8 @@ fn deployer(s: &Scope) -> Value {
                 "cloudwatch:PutMetricAlarm",
                 "cloudwatch:DescribeAlarms",
                 "cloudwatch:DeleteAlarms",
+                // `status`: the probe's last run and the month's availability.
+                "cloudwatch:GetMetricData",
                 "codedeploy:CreateApplication",
                 "codedeploy:DeleteApplication",
                 "codedeploy:CreateDeploymentConfig",
@@ -396,6 +425,7 @@ pub fn policies(stage: &Stage) -> anyhow::Result<Value> {
         data: contract::data_stack(stage),
         api_stage: stage.api.stage_name.clone(),
         domain: stage.api.domain.as_ref().map(|d| (d.name.clone(), d.hosted_zone_id.clone())),
+        alarms: stage.alarms.as_ref().map(|a| a.email.is_some()),
     };
     Ok(json!({
         "stage": stage.name,
@@ -436,5 +466,16 @@ mod tests {
         );
         assert!(sids(&no_zone).contains(&"CfnCustomDomain".to_owned()));
         assert!(!sids(&no_zone).contains(&"CfnDomainRecords".to_owned()), "no zone, no Route 53 grant");
+    }
+
+    #[test]
+    fn alarms_add_the_dashboard_and_only_an_email_stage_its_topic() {
+        assert!(!sids(&deployer_of("")).iter().any(|s| s == "CfnDashboard"));
+        let topic = deployer_of("alarms:\n  topic_arn: arn:aws:sns:eu-west-1:111111111111:x\n");
+        assert!(sids(&topic).contains(&"CfnDashboard".to_owned()));
+        assert!(!sids(&topic).contains(&"CfnAlarmTopic".to_owned()), "a given topic is not the stage's to create");
+        let email = deployer_of("alarms:\n  email: ops@example.com\n");
+        let st = email["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "CfnAlarmTopic").unwrap();
+        assert_eq!(st["Resource"][0], "arn:aws:sns:eu-west-1:111111111111:wsctl-t-alarms");
     }
 }

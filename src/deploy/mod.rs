@@ -8,12 +8,14 @@
 //! confirmation; 2 from `plan` when there are changes; 130 stopped by Ctrl-C or SIGTERM
 //! (every stack left unchanged, rolled back, or running to completion, as reported).
 
+mod alarms;
 mod artifacts;
 mod builder;
 mod canary;
 mod cfn_yaml;
 mod ci_role;
 mod clients;
+mod cloudwatch;
 mod destroy;
 mod elf;
 mod embedded;
@@ -24,6 +26,7 @@ mod iam_policy;
 mod leftovers;
 mod manifest;
 mod package;
+mod query_api;
 mod recovery;
 pub mod render;
 mod report;

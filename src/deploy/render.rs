@@ -6,6 +6,7 @@
 //! `DeletionPolicy`, Lambda versions named after their function's own hash, the API deployment, the canary
 //! resources, and a Redis memory alarm per further shard.
 
+use super::alarms;
 use super::canary;
 use super::cfn_yaml::{cfn_sub, references, CfnYamlError, Template};
 use super::manifest::Manifest;
@@ -158,6 +159,9 @@ pub fn render_data(stage: &Stage) -> Result<Rendered, RenderError> {
     let r = &stage.redis;
     if r.cluster_enabled() {
         add_shard_memory_alarms(&mut template, r.shards)?;
+    }
+    if let Some(a) = &stage.alarms {
+        alarms::add_data_alarms(&mut template, stage, a)?;
     }
     let create_vpc = n.mode == NetworkMode::Create;
     let cidrs = if create_vpc {
@@ -313,6 +317,9 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
             // A journey that fails during the bake rolls the canary back (docs/deploy.md).
             canary::also_watch(&mut template, "ProbeFailuresAlarm")?;
         }
+    }
+    if let Some(a) = &stage.alarms {
+        alarms::add_app_alarms(&mut template, stage, a)?;
     }
 
     // The API deployment is named after a hash of everything it snapshots, so a change to

@@ -169,6 +169,18 @@ pub fn stack<'a>(report: &'a Value, kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} stack in {report:#}"))
 }
 
+/// Adds a probe zip to the manifest at `path`.
+pub fn with_probe(path: &std::path::Path) {
+    let zip = stored_zip("bootstrap", b"probe build 1");
+    let dir = path.parent().expect("dist");
+    std::fs::write(dir.join("probe.zip"), &zip).expect("write zip");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("manifest")).expect("manifest JSON");
+    manifest["functions"]["probe"] =
+        serde_json::json!({ "file": "probe.zip", "sha256": sha256_hex(&zip), "size": zip.len() });
+    std::fs::write(path, serde_json::to_string_pretty(&manifest).expect("json")).expect("write manifest");
+}
+
 /// A stage moto can run: VPC created by the data stack, Redis given by URL (moto skips
 /// ElastiCache resources in CloudFormation).
 pub fn stage_yaml(extra: &str) -> String {

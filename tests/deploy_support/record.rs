@@ -110,6 +110,8 @@ fn action_of(m: &Message) -> String {
         .and_then(|c| c.split('/').nth(3))
         .unwrap_or("unsigned")
         .to_owned();
+    // CloudWatch signs as `monitoring`; its IAM actions are `cloudwatch:…`.
+    let service = if service == "monitoring" { "cloudwatch".to_owned() } else { service };
     let body = String::from_utf8_lossy(&m.body);
     if let Some(t) = header(&m.head, "x-amz-target") {
         return format!("{service}:{}", t.rsplit('.').next().unwrap_or(t));
