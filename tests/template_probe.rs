@@ -181,7 +181,7 @@ fn on_a_canary_stage_a_failing_probe_run_rolls_the_bake_back() {
     let (t, _) = render(dir.path(), "s").expect("renders");
     for (f, alarms) in groups(&t).iter().enumerate() {
         assert!(alarms.contains(&"ProbeFailuresAlarm".to_owned()), "group {f}: {alarms:?}");
-        assert_eq!(alarms.len(), 2, "its own errors alarm and the probe's: {alarms:?}");
+        assert_eq!(alarms.len(), 3, "its own errors alarm, the handled errors' and the probe's: {alarms:?}");
     }
     let failures = &t["Resources"]["ProbeFailuresAlarm"]["Properties"];
     assert_eq!((&failures["MetricName"], &failures["Threshold"]), (&Value::from("Failure"), &Value::from(1)));
@@ -199,8 +199,86 @@ fn on_a_canary_stage_a_failing_probe_run_rolls_the_bake_back() {
         "CodeDeploy may read the probe's alarm"
     );
 
-    // Canary without the probe: the error alarms alone.
+    // Canary without the probe: its errors alarm and the handled errors'.
     let dir = stage_dir("rollout: { strategy: canary }\n");
     let (t, _) = render(dir.path(), "s").expect("renders");
-    assert!(groups(&t).iter().all(|alarms| alarms.len() == 1), "{:?}", groups(&t));
+    assert!(groups(&t).iter().all(|alarms| alarms.len() == 2), "{:?}", groups(&t));
+}
+
+/// Issue 11: a canary rolls back on failures the handlers answer themselves (a store down:
+/// `unavailable`; `internal`), which are no function errors, and never on rejections. The
+/// alarm's metrics are exactly the ones the handlers emit: the names and dimensions come
+/// from the handlers' own EMF document, not from a second copy of them here.
+#[test]
+fn on_a_canary_stage_unavailable_and_internal_replies_roll_the_bake_back_and_rejections_do_not() {
+    use wsctl_handlers::metrics::Metrics;
+    use wsctl_handlers::protocol::ErrorCode;
+    let dir = stage_dir("rollout: { strategy: canary, error_threshold: 3 }\n");
+    let (t, _) = render(dir.path(), "s").expect("renders");
+    let alarm = &t["Resources"]["HandledErrorsAlarm"]["Properties"];
+    assert_eq!((&alarm["Threshold"], &alarm["TreatMissingData"]), (&Value::from(3), &Value::from("notBreaching")));
+    for f in ["Authorizer", "Connect", "Disconnect", "Message", "Publish", "Admin"] {
+        let watched =
+            &t["Resources"][format!("{f}DeploymentGroup").as_str()]["Properties"]["AlarmConfiguration"]["Alarms"];
+        assert!(
+            watched.as_sequence().expect("alarms").iter().any(|a| tagged(&a["Name"], "!Ref") == "HandledErrorsAlarm"),
+            "{f}: {watched:?}"
+        );
+    }
+    let stats: Vec<&Value> = alarm["Metrics"]
+        .as_sequence()
+        .expect("metric math")
+        .iter()
+        .filter_map(|m| m.get("MetricStat"))
+        .map(|s| &s["Metric"])
+        .collect();
+    let watched: std::collections::BTreeSet<(String, String)> = stats
+        .iter()
+        .map(|m| {
+            let dims = m["Dimensions"].as_sequence().expect("dimensions");
+            let function = dims.iter().find(|d| d["Name"] == "function").expect("function dimension");
+            let stage = dims.iter().find(|d| d["Name"] == "stage").expect("stage dimension");
+            assert_eq!(tagged(&stage["Value"], "!Ref"), "StageName", "{m:?}");
+            assert_eq!(m["Namespace"], "wsctl", "{m:?}");
+            (
+                function["Value"].as_str().expect("function").to_owned(),
+                m["MetricName"].as_str().expect("name").to_owned(),
+            )
+        })
+        .collect();
+    // What the handlers emit for a failure and for rejections.
+    let emitted = |code: ErrorCode| -> Vec<String> {
+        let metrics = Metrics::default();
+        metrics.error(code);
+        let doc = metrics.emf("wsctl", "message", "s", 0);
+        let dims = &doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0];
+        assert_eq!(dims, &serde_json::json!(["function", "stage"]), "the alarm's dimensions are the EMF ones");
+        doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .filter_map(|m| m["Name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    for function in ["connect", "message", "publish", "admin"] {
+        for code in [ErrorCode::Unavailable, ErrorCode::Internal] {
+            for name in emitted(code) {
+                assert!(
+                    watched.contains(&(function.to_owned(), name.clone())),
+                    "{function} {name} unwatched: {watched:?}"
+                );
+            }
+        }
+    }
+    for code in
+        [ErrorCode::Forbidden, ErrorCode::RateLimited, ErrorCode::BadJson, ErrorCode::TooManyRooms, ErrorCode::NotFound]
+    {
+        for name in emitted(code) {
+            assert!(watched.iter().all(|(_, n)| *n != name), "a rejection ({name}) would roll back: {watched:?}");
+        }
+    }
+    // Without a canary there is nothing to roll back.
+    let dir = stage_dir("");
+    let (t, _) = render(dir.path(), "s").expect("renders");
+    assert!(t["Resources"].get("HandledErrorsAlarm").is_none());
 }

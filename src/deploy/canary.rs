@@ -57,8 +57,85 @@ pub fn also_watch(template: &mut Template, alarm: &str) -> Result<(), CfnYamlErr
     Ok(())
 }
 
-/// Adds the CodeDeploy application, role, deployment config, and per function an error
-/// alarm, a deployment group and the alias update policy.
+/// The rollback alarm on failures the handlers answer themselves: `unavailable` (a store
+/// down) and `internal` replies are not function errors, so the `Errors` alarms never see
+/// them. Rejections (no key, bad key, revoked key, a key at its cap, rate limits, bad
+/// requests) count in neither: a scanner cannot roll a release back.
+pub const HANDLED_ERRORS_ALARM: &str = "HandledErrorsAlarm";
+
+/// The functions that answer errors themselves, by their EMF `function` dimension (the
+/// binary's name): `$connect`, `$default`, publish and admin.
+const HANDLED_ERROR_EMITTERS: [&str; 4] = ["connect", "message", "publish", "admin"];
+
+/// The handlers' error codes that mean the service failed, not the caller (EMF
+/// `errors_<code>`, handlers/src/metrics.rs).
+const SERVICE_ERROR_CODES: [&str; 2] = ["unavailable", "internal"];
+
+/// The handled-errors alarm: one metric-math sum of `errors_unavailable` and
+/// `errors_internal` of the emitters in this stage (EMF namespace `wsctl`, dimensions
+/// `function` and `stage`), at the stage's `error_threshold` per minute.
+fn handled_errors_alarm(rollout: &RolloutSettings) -> Value {
+    let mut metrics = Vec::new();
+    let mut ids = Vec::new();
+    for (i, function) in HANDLED_ERROR_EMITTERS.iter().enumerate() {
+        for (j, code) in SERVICE_ERROR_CODES.iter().enumerate() {
+            let id = format!("e{i}{j}");
+            metrics.push(map(vec![
+                ("Id", id.as_str().into()),
+                ("ReturnData", false.into()),
+                (
+                    "MetricStat",
+                    map(vec![
+                        (
+                            "Metric",
+                            map(vec![
+                                ("Namespace", "wsctl".into()),
+                                ("MetricName", format!("errors_{code}").into()),
+                                (
+                                    "Dimensions",
+                                    seq(vec![
+                                        map(vec![("Name", "function".into()), ("Value", (*function).into())]),
+                                        map(vec![("Name", "stage".into()), ("Value", cfn_ref("StageName"))]),
+                                    ]),
+                                ),
+                            ]),
+                        ),
+                        ("Period", Value::from(60)),
+                        ("Stat", "Sum".into()),
+                    ]),
+                ),
+            ]));
+            ids.push(format!("FILL({id},0)"));
+        }
+    }
+    metrics.push(map(vec![
+        ("Id", "handled".into()),
+        ("Expression", ids.join("+").into()),
+        ("Label", "unavailable and internal replies".into()),
+        ("ReturnData", true.into()),
+    ]));
+    map(vec![
+        ("Type", "AWS::CloudWatch::Alarm".into()),
+        (
+            "Properties",
+            map(vec![
+                (
+                    "AlarmDescription",
+                    cfn_sub("wsctl canary ${StageName}: unavailable and internal replies of the handlers"),
+                ),
+                ("Metrics", seq(metrics)),
+                ("EvaluationPeriods", Value::from(1)),
+                ("Threshold", Value::from(rollout.error_threshold)),
+                ("ComparisonOperator", "GreaterThanOrEqualToThreshold".into()),
+                ("TreatMissingData", "notBreaching".into()),
+            ]),
+        ),
+    ])
+}
+
+/// Adds the CodeDeploy application, role, deployment config, per function an error
+/// alarm, a deployment group and the alias update policy, and the handled-errors alarm
+/// ([`HANDLED_ERRORS_ALARM`]) every group also watches.
 pub fn add_canary(template: &mut Template, rollout: &RolloutSettings) -> Result<(), CfnYamlError> {
     template.insert_resource(
         "CodeDeployApplication",
@@ -244,5 +321,6 @@ pub fn add_canary(template: &mut Template, rollout: &RolloutSettings) -> Result<
             )]),
         )?;
     }
-    Ok(())
+    template.insert_resource(HANDLED_ERRORS_ALARM, handled_errors_alarm(rollout));
+    also_watch(template, HANDLED_ERRORS_ALARM)
 }
