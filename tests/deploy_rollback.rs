@@ -249,3 +249,39 @@ fn a_rollback_that_cannot_be_done_changes_nothing() {
     assert!(!err.contains("publish (s3://"), "only what is missing is named: {}", text(&out));
     unchanged("a missing artifact");
 }
+
+#[test]
+fn a_deploy_that_fails_its_code_check_is_not_recorded() {
+    let h = Harness::new("rbf", &stage());
+    let b1 = h.manifest("dist1", |f| format!("{f} build 1"));
+    assert!(h.deploy(&b1, false).status.success());
+    // Other bytes planted under the key of build 2's connect zip: the stacks update, then
+    // the code check fails the deploy.
+    let b2 = h.manifest("dist2", |f| format!("{f} build 2"));
+    let m2: Value = serde_json::from_str(&std::fs::read_to_string(&b2).unwrap()).unwrap();
+    let key = format!("wsctl/artifacts/{}.zip", m2["functions"]["connect"]["sha256"].as_str().unwrap());
+    h.runtime().block_on(async {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&h.sdk().await).force_path_style(true).build(),
+        );
+        let planted = crate::deploy_support::stored_zip("bootstrap", b"not the build");
+        s3.put_object().bucket(BUCKET).key(&key).body(planted.into()).send().await.unwrap();
+    });
+    let out = h.deploy(&b2, true);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(json(&out).get("historyEntry").is_none(), "{}", text(&out));
+    let listed = history(&h);
+    assert_eq!(numbers(&listed), [1], "only the successful deploy: {listed:#}");
+    assert_eq!(listed["live"], Value::Null, "the functions run code no entry has: {listed:#}");
+
+    // With no live entry there is no "previous" one; a chosen entry still rolls back.
+    let out = h.wsctl(&["rollback", "--stage", "rbf", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("matches no history entry"), "{}", text(&out));
+    let out = h.wsctl(&["rollback", "--stage", "rbf", "--yes", "--to", "1", "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(json(&out)["rollback"], serde_json::json!({ "to": 1 }), "{}", text(&out));
+    assert_eq!(deployed(&h).latest, manifest_code(&b1));
+    let listed = history(&h);
+    assert_eq!((numbers(&listed), listed["live"].clone()), (vec![2, 1], Value::from(2)), "{listed:#}");
+}
