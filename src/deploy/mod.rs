@@ -1,4 +1,4 @@
-//! Deployer: templates, build, deploy/plan/status/destroy.
+//! Deployer: templates, build, deploy/plan/status/destroy, history/rollback.
 //!
 //! A stage is three CloudFormation stacks: the per-account/region bootstrap stack
 //! (artifact bucket, API Gateway CloudWatch role), the stage's long-lived data stack (VPC,
