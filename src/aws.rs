@@ -108,6 +108,9 @@ pub struct TargetLine {
     /// The shared-config profile (`--profile`/`AWS_PROFILE`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// Who the credentials are (the caller's ARN), recorded in the deploy history.
+    #[serde(skip)]
+    pub caller: Option<String>,
 }
 
 impl std::fmt::Display for TargetLine {
@@ -241,6 +244,7 @@ mod tests {
             account: "3".into(),
             region: "eu-west-1".into(),
             profile: Some("ops".into()),
+            caller: None,
         };
         assert_eq!(line.to_string(), "stage prod → account 3/eu-west-1 (profile ops)");
     }

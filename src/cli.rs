@@ -123,6 +123,13 @@ pub enum Command {
     Plan(deploy::PlanArgs),
     /// Show a deployed stage: stacks, outputs, routes, functions, Redis.
     Status(deploy::StatusArgs),
+    /// List a stage's recorded deploys, newest first, and which one is live.
+    History(deploy::HistoryArgs),
+    /// Deploy an earlier recorded build again (default: the one before the live one).
+    ///
+    /// Goes through the same change sets, rollout and checks as `deploy`, with the
+    /// artifacts already in the bucket; applies the current stage file.
+    Rollback(deploy::RollbackArgs),
     /// Delete a stage's stacks.
     Destroy(deploy::DestroyArgs),
     /// Print the least-privilege IAM policies (deployer, operator) of a stage.
@@ -160,6 +167,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Deploy(a) => wsctl::deploy::deploy(stages, &aws, &ui, a.into_lib()?).await,
         Command::Plan(a) => wsctl::deploy::plan(stages, &aws, &ui, a.into()).await,
         Command::Status(a) => wsctl::deploy::status(stages, &aws, &ui, a.into()).await,
+        Command::History(a) => wsctl::deploy::history(stages, &aws, &ui, a.into()).await,
+        Command::Rollback(a) => wsctl::deploy::rollback(stages, &aws, &ui, a.into()).await,
         Command::Destroy(a) => wsctl::deploy::destroy(stages, &aws, &ui, a.into()).await,
         Command::IamPolicy(a) => wsctl::deploy::iam_policy(stages, a.into()).await,
         Command::CiRole(a) => wsctl::deploy::ci_role(stages, &aws, &ui, a.into()).await,

@@ -120,6 +120,7 @@ fn help_texts_are_pinned() {
         &["build", "--help"],
         &["plan", "--help"],
         &["deploy", "--help"],
+        &["rollback", "--help"],
     ] {
         let (code, out, _) = run(clean().args(args));
         assert_eq!(code, 0, "{args:?}");

@@ -2,8 +2,9 @@
 //!
 //! A recording proxy sits between wsctl and moto_server and names the IAM action of every
 //! request (from the signed request itself). The moto e2e run deploys, plans, reads the
-//! status, creates, lists and revokes a key, and destroys the app stack; every recorded
-//! action must be granted by the printed deployer policy (deploy, plan, status, destroy)
+//! status, lists the history and rolls back, creates, lists and revokes a key, and destroys
+//! the app stack; every recorded action must be granted by the printed deployer policy
+//! (deploy, plan, status, history, rollback, destroy)
 //! or operator policy (the key commands). An action wsctl starts calling without the
 //! policy granting it fails this test. What CloudFormation does with the deployer's
 //! credentials never passes through the proxy (moto does it internally), so that part of
@@ -69,6 +70,8 @@ fn every_action_wsctl_calls_is_granted_by_the_printed_policy() {
     with_probe(&v2);
     run(&["deploy", "--stage", "iam", "--yes", "--manifest", v2.to_str().unwrap()]);
     run(&["status", "--stage", "iam"]);
+    run(&["history", "--stage", "iam"]);
+    run(&["rollback", "--stage", "iam", "--yes"]);
     let deploy_calls = proxy.take();
 
     // moto leaves the app stack without outputs (it skips the API they refer to): the
@@ -100,7 +103,7 @@ fn every_action_wsctl_calls_is_granted_by_the_printed_policy() {
 
     let deployer_calls: BTreeSet<String> = deploy_calls.union(&destroy_calls).cloned().collect();
     eprintln!("deployer calls: {deployer_calls:?}\noperator calls: {operator_calls:?}");
-    for (name, calls) in [("deploy/plan/status/destroy", &deployer_calls), ("keys", &operator_calls)] {
+    for (name, calls) in [("deploy/plan/status/history/rollback/destroy", &deployer_calls), ("keys", &operator_calls)] {
         assert!(calls.len() >= 3, "{name}: the proxy saw the calls: {calls:?}");
         assert!(calls.iter().all(|a| !a.starts_with('?')), "{name}: requests the recorder could not name: {calls:?}");
     }
@@ -112,6 +115,8 @@ fn every_action_wsctl_calls_is_granted_by_the_printed_policy() {
         "sts:GetCallerIdentity",
         "cloudwatch:DescribeAlarms",
         "cloudwatch:GetMetricData",
+        "s3:ListBucket",
+        "s3:GetObject",
     ] {
         assert!(deployer_calls.contains(a), "{a} not recorded: {deployer_calls:?}");
     }

@@ -17,6 +17,7 @@ mod deploy_interrupt;
 mod deploy_probe;
 mod deploy_production;
 mod deploy_region;
+mod deploy_rollback;
 mod deploy_smoke;
 mod deploy_versions;
 mod dev_adoption;

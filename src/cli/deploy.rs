@@ -85,6 +85,53 @@ pub struct DeployArgs {
     pub smoke: bool,
 }
 
+/// `wsctl rollback`
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Stage name (stages/NAME.yaml).
+    #[arg(long)]
+    pub stage: String,
+    /// Apply without asking (required when no terminal is attached).
+    #[arg(long)]
+    pub yes: bool,
+    /// Deploy this history entry again (its number in `wsctl history`; default: the newest
+    /// entry before the live one with other artifacts).
+    #[arg(long, value_name = "N")]
+    pub to: Option<u64>,
+    /// Deploy the entry whose manifest hash starts with HASH again.
+    #[arg(long, value_name = "HASH", conflicts_with = "to")]
+    pub manifest: Option<String>,
+    /// Give up waiting on one stack operation after this many minutes.
+    #[arg(long, default_value_t = 90)]
+    pub timeout_minutes: u64,
+}
+
+impl From<RollbackArgs> for wsctl::deploy::RollbackArgs {
+    fn from(a: RollbackArgs) -> Self {
+        wsctl::deploy::RollbackArgs {
+            stage: a.stage,
+            yes: a.yes,
+            to: a.to,
+            manifest: a.manifest,
+            timeout_minutes: a.timeout_minutes,
+        }
+    }
+}
+
+/// `wsctl history`
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Stage name (stages/NAME.yaml).
+    #[arg(long)]
+    pub stage: String,
+}
+
+impl From<HistoryArgs> for wsctl::deploy::HistoryArgs {
+    fn from(a: HistoryArgs) -> Self {
+        wsctl::deploy::HistoryArgs { stage: a.stage }
+    }
+}
+
 /// `wsctl plan`
 #[derive(Debug, Args)]
 pub struct PlanArgs {

@@ -113,6 +113,34 @@ pub async fn sync(
     Ok(reports)
 }
 
+/// Checks that the bucket still holds every artifact of a recorded manifest (a rollback
+/// uploads nothing: its zips are the bucket's); the error names each one that is gone.
+pub async fn recorded(s3: &Client, bucket: &str, manifest: &Manifest) -> anyhow::Result<Vec<ArtifactReport>> {
+    let mut reports = Vec::new();
+    let mut missing = Vec::new();
+    for f in packaged() {
+        let Some(artifact) = manifest.functions.get(f.name) else { continue };
+        let key = artifact.s3_key();
+        if !exists(s3, bucket, &key).await? {
+            missing.push(format!("{} (s3://{bucket}/{key})", f.name));
+        }
+        reports.push(ArtifactReport {
+            function: f.name.to_owned(),
+            sha256: artifact.sha256.clone(),
+            key,
+            uploaded: false,
+        });
+    }
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "the recorded artifacts are no longer in the bucket: {}; nothing was changed. Deploy that build from \
+             its manifest and zips instead (`wsctl deploy --manifest DIR/manifest.json`)",
+            missing.join(", ")
+        );
+    }
+    Ok(reports)
+}
+
 /// Uploads a rendered template too large to pass inline; returns its S3 URL.
 pub async fn upload_template(s3: &Client, bucket: &str, region: &str, body: &str) -> anyhow::Result<String> {
     use sha2::{Digest, Sha256};

@@ -74,6 +74,7 @@ impl Clients {
             account,
             region: self.region.clone(),
             profile: self.profile.clone(),
+            caller: me.arn().map(str::to_owned),
         };
         target.announce();
         Ok(target)

@@ -283,6 +283,15 @@ async fn execution_refused(
     Ok(report)
 }
 
+/// Where the zips of a deploy come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// A `wsctl build`: the zips beside this manifest file, uploaded when the bucket lacks them.
+    Built(&'a Path),
+    /// A history entry (`wsctl rollback`): the zips must be in the bucket already.
+    Recorded,
+}
+
 /// Deploys (or plans) the bootstrap, data and app stacks of a stage, in order, stopping
 /// at the first failure. Each step returns `None` when the stage stops there, with the
 /// report saying why.
@@ -290,7 +299,7 @@ pub async fn run_stage(
     ctx: &mut Ctx<'_>,
     stage: &Stage,
     account: &str,
-    manifest_path: &Path,
+    source: Source<'_>,
     manifest: &Manifest,
     mode: Mode,
 ) -> anyhow::Result<StageReport> {
@@ -300,7 +309,7 @@ pub async fn run_stage(
     let Some(bucket) = bootstrap(ctx, &mut report, account, mode).await? else { return Ok(report) };
     ctx.bucket = bucket.exists.then(|| bucket.name.clone());
     // 2. Artifacts: upload only what the bucket lacks.
-    if upload_artifacts(ctx, &mut report, &bucket, manifest_path, manifest, mode, &later).await?.is_none() {
+    if upload_artifacts(ctx, &mut report, &bucket, source, manifest, mode, &later).await?.is_none() {
         return Ok(report);
     }
     // 3. Data stack.
@@ -358,20 +367,27 @@ async fn bootstrap(
 }
 
 /// Step 2: uploads the artifacts the bucket lacks (`plan`: says which it would). Each is
-/// one PutObject under its hash, so an interrupted upload leaves nothing half-written.
+/// one PutObject under its hash, so an interrupted upload leaves nothing half-written. A
+/// recorded manifest uploads nothing: its artifacts must all be in the bucket.
 async fn upload_artifacts(
     ctx: &Ctx<'_>,
     report: &mut StageReport,
     bucket: &ArtifactBucket,
-    manifest_path: &Path,
+    source: Source<'_>,
     manifest: &Manifest,
     mode: Mode,
     later: &[String],
 ) -> anyhow::Result<Option<()>> {
     let later: Vec<&str> = later.iter().map(String::as_str).collect();
+    let s3 = &ctx.clients.s3;
     report.artifacts = if bucket.exists {
-        let sync = artifacts::sync(&ctx.clients.s3, &bucket.name, manifest_path, manifest, mode == Mode::Plan);
-        match ctx.interrupt.guard(sync).await {
+        let checked = async {
+            match source {
+                Source::Built(path) => artifacts::sync(s3, &bucket.name, path, manifest, mode == Mode::Plan).await,
+                Source::Recorded => artifacts::recorded(s3, &bucket.name, manifest).await,
+            }
+        };
+        match ctx.interrupt.guard(checked).await {
             Some(result) => result?,
             None => {
                 report.stop_between(&ctx.ui, &later);

@@ -1,4 +1,4 @@
-//! Deployer: templates, build, deploy/plan/status/destroy.
+//! Deployer: templates, build, deploy/plan/status/destroy, history/rollback.
 //!
 //! A stage is three CloudFormation stacks: the per-account/region bootstrap stack
 //! (artifact bucket, API Gateway CloudWatch role), the stage's long-lived data stack (VPC,
@@ -22,6 +22,7 @@ mod embedded;
 mod engine;
 mod enis;
 mod events;
+mod history;
 mod iam_policy;
 mod leftovers;
 mod manifest;
@@ -127,6 +128,29 @@ pub struct DeployArgs {
     /// stage, reached as `wsctl smoke` would); exit 1 if a step fails (a gate between
     /// stages in CI).
     pub smoke: Option<crate::ops::target::TargetArgs>,
+}
+
+/// `wsctl rollback`
+#[derive(Debug)]
+pub struct RollbackArgs {
+    /// Stage name (stages/NAME.yaml).
+    pub stage: String,
+    /// Apply without asking (required when no terminal is attached).
+    pub yes: bool,
+    /// The history entry to deploy again (default: the newest one before the live entry
+    /// with other artifacts).
+    pub to: Option<u64>,
+    /// The entry whose manifest hash starts with this.
+    pub manifest: Option<String>,
+    /// Give up waiting on one stack operation after this many minutes.
+    pub timeout_minutes: u64,
+}
+
+/// `wsctl history`
+#[derive(Debug)]
+pub struct HistoryArgs {
+    /// Stage name (stages/NAME.yaml).
+    pub stage: String,
 }
 
 /// `wsctl plan`
@@ -283,13 +307,12 @@ enum BuildChoice {
     IfChanged,
 }
 
-/// Refuses a manifest built for another architecture than the stage runs.
-fn check_architecture(stage: &Stage, manifest: &Manifest, path: &std::path::Path) -> anyhow::Result<()> {
+/// Refuses a manifest (named by `what`) built for another architecture than the stage runs.
+fn check_architecture(stage: &Stage, manifest: &Manifest, what: &str) -> anyhow::Result<()> {
     let wanted = stage.lambda.architecture.lambda_name();
     if manifest.architecture != wanted {
         anyhow::bail!(
-            "{} was built for {} but stage '{}' runs lambda.architecture {wanted}; rebuild with `wsctl build --arch {wanted}`",
-            path.display(),
+            "{what} was built for {} but stage '{}' runs lambda.architecture {wanted}; rebuild with `wsctl build --arch {wanted}`",
             manifest.architecture,
             stage.name
         );
@@ -353,7 +376,7 @@ async fn run(
     let given = match manifest {
         Some(path) => {
             let m = Manifest::load(&path)?;
-            check_architecture(stage, &m, &path)?;
+            check_architecture(stage, &m, &path.display().to_string())?;
             Some((path, m))
         }
         None => None,
@@ -364,14 +387,80 @@ async fn run(
         Some(given) => given,
         None => manifest_for(stage, choice, ui).await?,
     };
-    // From here on a Ctrl-C or SIGTERM no longer kills the process: the engine leaves each
-    // stack in a state the next deploy can continue from, and says which.
-    let interrupt = signals::Interrupt::install();
-    let mut ctx =
-        Ctx { clients: &clients, ui: *ui, timing: Timing::from_env(timeout_minutes), bucket: None, interrupt };
-    let mut report = engine::run_stage(&mut ctx, stage, &target.account, &manifest_path, &manifest, mode).await?;
-    report.target = Some(target);
-    Ok(report)
+    let origin = history::Origin {
+        commit: history::current_commit(Path::new(".")),
+        deployed_by: target.caller.clone(),
+        rollback: None,
+    };
+    let run = Run { clients: &clients, ui, stage, mode, timeout_minutes };
+    run.execute(target, engine::Source::Built(&manifest_path), &manifest, &origin).await
+}
+
+/// A deploy, plan or rollback about to run the stage's steps.
+struct Run<'a> {
+    clients: &'a clients::Clients,
+    ui: &'a Ui,
+    stage: &'a Stage,
+    mode: Mode,
+    timeout_minutes: u64,
+}
+
+impl Run<'_> {
+    /// Runs the stage's steps and, after a successful apply, records it in the stage's
+    /// history. A deploy that succeeded but could not be recorded only warns: its stacks are
+    /// what they are, and the next deploy records it (the newest entry then differs).
+    async fn execute(
+        &self,
+        target: crate::aws::TargetLine,
+        source: engine::Source<'_>,
+        manifest: &Manifest,
+        origin: &history::Origin,
+    ) -> anyhow::Result<report::StageReport> {
+        let (clients, ui) = (self.clients, self.ui);
+        // From here on a Ctrl-C or SIGTERM no longer kills the process: the engine leaves each
+        // stack in a state the next deploy can continue from, and says which.
+        let interrupt = signals::Interrupt::install();
+        let timing = Timing::from_env(self.timeout_minutes);
+        let mut ctx = Ctx { clients, ui: *ui, timing, bucket: None, interrupt };
+        let mut report = engine::run_stage(&mut ctx, self.stage, &target.account, source, manifest, self.mode).await?;
+        if let (Mode::Apply { .. }, true, false, Some(bucket)) = (self.mode, report.ok, report.interrupted, &ctx.bucket)
+        {
+            // A change set executed with nothing left to show (moto lists resources whose
+            // Condition is false) is no change.
+            let changed = report.stacks.iter().any(|s| !s.changes.is_empty());
+            match history::record(&clients.s3, bucket, self.stage, manifest, origin, changed).await {
+                Ok(Some(entry)) => {
+                    ui.line(format!(
+                        "history: recorded as entry {} (manifest {})",
+                        entry.number,
+                        history::short(&entry.manifest_hash)
+                    ));
+                    report.history_entry = Some(entry.number);
+                }
+                Ok(None) => {}
+                Err(e) => ui.note(format!(
+                    "warning: the deploy succeeded but is not in the stage's history ({e:#}); the next deploy records it"
+                )),
+            }
+        }
+        report.target = Some(target);
+        Ok(report)
+    }
+}
+
+/// The closing line of a deploy or rollback in text mode.
+fn print_result(report: &report::StageReport, done: &str, what: &str) {
+    if report.ok {
+        for (k, v) in &report.outputs {
+            println!("{k} = {v}");
+        }
+        let changed = report.stacks.iter().any(|s| s.has_changes());
+        println!("stage {}: {}", report.stage, if changed { done } else { "no changes" });
+    } else if report.interrupted {
+        println!("stage {}: {what} interrupted", report.stage);
+    } else {
+        println!("stage {}: {what} did not complete", report.stage);
+    }
 }
 
 /// `wsctl deploy --stage S`.
@@ -393,22 +482,120 @@ pub async fn deploy(stages: &Path, aws: &AwsTarget, ui: &Ui, args: DeployArgs) -
     };
     if ui.json() {
         print_json(&crate::smoke::with_smoke(&report, smoke.as_ref())?)?;
-    } else if report.ok {
-        for (k, v) in &report.outputs {
-            println!("{k} = {v}");
-        }
-        let changed = report.stacks.iter().any(|s| s.has_changes());
-        println!("stage {}: {}", report.stage, if changed { "deployed" } else { "no changes" });
-    } else if report.interrupted {
-        println!("stage {}: deploy interrupted", report.stage);
     } else {
-        println!("stage {}: deploy did not complete", report.stage);
+        print_result(&report, "deployed", "deploy");
     }
     if let (false, Some(outcome)) = (ui.json(), &smoke) {
         crate::smoke::print_after_deploy(&report.stage, outcome);
     }
     let smoke_failed = smoke.as_ref().is_some_and(|s| !s.as_ref().is_ok_and(|r| r.ok));
     Ok(if report.interrupted { Outcome::Interrupted } else { Outcome::success_if(report.ok && !smoke_failed) })
+}
+
+/// `wsctl rollback --stage S [--to N | --manifest HASH]`: deploys a recorded manifest again
+/// through the same steps as `deploy` (change sets, rollout, code check), with the artifacts
+/// already in the bucket. Everything that can refuse (no history, no such entry, artifacts
+/// gone) refuses before any stack is touched.
+pub async fn rollback(stages: &Path, aws: &AwsTarget, ui: &Ui, args: RollbackArgs) -> anyhow::Result<Outcome> {
+    let stage = Stage::load(stages, &args.stage)?;
+    let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
+    let expected = stage.require_account().map_err(anyhow::Error::msg)?.to_owned();
+    let clients = clients::Clients::new(aws, &stage.name, &region).await?;
+    let target = clients.guard_account(&expected, &stage.name).await?;
+    let never = || format!("stage '{}' has no deploy history: nothing to roll back to", stage.name);
+    let bucket = history::artifact_bucket(&clients.cfn).await?.with_context(never)?;
+    let entries = history::list(&clients.s3, &bucket, &stage).await?;
+    let live = history::live(&entries, &history::running_code(&clients.lambda, &stage).await);
+    let pick = match (args.to, args.manifest.as_deref()) {
+        (Some(n), _) => history::Pick::Number(n),
+        (None, Some(hash)) => history::Pick::Hash(hash),
+        (None, None) => history::Pick::Previous,
+    };
+    let chosen = history::choose(&entries, live, pick, &stage.name).map_err(anyhow::Error::msg)?;
+    let live_entry = live.and_then(|n| entries.iter().find(|e| e.number == n));
+    if let Some(current) = live_entry.filter(|e| e.manifest_hash == chosen.manifest_hash) {
+        let message = format!(
+            "stage {}: entry {}'s artifacts are live already (entry {}): nothing to roll back",
+            stage.name, chosen.number, current.number
+        );
+        if ui.json() {
+            print_json(&json!({ "ok": true, "stage": stage.name, "rollback": null, "message": message }))?;
+        } else {
+            println!("{message}");
+        }
+        return Ok(Outcome::Success);
+    }
+    check_architecture(&stage, &chosen.manifest, &format!("history entry {}", chosen.number))?;
+    artifacts::recorded(&clients.s3, &bucket, &chosen.manifest).await?;
+    ui.note(format!(
+        "rolling stage {} back to entry {} (manifest {}, deployed {}{})",
+        stage.name,
+        chosen.number,
+        history::short(&chosen.manifest_hash),
+        chosen.deployed_at,
+        chosen.commit.as_deref().map(|c| format!(" from {c}")).unwrap_or_default()
+    ));
+    let rollback = history::RollbackOf { to: chosen.number, from: live };
+    let origin = history::Origin {
+        commit: history::current_commit(Path::new(".")),
+        deployed_by: target.caller.clone(),
+        rollback: Some(rollback),
+    };
+    let run = Run {
+        clients: &clients,
+        ui,
+        stage: &stage,
+        mode: Mode::Apply { yes: args.yes },
+        timeout_minutes: args.timeout_minutes,
+    };
+    let report = run.execute(target, engine::Source::Recorded, &chosen.manifest, &origin).await?;
+    if ui.json() {
+        let mut doc = serde_json::to_value(&report)?;
+        doc["rollback"] = serde_json::to_value(rollback)?;
+        print_json(&doc)?;
+    } else {
+        print_result(&report, &format!("rolled back to entry {}", chosen.number), "rollback");
+    }
+    Ok(if report.interrupted { Outcome::Interrupted } else { Outcome::success_if(report.ok) })
+}
+
+/// `wsctl history --stage S`: the stage's recorded deploys, newest first, with the one
+/// whose code the functions run marked live.
+pub async fn history(stages: &Path, aws: &AwsTarget, ui: &Ui, args: HistoryArgs) -> anyhow::Result<Outcome> {
+    let stage = Stage::load(stages, &args.stage)?;
+    let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
+    let clients = clients::Clients::new(aws, &stage.name, &region).await?;
+    let bucket = history::artifact_bucket(&clients.cfn).await?;
+    let entries = match &bucket {
+        Some(bucket) => history::list(&clients.s3, bucket, &stage).await?,
+        None => Vec::new(),
+    };
+    let live = if entries.is_empty() {
+        None
+    } else {
+        history::live(&entries, &history::running_code(&clients.lambda, &stage).await)
+    };
+    let place = bucket.as_deref().map(|b| format!("s3://{b}/{}", history::prefix(&stage)));
+    if ui.json() {
+        let listed: Vec<serde_json::Value> = entries
+            .iter()
+            .rev()
+            .map(|e| {
+                let mut v = serde_json::to_value(e)?;
+                v["live"] = json!(live == Some(e.number));
+                Ok(v)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        print_json(&json!({ "stage": stage.name, "location": place, "live": live, "entries": listed }))?;
+    } else if entries.is_empty() {
+        let where_ = place
+            .map(|p| format!(" (nothing under {p})"))
+            .unwrap_or_else(|| " (no artifact bucket in this account and region yet)".into());
+        println!("stage {}: no deploy history{where_}; `wsctl deploy --stage {}` records one", stage.name, stage.name);
+    } else {
+        history::print_text(&stage.name, place.as_deref().unwrap_or_default(), &entries, live);
+    }
+    Ok(Outcome::Success)
 }
 
 /// `wsctl plan --stage S`: exit 0 without changes, 2 with changes.

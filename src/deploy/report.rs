@@ -175,6 +175,10 @@ pub struct StageReport {
     /// Where the run acted (stage, account, region, profile).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<crate::aws::TargetLine>,
+    /// The stage history entry this deploy was recorded as (none for a plan, a failed or
+    /// repeated deploy, or when recording failed, which is warned about).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_entry: Option<u64>,
 }
 
 impl StageReport {
@@ -192,6 +196,7 @@ impl StageReport {
             pruned_versions: Vec::new(),
             message: None,
             target: None,
+            history_entry: None,
         }
     }
 

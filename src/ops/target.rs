@@ -123,6 +123,7 @@ impl Target {
             account,
             region: d.region.clone(),
             profile: d.profile.clone(),
+            caller: me.arn().map(str::to_owned),
         };
         target.announce();
         Ok(Some(target))
