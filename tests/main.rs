@@ -14,6 +14,7 @@ mod deploy_build;
 mod deploy_destroy;
 mod deploy_iam;
 mod deploy_interrupt;
+mod deploy_plan;
 mod deploy_probe;
 mod deploy_production;
 mod deploy_region;

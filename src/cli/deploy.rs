@@ -145,6 +145,10 @@ pub struct PlanArgs {
     /// Build the handlers even when dist/manifest.json matches the sources.
     #[arg(long, conflicts_with = "manifest")]
     pub build: bool,
+    /// Plan the stacks without building the handlers: with the code the stage runs now (its
+    /// live `wsctl history` entry), or without code on a stage never deployed
+    #[arg(long, conflicts_with_all = ["manifest", "build"])]
+    pub no_build: bool,
 }
 
 /// `wsctl status`
@@ -245,7 +249,7 @@ impl DeployArgs {
 
 impl From<PlanArgs> for wsctl::deploy::PlanArgs {
     fn from(a: PlanArgs) -> Self {
-        wsctl::deploy::PlanArgs { stage: a.stage, manifest: a.manifest, build: a.build }
+        wsctl::deploy::PlanArgs { stage: a.stage, manifest: a.manifest, build: a.build, no_build: a.no_build }
     }
 }
 

@@ -288,8 +288,12 @@ async fn execution_refused(
 pub enum Source<'a> {
     /// A `wsctl build`: the zips beside this manifest file, uploaded when the bucket lacks them.
     Built(&'a Path),
-    /// A history entry (`wsctl rollback`): the zips must be in the bucket already.
+    /// A history entry (`wsctl rollback`, `plan --no-build` of a deployed stage): the zips
+    /// must be in the bucket already.
     Recorded,
+    /// No code at all (`plan --no-build` of a stage never deployed): the manifest names
+    /// placeholder artifacts, nothing is uploaded or checked, and only `plan` accepts it.
+    Unbuilt,
 }
 
 /// Deploys (or plans) the bootstrap, data and app stacks of a stage, in order, stopping
@@ -380,11 +384,17 @@ async fn upload_artifacts(
 ) -> anyhow::Result<Option<()>> {
     let later: Vec<&str> = later.iter().map(String::as_str).collect();
     let s3 = &ctx.clients.s3;
+    if matches!(source, Source::Unbuilt) {
+        anyhow::ensure!(mode == Mode::Plan, "only `plan` runs without built handlers");
+        report.artifacts = Vec::new();
+        return Ok(Some(()));
+    }
     report.artifacts = if bucket.exists {
         let checked = async {
             match source {
                 Source::Built(path) => artifacts::sync(s3, &bucket.name, path, manifest, mode == Mode::Plan).await,
                 Source::Recorded => artifacts::recorded(s3, &bucket.name, manifest).await,
+                Source::Unbuilt => Ok(Vec::new()),
             }
         };
         match ctx.interrupt.guard(checked).await {

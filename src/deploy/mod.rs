@@ -43,12 +43,13 @@ mod versions;
 mod wiring;
 
 use crate::aws::AwsTarget;
+use crate::contract;
 use crate::exit::Outcome;
 use crate::output::print_json;
 use crate::stage::{Arch, Stage};
 use crate::ui::Ui;
 use anyhow::Context;
-use manifest::Manifest;
+use manifest::{Artifact, Manifest};
 use render::{AppInputs, StackKind};
 use report::{Ctx, Mode, Timing};
 use serde_json::json;
@@ -163,6 +164,9 @@ pub struct PlanArgs {
     pub manifest: Option<PathBuf>,
     /// Build the handlers even when dist/manifest.json matches the sources.
     pub build: bool,
+    /// Plan the infrastructure without building: with the code the stage runs now (its
+    /// live history entry), or without code on a stage never deployed.
+    pub no_build: bool,
 }
 
 /// `wsctl status`
@@ -600,8 +604,13 @@ pub async fn history(stages: &Path, aws: &AwsTarget, ui: &Ui, args: HistoryArgs)
 
 /// `wsctl plan --stage S`: exit 0 without changes, 2 with changes.
 pub async fn plan(stages: &Path, aws: &AwsTarget, ui: &Ui, args: PlanArgs) -> anyhow::Result<Outcome> {
-    let choice = if args.build { BuildChoice::Always } else { BuildChoice::IfChanged };
-    let report = run(aws, ui, &Stage::load(stages, &args.stage)?, args.manifest, choice, Mode::Plan, 90).await?;
+    let stage = Stage::load(stages, &args.stage)?;
+    let report = if args.no_build {
+        plan_without_build(aws, ui, &stage).await?
+    } else {
+        let choice = if args.build { BuildChoice::Always } else { BuildChoice::IfChanged };
+        run(aws, ui, &stage, args.manifest, choice, Mode::Plan, 90).await?
+    };
     let changes = report.stacks.iter().any(|s| s.has_changes()) || report.artifacts.iter().any(|a| a.uploaded);
     if ui.json() {
         print_json(&json!({ "changes": changes, "plan": report }))?;
@@ -619,6 +628,66 @@ pub async fn plan(stages: &Path, aws: &AwsTarget, ui: &Ui, args: PlanArgs) -> an
     } else {
         Outcome::Success
     })
+}
+
+/// `wsctl plan --no-build`: the stacks' changes without a build (a first look at a stage,
+/// a review of a stage-file change in CI). A deployed stage is planned with the code it
+/// runs now, from its live history entry, so only the infrastructure shows; a stage never
+/// deployed is planned with placeholder artifacts (its functions appear as created either
+/// way). A deployed stage whose running code no history entry has is refused: planning it
+/// with other code would show function changes a deploy would not make.
+async fn plan_without_build(aws: &AwsTarget, ui: &Ui, stage: &Stage) -> anyhow::Result<report::StageReport> {
+    let region = stage.require_region().map_err(anyhow::Error::msg)?.to_owned();
+    let expected = stage.require_account().map_err(anyhow::Error::msg)?.to_owned();
+    let clients = clients::Clients::new(aws, &stage.name, &region).await?;
+    let target = clients.guard_account(&expected, &stage.name).await?;
+    let running = history::running_code(&clients.lambda, stage).await;
+    let (source, manifest) = if running.is_empty() {
+        ui.note(format!(
+            "stage {} runs no functions yet: planning without code (--no-build); a deploy builds the handlers or \
+             takes --manifest",
+            stage.name
+        ));
+        (engine::Source::Unbuilt, unbuilt_manifest(stage))
+    } else {
+        let bucket = history::artifact_bucket(&clients.cfn).await?;
+        let entries = match &bucket {
+            Some(bucket) => history::list(&clients.s3, bucket, stage).await?,
+            None => Vec::new(),
+        };
+        let live = history::live(&entries, &running);
+        let Some(entry) = live.and_then(|n| entries.into_iter().find(|e| e.number == n)) else {
+            anyhow::bail!(
+                "stage {} runs code that no entry of its deploy history has (deployed before history was kept, or \
+                 changed outside wsctl), so --no-build cannot plan with it; plan with --manifest DIR/manifest.json \
+                 or without --no-build",
+                stage.name
+            );
+        };
+        check_architecture(stage, &entry.manifest, &format!("history entry {}", entry.number))?;
+        ui.note(format!(
+            "planning with the code stage {} runs now: history entry {} (manifest {}) (--no-build)",
+            stage.name,
+            entry.number,
+            history::short(&entry.manifest_hash)
+        ));
+        (engine::Source::Recorded, entry.manifest)
+    };
+    let origin = history::Origin { commit: None, deployed_by: target.caller.clone(), rollback: None };
+    let run = Run { clients: &clients, ui, stage, mode: Mode::Plan, timeout_minutes: 90 };
+    run.execute(target, source, &manifest, &origin).await
+}
+
+/// A manifest of placeholder artifacts (no zip exists) for the stage's architecture.
+fn unbuilt_manifest(stage: &Stage) -> Manifest {
+    let placeholder = Artifact { file: String::new(), sha256: "0".repeat(64), size: 0 };
+    Manifest {
+        version: manifest::MANIFEST_VERSION,
+        architecture: stage.lambda.architecture.lambda_name().to_owned(),
+        target: String::new(),
+        functions: contract::packaged().map(|f| (f.name.to_owned(), placeholder.clone())).collect(),
+        source_hash: None,
+    }
 }
 
 /// `wsctl status --stage S`.
