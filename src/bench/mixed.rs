@@ -4,8 +4,8 @@
 //! Every subscriber accounts for its deliveries ([`stats::Ledger`]): each publish the
 //! server acknowledged into one of its rooms between its `subscribed` reply and its leave
 //! must arrive once and in order. Before a planned close a connection makes one last
-//! round trip (`ping`), so that everything due has arrived by its `pong`; a connection
-//! that silently stopped receiving shows as missing. The server's RSS is sampled over
+//! round trip (`ping`) and waits (up to 2 s) until everything due has arrived; a
+//! connection that silently stopped receiving shows as missing. The server's RSS is sampled over
 //! time to show whether memory stays flat.
 
 use super::client::{self, Frame, Ws};
@@ -300,8 +300,9 @@ async fn slot(
             }
         }
         // The subscriber leaves every room now: what was acknowledged so far is due. A last
-        // round trip makes sure it has arrived (the server queued those messages to this
-        // connection before it acknowledged them, so before this ping's pong).
+        // round trip makes sure it has arrived (one gateway process queued those messages to
+        // this connection before it acknowledged them, so before this ping's pong; from
+        // another process they may come later, and are waited for below).
         c.windows.leaving_all(&plan.ledger);
         if !by_server {
             c.next_id += 1;
@@ -312,10 +313,12 @@ async fn slot(
                 lock(&tot).pings += 1;
             }
         }
-        if !by_server && c.awaiting > 0 {
-            // a planned close: let the replies still in flight arrive first
+        if !by_server && (c.awaiting > 0 || !c.windows.all_due_arrived(&plan.ledger)) {
+            // A planned close: let the replies still in flight arrive first, and every
+            // message still due (from another gateway process it crosses the node bus, and
+            // may arrive after this process's pong). One that never comes is missing.
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                while c.awaiting > 0 {
+                while c.awaiting > 0 || !c.windows.all_due_arrived(&plan.ledger) {
                     match c.ws.next().await {
                         Some(Ok(Message::Text(s))) => c.on_frame(s.as_str(), &tot, &plan.ledger),
                         Some(Ok(_)) => {}

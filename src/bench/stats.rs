@@ -221,11 +221,16 @@ impl Ledger {
 /// One subscriber's delivery windows, one per room it joined. A window opens at the
 /// `subscribed` reply's `seq` (later ones are expected) and closes when the subscriber
 /// leaves: it sends `unsubscribe`, or it is about to close its connection. Messages that
-/// arrive after that but before the server confirmed the leave are collected too: those
-/// acknowledged before the leave are still due, later ones are optional.
+/// arrive after that are collected too, even after the server confirmed the leave: those
+/// acknowledged before the leave are still due, later ones are optional. (On one gateway
+/// process a due message always arrives before the confirmation; across processes it
+/// travels the node bus, which may deliver it a moment after the other process confirmed
+/// the leave. [`Windows::all_due_arrived`] lets a closing connection wait for it.)
 #[derive(Debug, Default)]
 pub struct Windows {
     open: HashMap<String, Window>,
+    /// Windows whose leave the server confirmed, still collecting late due messages.
+    left: HashMap<String, Window>,
     done: Subscriber,
 }
 
@@ -267,6 +272,10 @@ struct ClosedWindow {
 impl Windows {
     /// A subscribe for `room` was sent (a repeated subscribe keeps the open window).
     pub fn subscribing(&mut self, room: &str) {
+        if let Some(w) = self.left.remove(room) {
+            // joining again: the earlier window is final
+            self.finish_window(room.to_owned(), w);
+        }
         if !self.open.contains_key(room) {
             self.open.insert(room.to_owned(), Window::default());
         }
@@ -306,28 +315,45 @@ impl Windows {
         }
     }
 
-    /// The server confirmed the leave (`unsubscribed`): the window is final.
+    /// The server confirmed the leave (`unsubscribed`): the window takes no new due
+    /// messages, but still collects the due ones that arrive late.
     pub fn left(&mut self, room: &str, ledger: &Ledger) {
         if let Some(mut w) = self.open.remove(room) {
             if w.high.is_none() {
                 w.high = Some(ledger.high(room));
             }
-            self.finish_window(room.to_owned(), w);
+            self.left.insert(room.to_owned(), w);
         }
     }
 
     /// A `message` for `room` with `seq` arrived.
     pub fn message(&mut self, room: &str, seq: u64) {
-        match self.open.get_mut(room) {
+        match self.open.get_mut(room).or_else(|| self.left.get_mut(room)) {
             None => self.done.stray += 1,
             Some(w) if w.base.is_none() => w.pending.push(seq),
             Some(w) => w.receive(seq),
         }
     }
 
+    /// Whether every message due in a window the subscriber has left (or is leaving) has
+    /// arrived: each publish acknowledged in the room between the window's `subscribed`
+    /// reply and its leave. Windows still open count as complete.
+    pub fn all_due_arrived(&self, ledger: &Ledger) -> bool {
+        let rooms = ledger.rooms();
+        self.open.iter().chain(&self.left).all(|(room, w)| match (w.base, w.high) {
+            (Some(base), Some(high)) => {
+                rooms.get(room).is_none_or(|r| r.seqs.iter().all(|s| *s <= base || *s > high || w.seen.contains(s)))
+            }
+            _ => true,
+        })
+    }
+
     /// Closes every window (windows not yet left close at the ledger's high mark now) and
     /// returns what this subscriber received.
     pub fn finish(mut self, ledger: &Ledger) -> Subscriber {
+        for (room, w) in std::mem::take(&mut self.left) {
+            self.finish_window(room, w);
+        }
         let open = std::mem::take(&mut self.open);
         for (room, mut w) in open {
             if w.high.is_none() {
@@ -560,11 +586,44 @@ mod tests {
         w.message("r", 6);
         w.message("r", 7); // acknowledged after the leave: optional
         w.left("r", &l);
-        w.message("r", 8); // after the server confirmed the leave: outside any window
+        w.message("r", 8); // after the server confirmed the leave: still optional
         let d = l.tally(&[w.finish(&l)]);
         assert_eq!((d.expected, d.received, d.missing), (4, 4, 0));
-        assert_eq!((d.optional, d.unexpected), (1, 2));
+        assert_eq!((d.optional, d.unexpected), (2, 1));
         assert!(d.clean());
+    }
+
+    #[test]
+    fn a_due_message_that_arrives_after_the_confirmed_leave_still_counts_and_is_waited_for() {
+        // Two gateway processes: seq 3 was acknowledged before the leave, but crosses the
+        // node bus and arrives after the other process confirmed the `unsubscribe`.
+        let l = acked(1..=3);
+        let mut w = Windows::default();
+        w.subscribing("r");
+        w.subscribed("r", 0);
+        w.message("r", 1);
+        w.message("r", 2);
+        w.leaving("r", &l);
+        w.left("r", &l);
+        assert!(!w.all_due_arrived(&l), "3 is still due");
+        w.message("r", 3);
+        assert!(w.all_due_arrived(&l));
+        // Joining the room again starts a new window; the left one is final.
+        w.subscribing("r");
+        w.subscribed("r", 3);
+        assert!(w.all_due_arrived(&l), "an open window is not waited for");
+        let d = l.tally(&[w.finish(&l)]);
+        assert_eq!((d.expected, d.received, d.missing, d.windows), (3, 3, 0, 2));
+        assert!(d.clean());
+        // A due message that never arrives stays missing.
+        let mut w = Windows::default();
+        w.subscribing("r");
+        w.subscribed("r", 0);
+        w.leaving_all(&l);
+        w.message("r", 1);
+        assert!(!w.all_due_arrived(&l));
+        let d = l.tally(&[w.finish(&l)]);
+        assert_eq!((d.expected, d.received, d.missing), (3, 1, 2));
     }
 
     #[test]
