@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use std::path::Path;
 use std::time::Duration;
 use wsctl_handlers::admin::{AdminReply, AdminRequest};
-use wsctl_handlers::auth::{self, Scope, Scopes};
+use wsctl_handlers::auth::Scope;
 use wsctl_handlers::lambda::PublishResult;
 use wsctl_handlers::sender::{ManagementApiConfig, ManagementApiSender, Sender};
 use wsctl_handlers::smoke::{
@@ -163,7 +163,7 @@ impl CliStage<'_> {
 
 #[async_trait]
 impl SmokeStage for CliStage<'_> {
-    async fn create_key(&self, name: &str) -> Result<ProbeKey, StageCallError> {
+    async fn create_key(&self, name: &str, expires_at: u64) -> Result<ProbeKey, StageCallError> {
         async {
             match self.target {
                 Target::Local(_) => {
@@ -171,6 +171,8 @@ impl SmokeStage for CliStage<'_> {
                         name: name.to_owned(),
                         scopes: Scope::Subscribe.as_str().to_owned(),
                         max_connections: 0,
+                        room_prefix: Some(smoke::ROOM_PREFIX.to_owned()),
+                        expires_at: Some(expires_at),
                     };
                     match self.admin(request).await? {
                         AdminReply::KeyCreated { key, record } => Ok(ProbeKey { key_id: record.key_id, raw: key }),
@@ -178,7 +180,7 @@ impl SmokeStage for CliStage<'_> {
                     }
                 }
                 Target::Deployed(d) => {
-                    let new = auth::generate(name, Scopes::new(vec![Scope::Subscribe]), 0, now_ms());
+                    let new = smoke::probe_key(name, expires_at);
                     d.key_store().await?.create(&new.record).await.context("cannot write the API-keys table")?;
                     Ok(ProbeKey { key_id: new.record.key_id, raw: new.raw })
                 }
@@ -201,6 +203,24 @@ impl SmokeStage for CliStage<'_> {
                     let store = d.key_store().await?;
                     let revoked = store.revoke(key_id, now_ms()).await.context("cannot update the API-keys table")?;
                     revoked.map(|_| ()).ok_or_else(|| anyhow!("key {key_id} not found"))
+                }
+            }
+        }
+        .await
+        .map_err(call_error)
+    }
+
+    async fn delete_key(&self, key_id: &str) -> Result<(), StageCallError> {
+        async {
+            match self.target {
+                Target::Local(_) => match self.admin(AdminRequest::DeleteKey { key_id: key_id.to_owned() }).await? {
+                    AdminReply::KeyDeleted { .. } => Ok(()),
+                    other => Err(unexpected(&other)),
+                },
+                Target::Deployed(d) => {
+                    let store = d.key_store().await?;
+                    let deleted = store.delete(key_id).await.context("cannot delete from the API-keys table")?;
+                    deleted.map(|_| ()).ok_or_else(|| anyhow!("key {key_id} not found"))
                 }
             }
         }

@@ -53,13 +53,22 @@ async fn the_probe_measures_a_working_stage_and_a_dead_one() {
     assert_eq!(directive["Dimensions"], serde_json::json!([["Stage"]]));
     let names: Vec<&str> =
         directive["Metrics"].as_array().expect("metrics").iter().filter_map(|m| m["Name"].as_str()).collect();
-    for name in ["Success", "Failure", "connectMs", "deliverMs", "replayMs", "kickMs"] {
+    for name in [
+        "Success",
+        "Failure",
+        "connectMs",
+        "reject-outside-prefixMs",
+        "deliverMs",
+        "replayMs",
+        "kickMs",
+        "delete-keyMs",
+    ] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
         assert!(emf[name].is_number(), "{name} has no value: {emf}");
     }
 
     // A dead stage: the handler still answers (a failed journey is measured, not an
-    // error), Failure is 1, and the probe key is revoked in the table.
+    // error), Failure is 1, and no run leaves its probe key in the table.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let nobody = format!("ws://{}/live", dead.local_addr().expect("addr"));
     drop(dead);
@@ -76,6 +85,5 @@ async fn the_probe_measures_a_working_stage_and_a_dead_one() {
     let store = wsctl_handlers::store::dynamo::DynamoKeyStore::new(ddb, keys.clone());
     let probes: Vec<_> =
         store.list().await.expect("keys").into_iter().filter(|k| k.name.starts_with("smoke:")).collect();
-    assert_eq!(probes.len(), 4, "one key per run: {probes:?}");
-    assert!(probes.iter().all(|k| k.revoked_at.is_some()), "every probe key revoked: {probes:?}");
+    assert!(probes.is_empty(), "every run deletes its probe key: {probes:?}");
 }

@@ -21,11 +21,12 @@ use wsctl_handlers::smoke::{verdict, Step, StepStatus};
 use wsctl_testkit::TempDir;
 
 /// Every step of a run without `--hold`, in order.
-const STEPS: [&str; 13] = [
+const STEPS: [&str; 15] = [
     "create-key",
     "reject-no-key",
     "connect",
     "subscribe",
+    "reject-outside-prefix",
     "publish",
     "deliver",
     "publish-while-away",
@@ -35,6 +36,7 @@ const STEPS: [&str; 13] = [
     "kick",
     "revoke-key",
     "reject-revoked-key",
+    "delete-key",
 ];
 
 /// A stages directory whose local stage has `smoke` (YAML body of the section).
@@ -72,23 +74,25 @@ fn step<'a>(doc: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{name}: {doc}"))
 }
 
-/// The probe keys the gateway holds: (name, revoked).
-fn probe_keys(gw: &DevGateway) -> Vec<(String, bool)> {
-    let reply = gw.admin(serde_json::json!({"op": "list_keys"}));
-    reply["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .filter(|k| k["name"].as_str().is_some_and(|n| n.starts_with("smoke:")))
-        .map(|k| (k["name"].as_str().unwrap_or_default().to_owned(), !k["revokedAt"].is_null()))
-        .collect()
+/// The key ids `wsctl keys list --output json` shows, and those of them named as probe keys.
+fn key_ids(gw: &DevGateway) -> (Vec<String>, Vec<String>) {
+    let (code, out, err) = gw.cli(&["keys", "list", "--stage", "local", "--output", "json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let keys = doc["keys"].as_array().expect("keys");
+    let id = |k: &Value| k["keyId"].as_str().expect("keyId").to_owned();
+    let probes = keys.iter().filter(|k| k["name"].as_str().is_some_and(|n| n.starts_with("smoke:")));
+    (keys.iter().map(id).collect(), probes.map(id).collect())
 }
 
-/// Asserts the run left exactly `runs` probe keys, all revoked.
-fn assert_nothing_left(gw: &DevGateway, runs: usize) {
-    let keys = probe_keys(gw);
-    assert_eq!(keys.len(), runs, "one probe key per run: {keys:?}");
-    assert!(keys.iter().all(|(_, revoked)| *revoked), "every probe key is revoked: {keys:?}");
+/// Asserts the runs left no probe key: not in the listing, not in the key file, and the
+/// listing holds exactly the keys it held before (`before`).
+fn assert_nothing_left(gw: &DevGateway, before: &[String]) {
+    let (all, probes) = key_ids(gw);
+    assert!(probes.is_empty(), "probe keys left behind: {probes:?}");
+    assert_eq!(all, before, "the key store holds what it held before the runs");
+    let file = std::fs::read_to_string(gw.state.join("keys.json")).expect("key file");
+    assert!(!file.contains("smoke:"), "a probe key record in the key file:\n{file}");
 }
 
 /// Asserts a failed run: exit 1, `failedStep`, the step's status, and what it got.
@@ -101,18 +105,24 @@ fn assert_failed_at(code: i32, doc: &Value, name: &str, got: &str) {
     let text = s["got"].as_str().unwrap_or_default();
     assert!(text.contains(got), "{name} got {text:?}, expected it to mention {got:?}");
     assert!(!s["expected"].as_str().unwrap_or_default().is_empty(), "{s}");
-    // The key is revoked and refused even after a failure.
+    // The key is revoked, refused and deleted even after a failure.
     assert_eq!(step(doc, "revoke-key")["status"], "passed", "{doc}");
     assert_eq!(step(doc, "reject-revoked-key")["status"], "passed", "{doc}");
+    assert_eq!(step(doc, "delete-key")["status"], "passed", "{doc}");
 }
 
 #[test]
 fn smoke_passes_against_wsctl_dev_and_names_every_step() {
     let stages = generous();
     let gw = DevGateway::start_with(stages.path(), &[]);
+    let (before, _) = key_ids(&gw);
+    assert!(!before.is_empty(), "the dev key is listed");
     let (code, doc, err) = smoke(&gw, &[]);
     assert_eq!(code, 0, "{doc}\n{err}");
     assert_eq!(doc["ok"], true, "{doc}");
+    // The probe key may not leave its room prefix.
+    let outside = step(&doc, "reject-outside-prefix")["got"].as_str().unwrap_or_default().to_owned();
+    assert!(outside.starts_with("forbidden") && outside.contains("\"smoke:\""), "{outside}");
     assert_eq!(doc["stage"], "local");
     assert_eq!(doc["failedStep"], Value::Null);
     assert_eq!(doc["url"], gw.url.as_str());
@@ -134,13 +144,14 @@ fn smoke_passes_against_wsctl_dev_and_names_every_step() {
         assert!(out.lines().any(|l| l.split_whitespace().nth(1) == Some(name)), "{name} missing from\n{out}");
     }
     assert!(out.contains("smoke: ok"), "{out}");
-    assert_nothing_left(&gw, 2);
+    assert_nothing_left(&gw, &before);
 }
 
 #[test]
 fn hold_keeps_the_subscriber_and_a_gateway_that_stops_delivering_fails_at_deliver() {
     let stages = generous();
     let gw = DevGateway::start_with(stages.path(), &[]);
+    let (before, _) = key_ids(&gw);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     // Passes the server's text frames for 1 s after each connect, then drops them.
     let proxy = rt.block_on(Proxy::start(gw.addr, Fault::MuteAfter(Duration::from_secs(1))));
@@ -158,13 +169,14 @@ fn hold_keeps_the_subscriber_and_a_gateway_that_stops_delivering_fails_at_delive
     assert_eq!(doc["holdMs"], 2000);
     assert_failed_at(code, &doc, "deliver", "no message seq");
     assert_eq!(step(&doc, "replay")["status"], "skipped", "{doc}");
-    assert_nothing_left(&gw, 2);
+    assert_nothing_left(&gw, &before);
 }
 
 #[test]
 fn a_management_api_of_the_wrong_shape_fails_at_get_connection() {
     let stages = generous();
     let gw = DevGateway::start_with(stages.path(), &[]);
+    let (before, _) = key_ids(&gw);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let proxy = rt.block_on(Proxy::start(gw.addr, Fault::PascalCaseFields));
     let management = gw.management.replace(&gw.addr.to_string(), &proxy.addr.to_string());
@@ -174,20 +186,21 @@ fn a_management_api_of_the_wrong_shape_fails_at_get_connection() {
     assert!(got.contains("identity.userAgent missing"), "{got}");
     assert_eq!(step(&doc, "kick")["status"], "skipped", "{doc}");
     assert!(proxy.rewritten() > 0, "the proxy rewrote an answer");
-    assert_nothing_left(&gw, 1);
+    assert_nothing_left(&gw, &before);
 }
 
 #[test]
 fn a_gateway_with_auth_off_fails_at_reject_no_key() {
     let stages = generous();
     let gw = DevGateway::start_with(stages.path(), &[]);
+    let (before, _) = key_ids(&gw);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let proxy = rt.block_on(Proxy::start(gw.addr, Fault::AdmitKeyless(gw.key.clone())));
     let url = gw.url.replace(&gw.addr.to_string(), &proxy.addr.to_string());
     let (code, doc, _) = smoke(&gw, &["--url", &url]);
     assert_failed_at(code, &doc, "reject-no-key", "HTTP 101");
     assert_eq!(step(&doc, "connect")["status"], "skipped", "{doc}");
-    assert_nothing_left(&gw, 1);
+    assert_nothing_left(&gw, &before);
 
     // The text report names the failed step with what was expected.
     let (code, out, _) = gw.cli(&["smoke", "--stage", "local", "--url", &url]);
@@ -208,6 +221,7 @@ fn a_step_over_its_budget_fails_and_budgets_are_validated() {
     // End to end: every handshake answer is held 50 ms; a 5 ms connect budget cannot hold.
     let stages = stages_with("  connect_ms: 5\n  route_ms: 10000\n  delivery_ms: 10000\n");
     let gw = DevGateway::start_with(stages.path(), &[]);
+    let (before, _) = key_ids(&gw);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let proxy = rt.block_on(Proxy::start(gw.addr, Fault::DelayAnswer(Duration::from_millis(50))));
     let url = gw.url.replace(&gw.addr.to_string(), &proxy.addr.to_string());
@@ -221,7 +235,7 @@ fn a_step_over_its_budget_fails_and_budgets_are_validated() {
     let refused = step(&doc, "reject-revoked-key");
     assert_eq!(refused["status"], "failed", "{refused}");
     assert!(refused["got"].as_str().is_some_and(|g| g.starts_with("HTTP 403")), "{refused}");
-    assert_nothing_left(&gw, 1);
+    assert_nothing_left(&gw, &before);
 
     // Stage files: a budget out of range names the file and the key (as every stage key).
     let bad = stages_with("  connect_ms: 0\n");

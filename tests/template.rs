@@ -235,6 +235,7 @@ fn data_template_has_the_contracted_tables_and_retention() {
         let keys = &resource(&data, "ApiKeysTable")["Properties"];
         assert_eq!(keys["KeySchema"][0]["AttributeName"].as_str(), Some("keyHash"));
         assert_eq!(keys["GlobalSecondaryIndexes"][0]["IndexName"].as_str(), Some("byKeyId"));
+        assert_eq!(keys["TimeToLiveSpecification"]["AttributeName"].as_str(), Some("ttl"), "probe keys expire");
         let retain = stage == "prod";
         let expected = if retain { "Retain" } else { "Delete" };
         assert_eq!(conns["DeletionPolicy"].as_str(), Some(expected), "{stage}");

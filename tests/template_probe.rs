@@ -89,7 +89,7 @@ fn a_probe_stage_runs_the_probe_every_minute_and_alarms_below_its_slo() {
     assert_eq!(budget, serde_json::json!({"connect_ms": 100, "route_ms": 50, "delivery_ms": 800}));
 
     // Least privilege: publish only through the live alias, GET/DELETE @connections only,
-    // key writes on the keys table, connection reads on an index.
+    // key writes (create, revoke, delete) on the keys table, connection reads on an index.
     let publish = statements(&t, "ProbeRole", "publish");
     assert_eq!(actions(&publish[0]), ["lambda:InvokeFunction"]);
     assert_eq!(tagged(&publish[0]["Resource"], "!Ref"), "PublishAlias");
@@ -99,7 +99,10 @@ fn a_probe_stage_runs_the_probe_every_minute_and_alarms_below_its_slo() {
     assert_eq!(arns.len(), 2, "{arns:?}");
     assert!(arns.iter().all(|a| a.contains("/GET/@connections/") || a.contains("/DELETE/@connections/")), "{arns:?}");
     let tables = statements(&t, "ProbeRole", "tables");
-    assert_eq!(actions(&tables[0]), ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"]);
+    assert_eq!(
+        actions(&tables[0]),
+        ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"]
+    );
     assert_eq!(actions(&tables[1]), ["dynamodb:Query"]);
     assert!(
         tables[1]["Resource"]

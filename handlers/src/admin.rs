@@ -74,6 +74,12 @@ pub enum AdminRequest {
         /// Connection cap (0 = unlimited).
         #[serde(default)]
         max_connections: u32,
+        /// Limit the key to rooms starting with this prefix.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room_prefix: Option<String>,
+        /// The key stops connecting at this time, epoch ms.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<u64>,
     },
     /// Every key (hashes are not returned).
     ListKeys,
@@ -84,6 +90,12 @@ pub enum AdminRequest {
         /// Also close the key's live connections.
         #[serde(default)]
         disconnect: bool,
+    },
+    /// Delete a key's record for good (the smoke journey's last step; a live connection of
+    /// the key stays open until it ends, as after a revoke without `disconnect`).
+    DeleteKey {
+        /// Public key id.
+        key_id: String,
     },
 }
 
@@ -104,6 +116,12 @@ pub struct KeyView {
     /// Revocation time, epoch ms.
     #[serde(default)]
     pub revoked_at: Option<u64>,
+    /// The only rooms the key may name start with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_prefix: Option<String>,
+    /// When the key stops connecting, epoch ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 impl From<&KeyRecord> for KeyView {
@@ -115,6 +133,8 @@ impl From<&KeyRecord> for KeyView {
             max_connections: r.max_connections,
             created_at: r.created_at,
             revoked_at: r.revoked_at,
+            room_prefix: r.room_prefix.clone(),
+            expires_at: r.expires_at,
         }
     }
 }
@@ -189,6 +209,11 @@ pub enum AdminReply {
         /// Live connections closed.
         disconnected: usize,
     },
+    /// A key's record was deleted.
+    KeyDeleted {
+        /// The record as it was.
+        record: KeyView,
+    },
     /// The request failed.
     Error {
         /// Code.
@@ -207,6 +232,26 @@ fn page_limit(limit: usize) -> Result<usize, HandlerError> {
         return Err(HandlerError::new(ErrorCode::BadRequest, format!("limit must be 1..={MAX_PAGE}")));
     }
     Ok(limit)
+}
+
+/// A new key as [`AdminRequest::CreateKey`] asks for it, its scopes and room prefix
+/// checked (`bad_request` naming what is wrong). Every path that creates keys for
+/// operators goes through it.
+pub fn new_key(
+    name: &str,
+    scopes: &str,
+    limits: auth::KeyLimits,
+    max_room_name_len: usize,
+) -> Result<auth::NewKey, HandlerError> {
+    let scopes = Scopes::parse_list(scopes).map_err(|e| HandlerError::new(ErrorCode::BadRequest, e))?;
+    if scopes.as_slice().is_empty() {
+        return Err(HandlerError::new(ErrorCode::BadRequest, "a key needs at least one scope (subscribe, publish)"));
+    }
+    if let Some(prefix) = &limits.room_prefix {
+        auth::validate_room_prefix(prefix, max_room_name_len)
+            .map_err(|e| HandlerError::new(ErrorCode::BadRequest, e))?;
+    }
+    Ok(auth::generate(name, scopes, limits, now_ms()))
 }
 
 impl Services {
@@ -298,15 +343,9 @@ impl Services {
                     .map_err(|e| HandlerError::new(ErrorCode::BadRequest, format!("data: {e}")))?;
                 Ok(AdminReply::Published { report: self.publish(&room, &raw).await? })
             }
-            AdminRequest::CreateKey { name, scopes, max_connections } => {
-                let scopes = Scopes::parse_list(&scopes).map_err(|e| HandlerError::new(ErrorCode::BadRequest, e))?;
-                if scopes.as_slice().is_empty() {
-                    return Err(HandlerError::new(
-                        ErrorCode::BadRequest,
-                        "a key needs at least one scope (subscribe, publish)",
-                    ));
-                }
-                let new = auth::generate(&name, scopes, max_connections, now_ms());
+            AdminRequest::CreateKey { name, scopes, max_connections, room_prefix, expires_at } => {
+                let limits = auth::KeyLimits { max_connections, room_prefix, expires_at };
+                let new = new_key(&name, &scopes, limits, self.limits.max_room_name_len)?;
                 self.keys.create(&new.record).await?;
                 tracing::info!(key_id = %new.record.key_id, "API key created");
                 Ok(AdminReply::KeyCreated { record: KeyView::from(&new.record), key: new.raw })
@@ -339,6 +378,11 @@ impl Services {
                     }
                 }
                 Ok(AdminReply::KeyRevoked { record: KeyView::from(&rec), disconnected })
+            }
+            AdminRequest::DeleteKey { key_id } => {
+                let rec = self.keys.delete(&key_id).await?.ok_or_else(|| not_found(&format!("key {key_id}")))?;
+                tracing::info!(key_id = %key_id, "API key deleted");
+                Ok(AdminReply::KeyDeleted { record: KeyView::from(&rec) })
             }
         }
     }

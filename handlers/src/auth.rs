@@ -116,6 +116,13 @@ pub struct KeyRecord {
     /// Revocation time, epoch ms, if revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<u64>,
+    /// The only rooms the key may name: those starting with this prefix (None: any room).
+    /// Records written before the field existed read as None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_prefix: Option<String>,
+    /// After this time (epoch ms) the key no longer connects, as if revoked (None: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 impl KeyRecord {
@@ -123,10 +130,38 @@ impl KeyRecord {
     pub fn is_revoked(&self) -> bool {
         self.revoked_at.is_some()
     }
+
+    /// Whether the key is past its expiry at `now_ms`.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now_ms)
+    }
+}
+
+/// What a new key may do besides its scopes: where and until when.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyLimits {
+    /// Live connections the key may hold at once (0 = unlimited).
+    pub max_connections: u32,
+    /// See [`KeyRecord::room_prefix`].
+    pub room_prefix: Option<String>,
+    /// See [`KeyRecord::expires_at`].
+    pub expires_at: Option<u64>,
+}
+
+/// Checks a room prefix given for a key: non-empty, at most `max_len` characters, and
+/// made of the characters room names are (a prefix may end in `:` or mid-segment).
+pub fn validate_room_prefix(prefix: &str, max_len: usize) -> Result<(), String> {
+    if prefix.is_empty() {
+        return Err("a room prefix must not be empty (leave it out for every room)".into());
+    }
+    // A prefix is a valid room name once a segment is completed after it.
+    let probe = format!("{prefix}x");
+    crate::room::validate(&probe, max_len.saturating_add(1))
+        .map_err(|e| format!("room prefix {prefix:?} cannot begin any room name: {e}"))
 }
 
 /// Generates a fresh key with 256 bits from the OS RNG.
-pub fn generate(name: &str, scopes: Scopes, max_connections: u32, now_ms: u64) -> NewKey {
+pub fn generate(name: &str, scopes: Scopes, limits: KeyLimits, now_ms: u64) -> NewKey {
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
     let raw = format!("{KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret));
@@ -137,9 +172,11 @@ pub fn generate(name: &str, scopes: Scopes, max_connections: u32, now_ms: u64) -
         key_id: format!("key_{}", hex::encode(id)),
         name: name.to_owned(),
         scopes,
-        max_connections,
+        max_connections: limits.max_connections,
         created_at: now_ms,
         revoked_at: None,
+        room_prefix: limits.room_prefix,
+        expires_at: limits.expires_at,
     };
     NewKey { raw, record }
 }
@@ -164,6 +201,22 @@ pub struct Identity {
     pub scopes: Scopes,
     /// The key's connection cap (0 = unlimited).
     pub max_connections: u32,
+    /// The key's room prefix, if it is limited to one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_prefix: Option<String>,
+}
+
+impl Identity {
+    /// Refuses a room outside the key's prefix with `forbidden`, naming the prefix.
+    pub fn may_name(&self, room: &str) -> Result<(), crate::error::HandlerError> {
+        match &self.room_prefix {
+            Some(prefix) if !room.starts_with(prefix.as_str()) => Err(crate::error::HandlerError::new(
+                crate::protocol::ErrorCode::Forbidden,
+                format!("this API key is limited to rooms starting with {prefix:?}; {room:?} is outside it"),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Why a connect was refused; maps to 401 (no key) or 403 (bad key).
@@ -179,6 +232,9 @@ pub enum Denied {
     /// never reveals that a key exists or once did (logs keep the difference).
     #[error("invalid API key")]
     Revoked,
+    /// The key is past its expiry; told to the client as an unknown key, like [`Denied::Revoked`].
+    #[error("invalid API key")]
+    Expired,
     /// The key already holds its maximum number of connections.
     #[error("API key is at its limit of {0} connections")]
     ConnectionCap(u32),
@@ -208,8 +264,8 @@ mod tests {
 
     #[test]
     fn generated_keys_are_random_and_hash_only_is_kept() {
-        let a = generate("a", Scopes::new(vec![Scope::Subscribe]), 0, 1);
-        let b = generate("b", Scopes::new(vec![Scope::Subscribe]), 0, 1);
+        let a = generate("a", Scopes::new(vec![Scope::Subscribe]), KeyLimits::default(), 1);
+        let b = generate("b", Scopes::new(vec![Scope::Subscribe]), KeyLimits::default(), 1);
         assert_ne!(a.raw, b.raw);
         assert!(a.raw.starts_with(KEY_PREFIX));
         assert_eq!(a.raw.len(), KEY_PREFIX.len() + 43);
@@ -224,6 +280,39 @@ mod tests {
         let s = Scopes::parse_list("publish, subscribe,publish").unwrap();
         assert_eq!(s.to_string(), "subscribe,publish");
         assert!(Scopes::parse_list("admin").unwrap_err().contains("admin"));
+    }
+
+    #[test]
+    fn a_room_prefix_limits_the_rooms_a_key_names() {
+        let identity = |room_prefix: Option<&str>| Identity {
+            key_id: "key_1".into(),
+            scopes: Scopes::new(vec![Scope::Subscribe]),
+            max_connections: 0,
+            room_prefix: room_prefix.map(str::to_owned),
+        };
+        let limited = identity(Some("smoke:"));
+        assert!(limited.may_name("smoke:probe").is_ok());
+        let err = limited.may_name("smoke-outside:probe").unwrap_err();
+        assert_eq!(err.code, crate::protocol::ErrorCode::Forbidden);
+        assert!(err.message.contains("\"smoke:\""), "{}", err.message);
+        assert!(identity(None).may_name("anything:at-all").is_ok());
+
+        assert!(validate_room_prefix("tenant-a:", 128).is_ok());
+        assert!(validate_room_prefix("tenant", 128).is_ok(), "a prefix may end mid-segment");
+        assert!(validate_room_prefix("", 128).is_err());
+        assert!(validate_room_prefix("a::", 128).is_err());
+        assert!(validate_room_prefix("a b", 128).is_err());
+    }
+
+    #[test]
+    fn records_written_before_prefix_and_expiry_read_as_unlimited() {
+        let old =
+            r#"{"keyHash":"ab","keyId":"key_1","name":"n","scopes":["subscribe"],"maxConnections":0,"createdAt":1}"#;
+        let record: KeyRecord = serde_json::from_str(old).unwrap();
+        assert_eq!((record.room_prefix, record.expires_at), (None, None));
+        let mut new = generate("p", Scopes::new(vec![Scope::Subscribe]), KeyLimits::default(), 1).record;
+        new.expires_at = Some(10);
+        assert!(!new.is_expired(9) && new.is_expired(10));
     }
 
     #[test]

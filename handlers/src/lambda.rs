@@ -245,6 +245,8 @@ pub fn identity_of(event: &ApiGatewayWebsocketProxyRequest) -> Option<Identity> 
         key_id: field("keyId")?,
         scopes: Scopes::parse_list(&field("scopes").unwrap_or_default()).ok()?,
         max_connections: field("maxConnections").and_then(|v| v.parse().ok()).unwrap_or(0),
+        // Absent (not "") for a key without a prefix: context values cannot be null.
+        room_prefix: field("roomPrefix"),
     })
 }
 
@@ -289,15 +291,17 @@ pub async fn authorizer(
         r
     };
     match svc.authorize(crate::auth::extract_key(query, header)).await {
-        Ok(identity) => Ok(answer(
-            identity.key_id.clone(),
-            IamPolicyEffect::Allow,
-            serde_json::json!({
+        Ok(identity) => {
+            let mut context = serde_json::json!({
                 "keyId": identity.key_id,
                 "scopes": identity.scopes.to_string(),
                 "maxConnections": identity.max_connections.to_string(),
-            }),
-        )),
+            });
+            if let Some(prefix) = &identity.room_prefix {
+                context["roomPrefix"] = prefix.clone().into();
+            }
+            Ok(answer(identity.key_id.clone(), IamPolicyEffect::Allow, context))
+        }
         Err(ConnectError::Denied(why)) => {
             tracing::info!(reason = %why, "connect denied");
             Ok(answer("denied".into(), IamPolicyEffect::Deny, serde_json::json!({})))

@@ -184,7 +184,7 @@ impl Services {
     }
 
     /// The authorizer: checks the raw key (by its hash, compared in constant time), its
-    /// revocation and its connection cap.
+    /// revocation, its expiry and its connection cap.
     pub async fn authorize(&self, raw_key: Option<&str>) -> Result<Identity, ConnectError> {
         let raw = raw_key.ok_or(Denied::MissingKey)?;
         if !raw.starts_with(auth::KEY_PREFIX) || raw.len() > 128 {
@@ -198,12 +198,20 @@ impl Services {
         if record.is_revoked() {
             return Err(Denied::Revoked.into());
         }
+        if record.is_expired(now_ms()) {
+            return Err(Denied::Expired.into());
+        }
         if record.max_connections > 0
             && self.connections.count_by_key(&record.key_id).await? >= u64::from(record.max_connections)
         {
             return Err(Denied::ConnectionCap(record.max_connections).into());
         }
-        Ok(Identity { key_id: record.key_id, scopes: record.scopes, max_connections: record.max_connections })
+        Ok(Identity {
+            key_id: record.key_id,
+            scopes: record.scopes,
+            max_connections: record.max_connections,
+            room_prefix: record.room_prefix,
+        })
     }
 
     /// `$connect`: claims one of the key's connection slots (when it has a cap: atomic in
@@ -376,6 +384,7 @@ impl Services {
             Request::Subscribe { room, since } => {
                 Self::require(caller.identity, Scope::Subscribe)?;
                 let room = self.room(&room)?;
+                caller.identity.may_name(room.as_str())?;
                 let max = self.limits.max_rooms_per_connection;
                 let sub = self.rooms.subscribe(caller.connection_id, &room, since, max).await.map_err(|e| match e {
                     SubscribeError::TooManyRooms(n) => HandlerError::new(
@@ -420,6 +429,7 @@ impl Services {
             }
             Request::Unsubscribe { room } => {
                 let room = self.room(&room)?;
+                caller.identity.may_name(room.as_str())?;
                 self.rooms.unsubscribe(caller.connection_id, &room).await?;
                 Ok(vec![Reply::Unsubscribed { room: room.as_str(), id }.encode()])
             }
@@ -429,6 +439,7 @@ impl Services {
             }
             Request::Publish { room, data } => {
                 Self::require(caller.identity, Scope::Publish)?;
+                caller.identity.may_name(&room)?;
                 let report = self.publish_as(&room, data, Some(&caller.identity.key_id)).await?;
                 Ok(vec![
                     Reply::Published { room: &report.room, seq: report.seq, delivered: report.delivered, id }.encode()

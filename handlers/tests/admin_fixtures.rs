@@ -95,6 +95,7 @@ impl Run {
             key_id: format!("key_{p}"),
             scopes: Scopes::new(vec![Scope::Subscribe, Scope::Publish]),
             max_connections: 0,
+            room_prefix: None,
         };
         let ids = [format!("{p}A"), format!("{p}B"), format!("{p}C")];
         let subscriptions = [(0, "protocol:aave"), (1, "protocol:aave"), (1, "chain:ethereum"), (2, "chain:ethereum")];

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use wsctl_handlers::admin::{AdminReply, AdminRequest};
 use wsctl_handlers::lambda::{self, PublishEvent, PublishResult};
 use wsctl_handlers::limits::Limits;
-use wsctl_handlers::protocol::Frame;
+use wsctl_handlers::protocol::{ErrorCode, Frame};
 use wsctl_handlers::sender::{LiveInfo, SendError, SendOutcome, Sender};
 use wsctl_handlers::service::Services;
 use wsctl_handlers::store::dynamo::{self, DynamoConnectionStore, DynamoKeyStore};
@@ -131,7 +131,13 @@ fn body_json(resp: &ApiGatewayProxyResponse) -> Value {
 }
 
 async fn create_key(svc: &Services, scopes: &str) -> (String, String) {
-    let req = AdminRequest::CreateKey { name: "fixture".into(), scopes: scopes.into(), max_connections: 0 };
+    let req = AdminRequest::CreateKey {
+        name: "fixture".into(),
+        scopes: scopes.into(),
+        max_connections: 0,
+        room_prefix: None,
+        expires_at: None,
+    };
     match svc.admin(req).await {
         AdminReply::KeyCreated { key, record } => (key, record.key_id),
         other => panic!("{other:?}"),
@@ -150,6 +156,7 @@ async fn authorizer_cases(b: &Backend) {
         assert!(doc["policyDocument"]["Statement"][0]["Resource"][0].as_str().unwrap().ends_with("/$connect"));
         assert_eq!(doc["context"]["keyId"], key_id.as_str());
         assert_eq!(doc["context"]["scopes"], "subscribe");
+        assert!(doc["context"].get("roomPrefix").is_none(), "a key without a prefix passes none: {doc}");
         // The raw key never appears in what the authorizer returns.
         assert!(!doc.to_string().contains(&raw));
         let deny = lambda::authorizer(b.services.clone(), ev(fixture, "wsk_not-a-real-key")).await.expect("deny");
@@ -166,7 +173,13 @@ async fn authorizer_cases(b: &Backend) {
 
     // A key at its connection cap: Deny from the authorizer, 403 from $connect (a connect
     // racing past the authorizer), neither a function error.
-    let req = AdminRequest::CreateKey { name: "capped".into(), scopes: "subscribe".into(), max_connections: 1 };
+    let req = AdminRequest::CreateKey {
+        name: "capped".into(),
+        scopes: "subscribe".into(),
+        max_connections: 1,
+        room_prefix: None,
+        expires_at: None,
+    };
     let AdminReply::KeyCreated { key: capped, record } = b.services.admin(req).await else { panic!("create key") };
     let mut first = ws_event("connect.json", &unique("cap-"), &record.key_id);
     first.request_context.authorizer.fields.insert("maxConnections".into(), "1".into());
@@ -276,10 +289,93 @@ async fn lifecycle(b: &Backend) {
     assert_eq!(delta, [3, 1, 1], "connects, disconnects, prunes ({})", b.name);
 }
 
+/// A key limited to a room prefix, from creation through the authorizer's context to
+/// `$default`: subscribe and publish inside the prefix pass, outside it are `forbidden`
+/// naming the prefix. Then an expired key is denied and a deleted one is gone.
+async fn key_limit_cases(b: &Backend) {
+    let svc = &b.services;
+    let now = wsctl_handlers::store::now_ms();
+    let prefix = format!("{}:", unique("tenant-"));
+    let create = |room_prefix: Option<String>, expires_at: Option<u64>| AdminRequest::CreateKey {
+        name: "limited".into(),
+        scopes: "subscribe,publish".into(),
+        max_connections: 0,
+        room_prefix,
+        expires_at,
+    };
+    let AdminReply::KeyCreated { key: raw, record } =
+        svc.admin(create(Some(prefix.clone()), Some(now + 3_600_000))).await
+    else {
+        panic!("create key ({})", b.name)
+    };
+    assert_eq!(record.room_prefix.as_deref(), Some(prefix.as_str()));
+    let authorize = |key: &str| {
+        let ev: ApiGatewayCustomAuthorizerRequestTypeRequest =
+            serde_json::from_str(&apigw_fixture("authorizer_header.json").replace("REPLACE_KEY", key)).unwrap();
+        let svc = svc.clone();
+        async move { serde_json::to_value(lambda::authorizer(svc, ev).await.expect("an answer")).unwrap() }
+    };
+    let allow = authorize(&raw).await;
+    assert_eq!(allow["policyDocument"]["Statement"][0]["Effect"], "Allow", "{} {allow}", b.name);
+    assert_eq!(allow["context"]["roomPrefix"], prefix.as_str(), "{allow}");
+
+    // $default with the context API Gateway passes on: exactly the authorizer's.
+    let conn = unique("limited-");
+    let send = |fixture: &str, body: String| {
+        let mut ev = ws_event(fixture, &conn, &record.key_id);
+        ev.request_context.authorizer.fields =
+            allow["context"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        ev.body = Some(body);
+        let svc = svc.clone();
+        async move { body_json(&lambda::message(svc, ev).await.unwrap()) }
+    };
+    let inside = format!("{prefix}room");
+    let outside = format!("{}:room", unique("tenant-"));
+    for room in [&inside, &outside] {
+        let sub = send("message_subscribe.json", format!(r#"{{"action":"subscribe","room":"{room}"}}"#)).await;
+        let publish =
+            send("message_publish.json", format!(r#"{{"action":"publish","room":"{room}","data":{{"n":1}}}}"#)).await;
+        if room == &inside {
+            assert_eq!(sub["type"], "subscribed", "{}: {sub}", b.name);
+            assert_eq!(publish["type"], "published", "{}: {publish}", b.name);
+        } else {
+            for reply in [&sub, &publish] {
+                assert_eq!(reply["code"], "forbidden", "{}: {reply}", b.name);
+                let message = reply["message"].as_str().unwrap();
+                assert!(message.contains(&prefix), "the refusal names the prefix: {message}");
+            }
+        }
+    }
+    assert_eq!(b.rooms.rooms_of(&conn).await.unwrap(), vec![inside.clone()], "{}", b.name);
+
+    // A prefix no room name can start with is refused at creation.
+    let bad = svc.admin(create(Some("a::".into()), None)).await;
+    assert!(matches!(bad, AdminReply::Error { .. }), "{bad:?}");
+
+    // Past its expiry a key is denied like a revoked one.
+    let AdminReply::KeyCreated { key: expired, .. } = svc.admin(create(None, Some(now - 1))).await else {
+        panic!("create expired key")
+    };
+    let deny = authorize(&expired).await;
+    assert_eq!(deny["policyDocument"]["Statement"][0]["Effect"], "Deny", "{} {deny}", b.name);
+
+    // A deleted key is gone from the store and the listing, and no longer connects.
+    let deleted = svc.admin(AdminRequest::DeleteKey { key_id: record.key_id.clone() }).await;
+    assert!(matches!(deleted, AdminReply::KeyDeleted { .. }), "{deleted:?}");
+    assert!(svc.keys.get_by_id(&record.key_id).await.unwrap().is_none(), "{}", b.name);
+    let AdminReply::Keys { keys } = svc.admin(AdminRequest::ListKeys).await else { panic!("list keys") };
+    assert!(keys.iter().all(|k| k.key_id != record.key_id), "{}", b.name);
+    let deny = authorize(&raw).await;
+    assert_eq!(deny["policyDocument"]["Statement"][0]["Effect"], "Deny", "{} {deny}", b.name);
+    let again = svc.admin(AdminRequest::DeleteKey { key_id: record.key_id.clone() }).await;
+    assert!(matches!(again, AdminReply::Error { code: ErrorCode::NotFound, .. }), "{again:?}");
+}
+
 #[tokio::test]
 async fn handlers_on_memory_stores() {
     let b = memory_backend();
     authorizer_cases(&b).await;
+    key_limit_cases(&b).await;
     lifecycle(&b).await;
 }
 
@@ -287,6 +383,7 @@ async fn handlers_on_memory_stores() {
 async fn handlers_on_redis_and_dynamodb() {
     let b = aws_backend().await;
     authorizer_cases(&b).await;
+    key_limit_cases(&b).await;
     lifecycle(&b).await;
 }
 

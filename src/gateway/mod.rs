@@ -254,6 +254,8 @@ async fn ensure_dev_key(services: &Services, state: &LocalState) -> Result<Strin
         name: "local dev key".into(),
         scopes: "subscribe,publish".into(),
         max_connections: 0,
+        room_prefix: None,
+        expires_at: None,
     };
     match services.admin(request).await {
         AdminReply::KeyCreated { key, .. } => {

@@ -5,8 +5,9 @@
 
 use super::target::{Admin, AdminError, Answer, Deployed};
 use anyhow::{anyhow, Context};
-use wsctl_handlers::admin::{AdminReply, AdminRequest, KeyView, MAX_PAGE};
-use wsctl_handlers::auth::{self, Scopes};
+use wsctl_handlers::admin::{self, AdminReply, AdminRequest, KeyView, MAX_PAGE};
+use wsctl_handlers::auth::KeyLimits;
+use wsctl_handlers::limits::Limits;
 use wsctl_handlers::protocol::ErrorCode;
 use wsctl_handlers::sender::Sender;
 use wsctl_handlers::store::{now_ms, ConnectionStore, KeyStore};
@@ -18,6 +19,7 @@ pub fn serves(request: &AdminRequest) -> bool {
         AdminRequest::CreateKey { .. }
             | AdminRequest::ListKeys
             | AdminRequest::RevokeKey { .. }
+            | AdminRequest::DeleteKey { .. }
             | AdminRequest::KickConnection { .. }
     )
 }
@@ -25,9 +27,15 @@ pub fn serves(request: &AdminRequest) -> bool {
 /// Serves one of the requests [`serves`] names on the stage's tables and management API.
 pub async fn call(d: &Deployed, request: &AdminRequest) -> Result<Answer, AdminError> {
     let (reply, warnings) = match request {
-        AdminRequest::CreateKey { name, scopes, max_connections } => {
-            (create_key(d, name, scopes, *max_connections).await?, Vec::new())
+        AdminRequest::CreateKey { name, scopes, max_connections, room_prefix, expires_at } => {
+            let limits = KeyLimits {
+                max_connections: *max_connections,
+                room_prefix: room_prefix.clone(),
+                expires_at: *expires_at,
+            };
+            (create_key(d, name, scopes, limits).await?, Vec::new())
         }
+        AdminRequest::DeleteKey { key_id } => (delete_key(d, key_id).await?, Vec::new()),
         AdminRequest::ListKeys => (list_keys(d).await?, Vec::new()),
         AdminRequest::RevokeKey { key_id, disconnect } => (revoke_key(d, key_id, *disconnect).await?, Vec::new()),
         AdminRequest::KickConnection { connection_id } => {
@@ -40,15 +48,28 @@ pub async fn call(d: &Deployed, request: &AdminRequest) -> Result<Answer, AdminE
     Ok(Answer { reply, warnings })
 }
 
-async fn create_key(d: &Deployed, name: &str, scopes: &str, max_connections: u32) -> Result<AdminReply, AdminError> {
-    let scopes = Scopes::parse_list(scopes).map_err(|e| AdminError::refused(ErrorCode::BadRequest, e.to_string()))?;
-    let new = auth::generate(name, scopes, max_connections, now_ms());
+async fn create_key(d: &Deployed, name: &str, scopes: &str, limits: KeyLimits) -> Result<AdminReply, AdminError> {
+    // The stage's own `max_room_name_len` lives in its handlers' environment; a prefix
+    // longer than a stage allows only means no room of it can be named.
+    let new = admin::new_key(name, scopes, limits, Limits::default().max_room_name_len)
+        .map_err(|e| AdminError::refused(e.code, e.message))?;
     d.key_store()
         .await?
         .create(&new.record)
         .await
         .with_context(|| format!("cannot write the API-keys table of stage '{}'", d.stage))?;
     Ok(AdminReply::KeyCreated { key: new.raw, record: KeyView::from(&new.record) })
+}
+
+async fn delete_key(d: &Deployed, id: &str) -> Result<AdminReply, AdminError> {
+    let record = d
+        .key_store()
+        .await?
+        .delete(id)
+        .await
+        .with_context(|| format!("cannot delete from the API-keys table of stage '{}'", d.stage))?
+        .ok_or_else(|| AdminError::refused(ErrorCode::NotFound, format!("key {id} not found")))?;
+    Ok(AdminReply::KeyDeleted { record: KeyView::from(&record) })
 }
 
 async fn list_keys(d: &Deployed) -> Result<AdminReply, AdminError> {

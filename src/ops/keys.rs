@@ -37,6 +37,8 @@ pub struct CreateArgs {
     pub scopes: String,
     /// Live connections the key may hold at once (0 = unlimited).
     pub max_connections: u32,
+    /// Limit the key to rooms starting with this.
+    pub room_prefix: Option<String>,
 }
 
 /// `wsctl keys list`
@@ -89,6 +91,8 @@ struct KeyJson<'a> {
     max_connections: u32,
     created_at: u64,
     revoked_at: Option<u64>,
+    room_prefix: Option<&'a str>,
+    expires_at: Option<u64>,
 }
 
 impl<'a> From<&'a KeyView> for KeyJson<'a> {
@@ -100,6 +104,8 @@ impl<'a> From<&'a KeyView> for KeyJson<'a> {
             max_connections: k.max_connections,
             created_at: k.created_at,
             revoked_at: k.revoked_at,
+            room_prefix: k.room_prefix.as_deref(),
+            expires_at: k.expires_at,
         }
     }
 }
@@ -122,6 +128,8 @@ async fn create(stages: &Path, aws: &AwsTarget, ui: &Ui, args: CreateArgs) -> Re
         name: args.name.clone(),
         scopes: scopes.to_string(),
         max_connections: args.max_connections,
+        room_prefix: args.room_prefix.clone(),
+        expires_at: None,
     };
     let (key, record) = match target.call(&request).await?.reply {
         AdminReply::KeyCreated { key, record } => (key, record),
@@ -132,18 +140,24 @@ async fn create(stages: &Path, aws: &AwsTarget, ui: &Ui, args: CreateArgs) -> Re
     ui.emit(&with_target(&created, &written_to)?, || {
         let r = &created.record;
         println!(
-            "created {} ({:?}) on stage {}: scopes {}, max connections {}",
+            "created {} ({:?}) on stage {}: scopes {}, max connections {}, rooms {}",
             r.key_id,
             r.name,
             created.stage,
             r.scopes,
-            cap(r.max_connections)
+            cap(r.max_connections),
+            rooms(r)
         );
         println!("API key (shown once; store it now, it cannot be shown again):");
         println!("{}", created.key);
         Ok(())
     })?;
     Ok(Outcome::Success)
+}
+
+/// The rooms a key may name, as text: `PREFIX*` or `any`.
+fn rooms(k: &KeyView) -> String {
+    k.room_prefix.as_ref().map_or_else(|| "any".into(), |p| format!("{p}*"))
 }
 
 fn cap(max: u32) -> String {
@@ -171,12 +185,16 @@ async fn list(stages: &Path, aws: &AwsTarget, ui: &Ui, args: ListArgs) -> Result
             "keys": keys.iter().map(KeyJson::from).collect::<Vec<_>>(),
         }),
         || {
-            let mut table = Table::new(&["KEY ID", "NAME", "SCOPES", "MAX CONN", "CREATED", "REVOKED"], &["NAME"]);
+            let mut table = Table::new(
+                &["KEY ID", "NAME", "SCOPES", "ROOMS", "MAX CONN", "CREATED", "REVOKED"],
+                &["NAME", "ROOMS"],
+            );
             for k in &keys {
                 table.row(vec![
                     k.key_id.clone(),
                     k.name.clone(),
                     k.scopes.clone(),
+                    rooms(k),
                     cap(k.max_connections),
                     utc(k.created_at),
                     k.revoked_at.map_or_else(|| "-".into(), utc),

@@ -496,9 +496,16 @@ mod tests {
     #[test]
     fn a_deployed_stage_serves_keys_and_kicks_itself_and_the_rest_through_its_admin_function() {
         let direct = [
-            AdminRequest::CreateKey { name: "n".into(), scopes: "publish".into(), max_connections: 0 },
+            AdminRequest::CreateKey {
+                name: "n".into(),
+                scopes: "publish".into(),
+                max_connections: 0,
+                room_prefix: None,
+                expires_at: None,
+            },
             AdminRequest::ListKeys,
             AdminRequest::RevokeKey { key_id: "key_1".into(), disconnect: true },
+            AdminRequest::DeleteKey { key_id: "key_1".into() },
             AdminRequest::KickConnection { connection_id: "c1".into() },
         ];
         assert!(direct.iter().all(super::super::deployed::serves));

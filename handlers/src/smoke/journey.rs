@@ -2,8 +2,8 @@
 //! their verdicts. Everything stage-specific goes through [`SmokeStage`].
 
 use super::{
-    verdict, Budget, ProbeKey, SmokeConfig, SmokeReport, SmokeStage, Step, StepReport, StepStatus, PROBE_ROOM,
-    STEP_TIMEOUT,
+    verdict, Budget, ProbeKey, SmokeConfig, SmokeReport, SmokeStage, Step, StepReport, StepStatus, KEY_LIFETIME,
+    PROBE_ROOM, ROOM_PREFIX, STEP_TIMEOUT,
 };
 use crate::store::now_ms;
 use futures_util::{SinkExt, StreamExt};
@@ -16,12 +16,16 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// A room just outside [`ROOM_PREFIX`] (it shares the prefix's first letters, not the
+/// prefix), which the probe key must not enter.
+const OUTSIDE_ROOM: &str = "smoke-outside:probe";
+
 /// How far `connectedAt` may be from this host's clock before it is called wrong (clock
 /// skew between a CI runner and AWS is seconds; a unit mix-up is years).
 const CLOCK_SLACK_MS: i64 = 5 * 60 * 1000;
 
 /// Runs the journey against `stage`; never fails as a whole: every problem is a step's
-/// `got`. The probe key is revoked whenever it was created.
+/// `got`. The probe key is revoked and deleted whenever it was created.
 pub async fn run(stage: &dyn SmokeStage, config: &SmokeConfig) -> SmokeReport {
     let started_at = now_ms();
     let mut j = Journey { budget: config.budget, steps: Vec::new() };
@@ -32,16 +36,17 @@ pub async fn run(stage: &dyn SmokeStage, config: &SmokeConfig) -> SmokeReport {
     // create-key
     let t = Instant::now();
     let name = format!("{}{marker}", super::KEY_NAME_PREFIX);
+    let expires_at = started_at.saturating_add((config.hold + KEY_LIFETIME).as_millis() as u64);
     let outcome = stage
-        .create_key(&name)
+        .create_key(&name, expires_at)
         .await
         .map(|k| {
-            let got = format!("{} (subscribe only)", k.key_id);
+            let got = format!("{} (subscribe only, rooms {ROOM_PREFIX}*)", k.key_id);
             (k, got)
         })
         .map_err(|e| e.to_string());
-    let key: Option<ProbeKey> =
-        j.record(Step::CreateKey, "a new subscribe-only probe key".into(), outcome, t.elapsed());
+    let expected = format!("a new subscribe-only probe key limited to rooms {ROOM_PREFIX}*");
+    let key: Option<ProbeKey> = j.record(Step::CreateKey, expected, outcome, t.elapsed());
 
     // reject-no-key
     if j.gate(Step::RejectNoKey, "HTTP 401 or 403") {
@@ -78,6 +83,14 @@ pub async fn run(stage: &dyn SmokeStage, config: &SmokeConfig) -> SmokeReport {
             (seq, format!("subscribed at seq {seq}"))
         });
         subscribed_seq = j.record(Step::Subscribe, expected, outcome, t.elapsed());
+    }
+
+    // reject-outside-prefix
+    let expected = format!("`forbidden` for {OUTSIDE_ROOM}, naming {ROOM_PREFIX:?}");
+    if let (true, Some(ws)) = (j.gate(Step::RejectOutsidePrefix, &expected), ws.as_mut()) {
+        let t = Instant::now();
+        let outcome = subscribe_outside(ws).await.map(|message| ((), message));
+        j.record::<()>(Step::RejectOutsidePrefix, expected, outcome, t.elapsed());
     }
 
     // hold
@@ -211,6 +224,17 @@ pub async fn run(stage: &dyn SmokeStage, config: &SmokeConfig) -> SmokeReport {
             j.record(Step::RejectRevokedKey, expected, outcome, elapsed);
         }
         None => j.skip(Step::RejectRevokedKey, expected),
+    }
+
+    // delete-key: always, once the key exists (also when the revocation failed).
+    let expected = "the probe key's record deleted".to_owned();
+    match &key {
+        Some(k) => {
+            let t = Instant::now();
+            let outcome = stage.delete_key(&k.key_id).await.map(|()| ((), format!("deleted {}", k.key_id)));
+            j.record::<()>(Step::DeleteKey, expected, outcome.map_err(|e| e.to_string()), t.elapsed());
+        }
+        None => j.skip(Step::DeleteKey, expected),
     }
 
     let failed_step = j.steps.iter().find(|s| s.status == StepStatus::Failed).map(|s| s.step);
@@ -381,6 +405,30 @@ async fn subscribe(ws: &mut Ws, since: Option<u64>) -> Result<Value, String> {
         match frame["type"].as_str() {
             Some("subscribed") if frame["room"] == PROBE_ROOM => return Ok(frame),
             Some("error") => return Err(format!("error reply: {frame}")),
+            _ => {}
+        }
+    }
+}
+
+/// Subscribes to [`OUTSIDE_ROOM`]; Ok with the error's message when it is refused as
+/// `forbidden` naming [`ROOM_PREFIX`].
+async fn subscribe_outside(ws: &mut Ws) -> Result<String, String> {
+    let request = json!({ "action": "subscribe", "room": OUTSIDE_ROOM });
+    ws.send(Message::text(request.to_string())).await.map_err(|e| format!("cannot send the subscribe ({e})"))?;
+    let until = deadline();
+    loop {
+        let frame = next_json(ws, until).await?;
+        match frame["type"].as_str() {
+            Some("subscribed") if frame["room"] == OUTSIDE_ROOM => {
+                return Err(format!("subscribed to {OUTSIDE_ROOM}: the key's room prefix is not enforced"))
+            }
+            Some("error") => {
+                let message = frame["message"].as_str().unwrap_or_default();
+                return match frame["code"].as_str() {
+                    Some("forbidden") if message.contains(ROOM_PREFIX) => Ok(format!("forbidden: {message}")),
+                    _ => Err(format!("error reply other than `forbidden` naming the prefix: {frame}")),
+                };
+            }
             _ => {}
         }
     }

@@ -5,15 +5,18 @@
 //! behind [`SmokeStage`]; the WebSocket side is the same public URL for both.
 //!
 //! The journey, in order (each a [`Step`]):
-//! create a subscribe-only probe key; a connect without a key is refused; the probe key
-//! connects; it subscribes to the probe room; (optionally it is held, connected, for
-//! `hold`); a message published through the stage's publish path arrives with the seq the
+//! create a subscribe-only probe key limited to [`ROOM_PREFIX`]; a connect without a key
+//! is refused; the probe key connects; it subscribes to the probe room; a subscribe
+//! outside the prefix is refused; (optionally it is held, connected, for `hold`); a message published through the stage's publish path arrives with the seq the
 //! publish reported; after the subscriber leaves, a second message is published; the
 //! subscriber reconnects and `since` replays the missed one; GetConnection through the
 //! management API answers in the shape AWS SDKs read; DeleteConnection closes the socket;
-//! the probe key is revoked and then refused. A failure skips what depends on it, but the
-//! key is always revoked, and the refusal of the revoked key is checked whenever the
-//! revocation went through, so a run leaves no usable key behind.
+//! the probe key is revoked and then refused, and its record deleted. A failure skips what
+//! depends on it, but the key is always revoked and deleted, and the refusal of the
+//! revoked key is checked whenever the revocation went through, so a run leaves no key
+//! behind. A run that dies midway (a probe function timing out) leaves a key that stops
+//! connecting at its expiry, [`KEY_LIFETIME`] after the run's hold, and whose record the
+//! keys table's TTL (or, locally, the next key created) removes.
 
 mod journey;
 pub mod probe;
@@ -31,6 +34,22 @@ pub const PROBE_ROOM: &str = "smoke:probe";
 
 /// Prefix of the probe keys' names (`wsctl keys list` shows them).
 pub const KEY_NAME_PREFIX: &str = "smoke:";
+
+/// The rooms a probe key may name; [`PROBE_ROOM`] lies inside.
+pub const ROOM_PREFIX: &str = "smoke:";
+
+/// How long a probe key connects beyond the run's hold: far more than the steps can take
+/// (each waits at most [`STEP_TIMEOUT`]), so only a run that died leaves a key to expire.
+pub const KEY_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+/// A probe key: `subscribe` only, limited to [`ROOM_PREFIX`], expiring at `expires_at`
+/// (epoch ms). Stages that write the keys table directly store its record.
+pub fn probe_key(name: &str, expires_at: u64) -> crate::auth::NewKey {
+    use crate::auth::{KeyLimits, Scope, Scopes};
+    let limits =
+        KeyLimits { max_connections: 0, room_prefix: Some(ROOM_PREFIX.to_owned()), expires_at: Some(expires_at) };
+    crate::auth::generate(name, Scopes::new(vec![Scope::Subscribe]), limits, crate::store::now_ms())
+}
 
 /// Longest wait for any one reply, frame or close before a step fails as "nothing
 /// arrived": long enough for a Lambda cold start, short enough for CI.
@@ -137,6 +156,8 @@ pub enum Step {
     Connect,
     /// Subscribe to the probe room.
     Subscribe,
+    /// A subscribe outside [`ROOM_PREFIX`] is refused (`forbidden`, naming the prefix).
+    RejectOutsidePrefix,
     /// Stay connected for `--hold` before publishing.
     Hold,
     /// Publish through the stage's publish path.
@@ -157,15 +178,18 @@ pub enum Step {
     RevokeKey,
     /// The revoked key is refused (403).
     RejectRevokedKey,
+    /// Delete the probe key's record (always runs once the key exists).
+    DeleteKey,
 }
 
 impl Step {
     /// Every step, in order.
-    pub const ALL: [Step; 14] = [
+    pub const ALL: [Step; 16] = [
         Step::CreateKey,
         Step::RejectNoKey,
         Step::Connect,
         Step::Subscribe,
+        Step::RejectOutsidePrefix,
         Step::Hold,
         Step::Publish,
         Step::Deliver,
@@ -176,6 +200,7 @@ impl Step {
         Step::Kick,
         Step::RevokeKey,
         Step::RejectRevokedKey,
+        Step::DeleteKey,
     ];
 
     /// The step's name in reports and metrics.
@@ -185,6 +210,7 @@ impl Step {
             Step::RejectNoKey => "reject-no-key",
             Step::Connect => "connect",
             Step::Subscribe => "subscribe",
+            Step::RejectOutsidePrefix => "reject-outside-prefix",
             Step::Hold => "hold",
             Step::Publish => "publish",
             Step::Deliver => "deliver",
@@ -195,6 +221,7 @@ impl Step {
             Step::Kick => "kick",
             Step::RevokeKey => "revoke-key",
             Step::RejectRevokedKey => "reject-revoked-key",
+            Step::DeleteKey => "delete-key",
         }
     }
 
@@ -202,7 +229,7 @@ impl Step {
     pub fn kind(self) -> BudgetKind {
         match self {
             Step::RejectNoKey | Step::Connect | Step::Reconnect | Step::RejectRevokedKey => BudgetKind::Connect,
-            Step::Subscribe | Step::Replay => BudgetKind::Route,
+            Step::Subscribe | Step::RejectOutsidePrefix | Step::Replay => BudgetKind::Route,
             Step::Deliver => BudgetKind::Delivery,
             _ => BudgetKind::None,
         }
@@ -348,10 +375,12 @@ pub struct StageCallError(pub String);
 /// functions; the probe function over its own stage's tables and `publish` function.
 #[async_trait]
 pub trait SmokeStage: Send + Sync {
-    /// Creates a key with the `subscribe` scope only, named `name`.
-    async fn create_key(&self, name: &str) -> Result<ProbeKey, StageCallError>;
+    /// Creates a [`probe_key`] named `name` that expires at `expires_at` (epoch ms).
+    async fn create_key(&self, name: &str, expires_at: u64) -> Result<ProbeKey, StageCallError>;
     /// Revokes a key.
     async fn revoke_key(&self, key_id: &str) -> Result<(), StageCallError>;
+    /// Deletes a key's record.
+    async fn delete_key(&self, key_id: &str) -> Result<(), StageCallError>;
     /// Publishes `data` to `room` through the stage's publish path; returns the seq.
     async fn publish(&self, room: &str, data: &serde_json::Value) -> Result<u64, StageCallError>;
     /// The stage's connection records of `key_id`: (connection id, user agent).

@@ -10,7 +10,7 @@
 //! function needs no VPC: it talks to Redis only through the stage's functions.
 
 use super::{Budget, ConnectionShape, ProbeKey, SmokeConfig, SmokeReport, SmokeStage, StageCallError, StepStatus};
-use crate::auth::{self, Scope, Scopes};
+
 use crate::sender::{ManagementApiConfig, ManagementApiSender, Sender};
 use crate::store::dynamo::{self, DynamoConnectionStore, DynamoKeyStore};
 use crate::store::{now_ms, ConnectionStore, KeyStore};
@@ -190,8 +190,8 @@ fn failed(what: &str, e: impl std::fmt::Display) -> StageCallError {
 
 #[async_trait]
 impl SmokeStage for ProbeStage {
-    async fn create_key(&self, name: &str) -> Result<ProbeKey, StageCallError> {
-        let new = auth::generate(name, Scopes::new(vec![Scope::Subscribe]), 0, now_ms());
+    async fn create_key(&self, name: &str, expires_at: u64) -> Result<ProbeKey, StageCallError> {
+        let new = super::probe_key(name, expires_at);
         self.keys.create(&new.record).await.map_err(|e| failed("cannot write the API-keys table", e))?;
         Ok(ProbeKey { key_id: new.record.key_id, raw: new.raw })
     }
@@ -201,6 +201,14 @@ impl SmokeStage for ProbeStage {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(StageCallError(format!("key {key_id} not found"))),
             Err(e) => Err(failed("cannot update the API-keys table", e)),
+        }
+    }
+
+    async fn delete_key(&self, key_id: &str) -> Result<(), StageCallError> {
+        match self.keys.delete(key_id).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(StageCallError(format!("key {key_id} not found"))),
+            Err(e) => Err(failed("cannot delete from the API-keys table", e)),
         }
     }
 

@@ -288,6 +288,8 @@ impl DynamoKeyStore {
             max_connections: opt_n(item, "maxConnections").unwrap_or(0) as u32,
             created_at: get_n(item, "createdAt")?,
             revoked_at: opt_n(item, "revokedAt"),
+            room_prefix: item.get("roomPrefix").and_then(|v| v.as_s().ok()).cloned(),
+            expires_at: opt_n(item, "expiresAt"),
         })
     }
 }
@@ -295,7 +297,8 @@ impl DynamoKeyStore {
 #[async_trait]
 impl KeyStore for DynamoKeyStore {
     async fn create(&self, r: &KeyRecord) -> Result<(), StoreError> {
-        self.client
+        let mut put = self
+            .client
             .put_item()
             .table_name(&self.table)
             .item("keyHash", s(&r.key_hash))
@@ -303,14 +306,19 @@ impl KeyStore for DynamoKeyStore {
             .item("name", s(&r.name))
             .item("scopes", s(r.scopes.to_string()))
             .item("maxConnections", n(r.max_connections.into()))
-            .item("createdAt", n(r.created_at))
-            .condition_expression("attribute_not_exists(keyHash)")
-            .send()
-            .await
-            .map_err(|e| match sdk_err(e) {
-                StoreError::AlreadyExists(_) => StoreError::AlreadyExists(format!("key {}", r.key_id)),
-                other => other,
-            })?;
+            .item("createdAt", n(r.created_at));
+        if let Some(prefix) = &r.room_prefix {
+            put = put.item("roomPrefix", s(prefix));
+        }
+        if let Some(at) = r.expires_at {
+            // `ttl` (epoch s) lets DynamoDB delete the record some time after the expiry the
+            // authorizer enforces to the millisecond.
+            put = put.item("expiresAt", n(at)).item("ttl", n(at.div_ceil(1000)));
+        }
+        put.condition_expression("attribute_not_exists(keyHash)").send().await.map_err(|e| match sdk_err(e) {
+            StoreError::AlreadyExists(_) => StoreError::AlreadyExists(format!("key {}", r.key_id)),
+            other => other,
+        })?;
         Ok(())
     }
 
@@ -382,6 +390,20 @@ impl KeyStore for DynamoKeyStore {
             .update_expression("SET revokedAt = if_not_exists(revokedAt, :now)")
             .expression_attribute_values(":now", n(now_ms))
             .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        out.attributes.as_ref().map(Self::record).transpose()
+    }
+
+    async fn delete(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let Some(rec) = self.get_by_id(key_id).await? else { return Ok(None) };
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("keyHash", s(&rec.key_hash))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(sdk_err)?;

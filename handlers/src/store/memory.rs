@@ -496,9 +496,14 @@ impl KeyStore for MemoryKeyStore {
         if g.contains_key(&record.key_hash) {
             return Err(StoreError::AlreadyExists(format!("key {}", record.key_id)));
         }
+        // Expired records go as new ones arrive: what the keys table's TTL does on AWS, so
+        // a smoke run that died before deleting its key leaves nothing here either.
+        let now = now_ms();
+        let before = g.clone();
+        g.retain(|_, r| !r.is_expired(now));
         g.insert(record.key_hash.clone(), record.clone());
         if let Err(e) = self.persist(&g) {
-            g.remove(&record.key_hash);
+            *g = before;
             return Err(e);
         }
         Ok(())
@@ -528,11 +533,51 @@ impl KeyStore for MemoryKeyStore {
         self.persist(&g)?;
         Ok(Some(out))
     }
+
+    async fn delete(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let mut g = self.lock()?;
+        let Some(hash) = g.values().find(|r| r.key_id == key_id).map(|r| r.key_hash.clone()) else {
+            return Ok(None);
+        };
+        let Some(rec) = g.remove(&hash) else { return Ok(None) };
+        if let Err(e) = self.persist(&g) {
+            g.insert(hash, rec);
+            return Err(e);
+        }
+        Ok(Some(rec))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn expired_keys_leave_the_key_file_when_the_next_key_is_created() {
+        use crate::auth::{generate, KeyLimits, Scope, Scopes};
+        let dir = std::env::temp_dir().join(format!("wsctl-keys-{}", std::process::id()));
+        let path = dir.join("keys.json");
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = MemoryKeyStore::open(path.clone()).unwrap();
+        let key = |name: &str, expires_at| {
+            let limits = KeyLimits { expires_at, ..KeyLimits::default() };
+            generate(name, Scopes::new(vec![Scope::Subscribe]), limits, now_ms()).record
+        };
+        let (expired, lasting, next) = (key("expired", Some(1)), key("lasting", None), key("next", None));
+        store.create(&expired).await.unwrap();
+        store.create(&lasting).await.unwrap();
+        let ids = |store: &MemoryKeyStore| {
+            let g = store.lock().unwrap();
+            let mut ids: Vec<String> = g.values().map(|r| r.name.clone()).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids(&store), ["lasting"], "the expired key went when the next one came");
+        store.create(&next).await.unwrap();
+        let reopened = MemoryKeyStore::open(path).unwrap();
+        assert_eq!(ids(&reopened), ["lasting", "next"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[tokio::test]
     async fn a_bucket_limits_its_name_only_and_idle_buckets_are_swept() {

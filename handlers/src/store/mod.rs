@@ -260,6 +260,8 @@ pub trait KeyStore: Send + Sync {
     async fn list(&self) -> Result<Vec<KeyRecord>, StoreError>;
     /// Marks a key revoked at `now_ms`; returns the updated record, None if unknown.
     async fn revoke(&self, key_id: &str, now_ms: u64) -> Result<Option<KeyRecord>, StoreError>;
+    /// Removes a key's record for good; returns it, None if unknown. Idempotent.
+    async fn delete(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError>;
 }
 
 /// Current time in epoch milliseconds.

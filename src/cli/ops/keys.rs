@@ -29,6 +29,10 @@ pub struct CreateArgs {
     /// Live connections the key may hold at once (0 = unlimited).
     #[arg(long, default_value_t = 0)]
     max_connections: u32,
+    /// Limit the key to rooms whose name starts with this, e.g. `tenant-a:` (subscribe,
+    /// unsubscribe and publish elsewhere are refused as `forbidden`).
+    #[arg(long, value_name = "PREFIX")]
+    room_prefix: Option<String>,
 }
 
 /// `wsctl keys list`
@@ -70,6 +74,7 @@ impl From<CreateArgs> for wsctl::ops::keys::CreateArgs {
             name: a.name,
             scopes: a.scopes,
             max_connections: a.max_connections,
+            room_prefix: a.room_prefix,
         }
     }
 }
