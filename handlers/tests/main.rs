@@ -4,6 +4,7 @@
 mod admin_fixtures;
 mod fixtures_parse;
 mod handler_fixtures;
+mod lambda_binaries;
 mod lambda_rate_limits;
 mod proptests;
 mod races;
