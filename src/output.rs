@@ -33,13 +33,16 @@ pub fn times_as_rfc3339(value: &mut serde_json::Value) {
     }
 }
 
+/// `2026-12-04T02:30:00Z`, from epoch seconds.
+pub fn rfc3339(secs: i64) -> String {
+    let t = aws_sdk_cloudformation::primitives::DateTime::from_secs(secs);
+    t.fmt(aws_sdk_cloudformation::primitives::DateTimeFormat::DateTime).unwrap_or_default()
+}
+
 /// `2026-12-04T02:30:00.123Z`.
 pub fn rfc3339_ms(ms: u64) -> String {
-    let secs = (ms / 1000) as i64;
     let millis = (ms % 1000) as u32;
-    let t = aws_sdk_cloudformation::primitives::DateTime::from_secs(secs);
-    let whole = t.fmt(aws_sdk_cloudformation::primitives::DateTimeFormat::DateTime).unwrap_or_default();
-    format!("{}.{millis:03}Z", whole.trim_end_matches('Z'))
+    format!("{}.{millis:03}Z", rfc3339((ms / 1000) as i64).trim_end_matches('Z'))
 }
 
 /// The document printed on stdout under `--output json` when a command fails, so a script

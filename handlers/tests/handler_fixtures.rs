@@ -85,12 +85,7 @@ fn memory_backend() -> Backend {
 async fn aws_backend() -> Backend {
     let redis = RedisServer::shared();
     let moto = MotoServer::shared();
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await;
+    let sdk = crate::moto_sdk::moto_sdk(moto).await;
     let client = dynamo::client(&sdk);
     let (conns, keys) = (unique("conns-"), unique("keys-"));
     dynamo::ensure_tables(&client, &conns, &keys).await.expect("create tables in moto");
@@ -391,12 +386,7 @@ async fn handlers_on_redis_and_dynamodb() {
 /// DynamoDB is unreachable.
 async fn broken_backend() -> Arc<Services> {
     let moto = MotoServer::shared();
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await;
+    let sdk = crate::moto_sdk::moto_sdk(moto).await;
     let client = dynamo::client(&sdk);
     Arc::new(Services::new(
         Arc::new(MemoryRoomStore::new(100)),

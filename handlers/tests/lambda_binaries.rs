@@ -97,12 +97,7 @@ async fn serve(rt: Arc<Runtime>) -> String {
 /// The stage's tables in moto, and a key in them (raw key, key id).
 async fn tables_and_key() -> (String, String, String, String) {
     let moto = MotoServer::shared();
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await;
+    let sdk = crate::moto_sdk::moto_sdk(moto).await;
     let client = dynamo::client(&sdk);
     let n = std::process::id();
     let (conns, keys) = (format!("lr-conns-{n}"), format!("lr-keys-{n}"));

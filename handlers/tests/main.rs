@@ -6,6 +6,7 @@ mod fixtures_parse;
 mod handler_fixtures;
 mod lambda_binaries;
 mod lambda_rate_limits;
+mod moto_sdk;
 mod proptests;
 mod races;
 mod redis_auth_secret;

@@ -5,20 +5,12 @@
 //! The token uses characters an ElastiCache token may hold that a URL may not (`:`, `%`,
 //! `#`, `?`…), so the percent-encoding into the Redis URL is exercised for real.
 
+use crate::moto_sdk::moto_sdk;
 use std::collections::HashMap;
 use wsctl_handlers::lambda::LambdaEnv;
 use wsctl_testkit::{MotoServer, RedisServer};
 
 const TOKEN: &str = "T0ken:with%odd#chars?&=+!~*()$,;[]^_|-long-enough-for-elasticache";
-
-async fn sdk(moto: &MotoServer) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new("testing", "testing", None, None, "t"))
-        .load()
-        .await
-}
 
 /// A secret holding `value`; returns its ARN.
 async fn secret(sdk: &aws_config::SdkConfig, name: &str, value: &str) -> String {
@@ -44,7 +36,7 @@ fn env(redis: &RedisServer, secret_arn: Option<&str>) -> LambdaEnv {
 async fn the_token_comes_from_secrets_manager_and_unlocks_redis() {
     let moto = MotoServer::shared();
     let redis = RedisServer::start_with_args(&["--requirepass", TOKEN]).expect("redis-server --requirepass");
-    let sdk = sdk(moto).await;
+    let sdk = moto_sdk(moto).await;
     let arn = secret(&sdk, "wsctl/test/redis-auth-ok", TOKEN).await;
 
     // The token is fetched at cold start and Redis accepts it.
@@ -68,7 +60,7 @@ async fn the_token_comes_from_secrets_manager_and_unlocks_redis() {
 async fn a_missing_secret_stops_the_cold_start_and_the_authorizer_never_reads_it() {
     let moto = MotoServer::shared();
     let redis = RedisServer::shared();
-    let sdk = sdk(moto).await;
+    let sdk = moto_sdk(moto).await;
     let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:wsctl/test/absent-AbCdEf";
 
     let err = match env(redis, Some(arn)).services_from(&sdk, true).await {

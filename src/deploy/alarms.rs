@@ -28,6 +28,10 @@ const PERIOD: u32 = 300;
 /// The handlers' EMF namespace (handlers/src/lambda.rs).
 const EMF_NAMESPACE: &str = "wsctl";
 
+/// The functions that answer requests themselves and count their replies in EMF (the
+/// `function` dimension, the binary's name).
+pub(super) const EMF_EMITTERS: [&str; 4] = ["message", "publish", "admin", "connect"];
+
 fn map(entries: Vec<(&str, Value)>) -> Value {
     let mut m = Mapping::new();
     for (k, v) in entries {
@@ -98,6 +102,11 @@ fn single(
 }
 
 fn stat(id: &str, namespace: &str, name: &str, dimensions: Value) -> Value {
+    stat_every(id, namespace, name, dimensions, PERIOD)
+}
+
+/// One `Sum` of a metric over `period` seconds, as a metric-math input (not returned).
+fn stat_every(id: &str, namespace: &str, name: &str, dimensions: Value, period: u32) -> Value {
     map(vec![
         ("Id", id.into()),
         ("ReturnData", false.into()),
@@ -108,11 +117,18 @@ fn stat(id: &str, namespace: &str, name: &str, dimensions: Value) -> Value {
                     "Metric",
                     map(vec![("Namespace", namespace.into()), ("MetricName", name.into()), ("Dimensions", dimensions)]),
                 ),
-                ("Period", Value::from(PERIOD)),
+                ("Period", Value::from(period)),
                 ("Stat", "Sum".into()),
             ]),
         ),
     ])
+}
+
+/// The handlers' EMF counter `metric` of `function` in this stage (dimensions `function`
+/// and `stage`), summed over `period` seconds, as a metric-math input named `id`.
+pub(super) fn emf_stat(id: &str, metric: &str, function: &str, period: u32) -> Value {
+    let dimensions = dims(vec![("function", function.into()), ("stage", cfn_ref("StageName"))]);
+    stat_every(id, EMF_NAMESPACE, metric, dimensions, period)
 }
 
 /// A metric-math alarm's entries: the `stats` and one returned expression.
@@ -123,7 +139,7 @@ fn math(stats: Vec<Value>, expression: &str) -> Vec<(&'static str, Value)> {
 }
 
 /// `FILL(m1,0)+FILL(m2,0)+…` over the ids.
-fn sum_of(ids: &[String]) -> String {
+pub(super) fn sum_of(ids: &[String]) -> String {
     ids.iter().map(|id| format!("FILL({id},0)")).collect::<Vec<_>>().join("+")
 }
 
@@ -367,15 +383,8 @@ pub fn add_app_alarms(template: &mut Template, stage: &Stage, a: &AlarmSettings)
             "`unavailable` replies (Redis or DynamoDB down)",
         ),
     ] {
-        let emitters = ["message", "publish", "admin", "connect"];
-        let ids: Vec<String> = emitters.iter().map(|e| format!("m_{e}")).collect();
-        let stats = emitters
-            .iter()
-            .zip(&ids)
-            .map(|(e, i)| {
-                stat(i, EMF_NAMESPACE, metric, dims(vec![("function", (*e).into()), ("stage", cfn_ref("StageName"))]))
-            })
-            .collect();
+        let ids: Vec<String> = EMF_EMITTERS.iter().map(|e| format!("m_{e}")).collect();
+        let stats = EMF_EMITTERS.iter().zip(&ids).map(|(e, i)| emf_stat(i, metric, e, PERIOD)).collect();
         template.insert_resource(
             &format!("{ALARM_PREFIX}{id}"),
             alarm(&format!("handlers: {what}"), math(stats, &sum_of(&ids)), threshold.into(), 1, &topic),
@@ -399,10 +408,7 @@ fn dashboard(stage: &Stage) -> Value {
             .collect()
     };
     let emf = |m: &str| -> Vec<serde_json::Value> {
-        ["message", "publish", "admin", "connect"]
-            .iter()
-            .map(|f| json!([EMF_NAMESPACE, m, "function", f, "stage", "${StageName}"]))
-            .collect()
+        EMF_EMITTERS.iter().map(|f| json!([EMF_NAMESPACE, m, "function", f, "stage", "${StageName}"])).collect()
     };
     let widget = |title: &str, metrics: Vec<serde_json::Value>, stat: &str, x: u32, y: u32| {
         json!({

@@ -7,6 +7,7 @@
 //! alarm fires. The stack update only completes once the shift has, so `wsctl deploy`
 //! reports the outcome.
 
+use super::alarms::{emf_stat, sum_of, EMF_EMITTERS};
 use super::cfn_yaml::{cfn_getatt, cfn_ref, cfn_sub, CfnYamlError, Template};
 use crate::contract::{FUNCTIONS, LIVE_ALIAS};
 use crate::stage::RolloutSettings;
@@ -63,54 +64,26 @@ pub fn also_watch(template: &mut Template, alarm: &str) -> Result<(), CfnYamlErr
 /// requests) count in neither: a scanner cannot roll a release back.
 pub const HANDLED_ERRORS_ALARM: &str = "HandledErrorsAlarm";
 
-/// The functions that answer errors themselves, by their EMF `function` dimension (the
-/// binary's name): `$connect`, `$default`, publish and admin.
-const HANDLED_ERROR_EMITTERS: [&str; 4] = ["connect", "message", "publish", "admin"];
-
 /// The handlers' error codes that mean the service failed, not the caller (EMF
 /// `errors_<code>`, handlers/src/metrics.rs).
 const SERVICE_ERROR_CODES: [&str; 2] = ["unavailable", "internal"];
 
 /// The handled-errors alarm: one metric-math sum of `errors_unavailable` and
-/// `errors_internal` of the emitters in this stage (EMF namespace `wsctl`, dimensions
-/// `function` and `stage`), at the stage's `error_threshold` per minute.
+/// `errors_internal` of the functions that answer requests themselves
+/// ([`EMF_EMITTERS`]) in this stage, at the stage's `error_threshold` per minute.
 fn handled_errors_alarm(rollout: &RolloutSettings) -> Value {
     let mut metrics = Vec::new();
     let mut ids = Vec::new();
-    for (i, function) in HANDLED_ERROR_EMITTERS.iter().enumerate() {
+    for (i, function) in EMF_EMITTERS.iter().enumerate() {
         for (j, code) in SERVICE_ERROR_CODES.iter().enumerate() {
             let id = format!("e{i}{j}");
-            metrics.push(map(vec![
-                ("Id", id.as_str().into()),
-                ("ReturnData", false.into()),
-                (
-                    "MetricStat",
-                    map(vec![
-                        (
-                            "Metric",
-                            map(vec![
-                                ("Namespace", "wsctl".into()),
-                                ("MetricName", format!("errors_{code}").into()),
-                                (
-                                    "Dimensions",
-                                    seq(vec![
-                                        map(vec![("Name", "function".into()), ("Value", (*function).into())]),
-                                        map(vec![("Name", "stage".into()), ("Value", cfn_ref("StageName"))]),
-                                    ]),
-                                ),
-                            ]),
-                        ),
-                        ("Period", Value::from(60)),
-                        ("Stat", "Sum".into()),
-                    ]),
-                ),
-            ]));
-            ids.push(format!("FILL({id},0)"));
+            metrics.push(emf_stat(&id, &format!("errors_{code}"), function, 60));
+            ids.push(id);
         }
     }
     metrics.push(map(vec![
         ("Id", "handled".into()),
-        ("Expression", ids.join("+").into()),
+        ("Expression", sum_of(&ids).into()),
         ("Label", "unavailable and internal replies".into()),
         ("ReturnData", true.into()),
     ]));

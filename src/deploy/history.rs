@@ -16,7 +16,7 @@ use super::stacks::{self, sdk_error};
 use crate::contract::{self, BOOTSTRAP_STACK, FUNCTIONS};
 use crate::stage::Stage;
 use anyhow::Context;
-use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
+use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -186,7 +186,7 @@ pub async fn record(
     }
     let mut number = existing.last().map_or(1, |n| n + 1);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let deployed_at = DateTime::from_secs(now.as_secs() as i64).fmt(DateTimeFormat::DateTime)?;
+    let deployed_at = crate::output::rfc3339(now.as_secs() as i64);
     // Two deploys recording at once (CloudFormation lets only one update a stack, but the
     // bucket is shared): the conditional put keeps each number written once.
     for _ in 0..5 {

@@ -10,6 +10,7 @@ use super::render::StackKind;
 use super::stacks::{self, sdk_error, StackInfo};
 use super::wiring;
 use crate::contract::{FUNCTIONS, LIVE_ALIAS};
+use crate::output::rfc3339;
 use crate::stage::{RedisMode, Stage};
 use anyhow::Context;
 use serde::Serialize;
@@ -338,12 +339,6 @@ async fn alarms(cloudwatch: &CloudWatch, stage: &Stage, deployed: &[StackKind]) 
 fn month_start(now: i64) -> anyhow::Result<i64> {
     let t = time::OffsetDateTime::from_unix_timestamp(now).context("the clock")?;
     Ok(t.replace_day(1).context("the month's first day")?.replace_time(time::Time::MIDNIGHT).unix_timestamp())
-}
-
-fn rfc3339(secs: i64) -> String {
-    aws_sdk_cloudformation::primitives::DateTime::from_secs(secs)
-        .fmt(aws_sdk_cloudformation::primitives::DateTimeFormat::DateTime)
-        .unwrap_or_default()
 }
 
 /// The probe's `Success` and `Failure` sums per `period_secs` between `start` and `end`.
