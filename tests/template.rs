@@ -2,7 +2,9 @@
 //! least-privilege IAM, the runtime contract (environment, tables, routes), hashed
 //! versions, and the stage-file errors. They drive the built binary (`wsctl template`).
 
-use crate::common::templates::{parse, render, render_json, repo_stages, resolve, stages, wsctl_in as wsctl};
+use crate::common::templates::{
+    effective, parse, render, render_json, repo_stages, resolve, stages, wsctl_in as wsctl,
+};
 use serde_norway::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -215,9 +217,25 @@ fn app_template_honours_the_runtime_contract() {
         assert!(app["Resources"].get(deployment.as_str()).is_some());
         assert!(matches!(stage_props["AccessLogSettings"]["DestinationArn"], Value::Tagged(_) | Value::String(_)));
 
-        // Canary stages shift the aliases through CodeDeploy; others do not.
-        let canary = resource(&app, "ConnectAlias").get("UpdatePolicy").is_some();
-        assert_eq!(canary, stage == "staging" || stage == "prod", "{stage}: canary update policy");
+        // Canary stages shift the aliases through CodeDeploy; others have neither the
+        // update policy nor any CodeDeploy resource.
+        let (app, params) = render_json(&repo_stages(), &stage, "app");
+        let app = effective(&app, &params);
+        let canary = stage == "staging" || stage == "prod";
+        for f in FUNCTIONS {
+            let policy = &resource(&app, &format!("{f}Alias"))["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"];
+            assert_eq!(!policy.is_null(), canary, "{stage}: {f}Alias's canary update policy");
+            if canary {
+                let group = serde_norway::to_string(&policy["DeploymentGroupName"]).unwrap();
+                assert_eq!(group.trim(), format!("!Ref {f}DeploymentGroup"), "{stage}: {f}Alias's group");
+                resource(&app, &format!("{f}DeploymentGroup"));
+            }
+        }
+        let codedeploy = resources(&app)
+            .into_iter()
+            .filter(|(_, r)| r["Type"].as_str().is_some_and(|t| t.starts_with("AWS::CodeDeploy::")))
+            .count();
+        assert_eq!(codedeploy, if canary { 2 + FUNCTIONS.len() } else { 0 }, "{stage}: CodeDeploy resources");
     }
 }
 

@@ -6,6 +6,7 @@
 //! itself runs in tests/probe.rs. cfn-lint and checkov see prod's template (tests/template.rs,
 //! scripts/checkov.sh), which sets `probe:`.
 
+use crate::common::templates::effective;
 use serde_norway::Value;
 use std::path::Path;
 use std::process::Command;
@@ -175,18 +176,27 @@ fn on_a_canary_stage_a_failing_probe_run_rolls_the_bake_back() {
                     .as_sequence()
                     .expect("alarms")
                     .iter()
-                    .map(|a| tagged(&a["Name"], "!Ref").as_str().unwrap_or_default().to_owned())
+                    .map(|a| match &a["Name"] {
+                        Value::Tagged(t) if t.tag == "Ref" || t.tag == "Sub" => {
+                            t.value.as_str().unwrap_or_default().to_owned()
+                        }
+                        other => panic!("alarm name {other:?}"),
+                    })
                     .collect()
             })
             .collect()
     };
     let dir = stage_dir("rollout: { strategy: canary }\nprobe: {}\n");
-    let (t, _) = render(dir.path(), "s").expect("renders");
+    let (t, params) = render(dir.path(), "s").expect("renders");
+    let t = effective(&t, &params);
+    let failures = &t["Resources"]["ProbeFailuresAlarm"]["Properties"];
+    // The groups watch the probe's alarm by its name (app.yaml cannot refer to the probe
+    // fragment's resources), so the name must be the one the alarm is created with.
+    let probe_alarm = tagged(&failures["AlarmName"], "!Sub").as_str().expect("alarm name").to_owned();
     for (f, alarms) in groups(&t).iter().enumerate() {
-        assert!(alarms.contains(&"ProbeFailuresAlarm".to_owned()), "group {f}: {alarms:?}");
+        assert!(alarms.contains(&probe_alarm), "group {f}: {alarms:?}");
         assert_eq!(alarms.len(), 3, "its own errors alarm, the handled errors' and the probe's: {alarms:?}");
     }
-    let failures = &t["Resources"]["ProbeFailuresAlarm"]["Properties"];
     assert_eq!((&failures["MetricName"], &failures["Threshold"]), (&Value::from("Failure"), &Value::from(1)));
     assert_eq!(failures["TreatMissingData"], "notBreaching", "no run is not a failed run");
     let describe = statements(&t, "CodeDeployRole", "shift-live-aliases")
@@ -198,13 +208,15 @@ fn on_a_canary_stage_a_failing_probe_run_rolls_the_bake_back() {
             .as_sequence()
             .expect("arns")
             .iter()
-            .any(|a| tagged(a, "!GetAtt") == "ProbeFailuresAlarm.Arn"),
-        "CodeDeploy may read the probe's alarm"
+            .any(|a| matches!(a, Value::Tagged(s) if s.tag == "Sub"
+                && s.value.as_str().is_some_and(|arn| arn.ends_with(&format!(":alarm:{probe_alarm}"))))),
+        "CodeDeploy may read the probe's alarm: {describe:?}"
     );
 
     // Canary without the probe: its errors alarm and the handled errors'.
     let dir = stage_dir("rollout: { strategy: canary }\n");
-    let (t, _) = render(dir.path(), "s").expect("renders");
+    let (t, params) = render(dir.path(), "s").expect("renders");
+    let t = effective(&t, &params);
     assert!(groups(&t).iter().all(|alarms| alarms.len() == 2), "{:?}", groups(&t));
 }
 
@@ -217,9 +229,14 @@ fn on_a_canary_stage_unavailable_and_internal_replies_roll_the_bake_back_and_rej
     use wsctl_handlers::metrics::Metrics;
     use wsctl_handlers::protocol::ErrorCode;
     let dir = stage_dir("rollout: { strategy: canary, error_threshold: 3 }\n");
-    let (t, _) = render(dir.path(), "s").expect("renders");
+    let (t, params) = render(dir.path(), "s").expect("renders");
+    let t = effective(&t, &params);
     let alarm = &t["Resources"]["HandledErrorsAlarm"]["Properties"];
-    assert_eq!((&alarm["Threshold"], &alarm["TreatMissingData"]), (&Value::from(3), &Value::from("notBreaching")));
+    assert_eq!(tagged(&alarm["Threshold"], "!Ref"), "CanaryErrorThreshold");
+    assert_eq!(
+        (&params["CanaryErrorThreshold"], &alarm["TreatMissingData"]),
+        (&"3".into(), &Value::from("notBreaching"))
+    );
     for f in ["Authorizer", "Connect", "Disconnect", "Message", "Publish", "Admin"] {
         let watched =
             &t["Resources"][format!("{f}DeploymentGroup").as_str()]["Properties"]["AlarmConfiguration"]["Alarms"];
@@ -282,6 +299,6 @@ fn on_a_canary_stage_unavailable_and_internal_replies_roll_the_bake_back_and_rej
     }
     // Without a canary there is nothing to roll back.
     let dir = stage_dir("");
-    let (t, _) = render(dir.path(), "s").expect("renders");
-    assert!(t["Resources"].get("HandledErrorsAlarm").is_none());
+    let (t, params) = render(dir.path(), "s").expect("renders");
+    assert!(effective(&t, &params)["Resources"].get("HandledErrorsAlarm").is_none());
 }

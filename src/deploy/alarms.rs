@@ -30,7 +30,7 @@ const EMF_NAMESPACE: &str = "wsctl";
 
 /// The functions that answer requests themselves and count their replies in EMF (the
 /// `function` dimension, the binary's name).
-pub(super) const EMF_EMITTERS: [&str; 4] = ["message", "publish", "admin", "connect"];
+const EMF_EMITTERS: [&str; 4] = ["message", "publish", "admin", "connect"];
 
 fn map(entries: Vec<(&str, Value)>) -> Value {
     let mut m = Mapping::new();
@@ -126,7 +126,7 @@ fn stat_every(id: &str, namespace: &str, name: &str, dimensions: Value, period: 
 
 /// The handlers' EMF counter `metric` of `function` in this stage (dimensions `function`
 /// and `stage`), summed over `period` seconds, as a metric-math input named `id`.
-pub(super) fn emf_stat(id: &str, metric: &str, function: &str, period: u32) -> Value {
+fn emf_stat(id: &str, metric: &str, function: &str, period: u32) -> Value {
     let dimensions = dims(vec![("function", function.into()), ("stage", cfn_ref("StageName"))]);
     stat_every(id, EMF_NAMESPACE, metric, dimensions, period)
 }
@@ -139,7 +139,7 @@ fn math(stats: Vec<Value>, expression: &str) -> Vec<(&'static str, Value)> {
 }
 
 /// `FILL(m1,0)+FILL(m2,0)+…` over the ids.
-pub(super) fn sum_of(ids: &[String]) -> String {
+fn sum_of(ids: &[String]) -> String {
     ids.iter().map(|id| format!("FILL({id},0)")).collect::<Vec<_>>().join("+")
 }
 
@@ -445,4 +445,36 @@ fn dashboard(stage: &Stage) -> Value {
             ]),
         ),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// app.yaml declares the canary's `HandledErrorsAlarm` itself: it must watch the EMF
+    /// counters of exactly the functions that emit them, in their namespace.
+    #[test]
+    fn the_canary_alarm_of_app_yaml_watches_every_emf_emitter() {
+        let t = Template::parse("app.yaml", super::super::render::APP_TEMPLATE).expect("app.yaml");
+        let alarm = t.resource("HandledErrorsAlarm").expect("HandledErrorsAlarm");
+        let metrics: Vec<&Value> = alarm["Properties"]["Metrics"]
+            .as_sequence()
+            .expect("metric math")
+            .iter()
+            .filter_map(|m| m.get("MetricStat"))
+            .map(|s| &s["Metric"])
+            .collect();
+        assert!(metrics.iter().all(|m| m["Namespace"] == EMF_NAMESPACE), "{metrics:?}");
+        let mut functions: Vec<&str> = metrics
+            .iter()
+            .flat_map(|m| m["Dimensions"].as_sequence().into_iter().flatten())
+            .filter(|d| d["Name"] == "function")
+            .filter_map(|d| d["Value"].as_str())
+            .collect();
+        functions.sort_unstable();
+        functions.dedup();
+        let mut emitters = EMF_EMITTERS.to_vec();
+        emitters.sort_unstable();
+        assert_eq!(functions, emitters);
+    }
 }

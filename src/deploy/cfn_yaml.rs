@@ -407,11 +407,6 @@ pub fn cfn_sub(text: &str) -> Value {
     tagged("!Sub", Value::from(text))
 }
 
-/// `!GetAtt id.attr`.
-pub fn cfn_getatt(id: &str, attr: &str) -> Value {
-    tagged("!GetAtt", Value::from(format!("{id}.{attr}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

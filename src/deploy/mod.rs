@@ -11,7 +11,6 @@
 mod alarms;
 mod artifacts;
 mod builder;
-mod canary;
 mod cfn_yaml;
 mod ci_role;
 mod clients;
@@ -36,6 +35,7 @@ mod sources;
 mod stacks;
 pub use recovery::Recovery;
 mod xray;
+pub use cfn_yaml::Template;
 pub use render::{APP_TEMPLATE, DATA_TEMPLATE};
 pub use stacks::sdk_error;
 mod status;

@@ -3,11 +3,11 @@
 //!
 //! Stage values enter as CloudFormation parameters (and conditions on them). The few
 //! things a parameter cannot express are structured edits of the YAML tree: per-stage
-//! `DeletionPolicy`, Lambda versions named after their function's own hash, the API deployment, the canary
-//! resources, and a Redis memory alarm per further shard.
+//! `DeletionPolicy`, Lambda versions and the API deployment named after a hash of what
+//! they snapshot, tracing, the `alarms:` resources, and a Redis memory alarm per further
+//! shard. The canary rollout is the template's own (condition `Canary`).
 
 use super::alarms;
-use super::canary;
 use super::cfn_yaml::{cfn_sub, references, CfnYamlError, Template};
 use super::manifest::Manifest;
 use super::xray;
@@ -247,6 +247,16 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
     set("RustLog", l.log_level.clone());
     set("LimitsJson", limits_json);
     set("FanoutSharded", (stage.limits.fanout_shards > 0).to_string());
+    let canary = stage.rollout.strategy == RolloutStrategy::Canary;
+    set("Canary", canary.to_string());
+    if canary {
+        // The canary section of app.yaml; a journey that fails during the bake rolls the
+        // canary back too (docs/deploy.md).
+        set("CanaryPercent", stage.rollout.canary_percent.to_string());
+        set("CanaryBakeMinutes", stage.rollout.bake_minutes.to_string());
+        set("CanaryErrorThreshold", stage.rollout.error_threshold.to_string());
+        set("CanaryWatchesProbe", stage.probe.is_some().to_string());
+    }
     set("ThrottleRate", stage.api.throttle_rate.to_string());
     set("ThrottleBurst", stage.api.throttle_burst.to_string());
     set(xray::MODE_PARAMETER, l.tracing.map(|m| m.lambda_name().to_owned()).unwrap_or_default());
@@ -311,13 +321,6 @@ pub fn render_app(stage: &Stage, inputs: &AppInputs<'_>) -> Result<Rendered, Ren
         template.rename_resource(&format!("{}Version", f.logical), &format!("{}Version{hash}", f.logical))?;
     }
 
-    if stage.rollout.strategy == RolloutStrategy::Canary {
-        canary::add_canary(&mut template, &stage.rollout)?;
-        if stage.probe.is_some() {
-            // A journey that fails during the bake rolls the canary back (docs/deploy.md).
-            canary::also_watch(&mut template, "ProbeFailuresAlarm")?;
-        }
-    }
     if let Some(a) = &stage.alarms {
         alarms::add_app_alarms(&mut template, stage, a)?;
     }

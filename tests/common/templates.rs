@@ -76,3 +76,51 @@ pub fn resolve(t: &Value, params: &serde_json::Value, v: &Value) -> Value {
         _ => v.clone(),
     }
 }
+
+/// The template as CloudFormation would create it with these parameter values: resources
+/// and outputs whose `Condition` is false are gone, every `!If` is replaced by its chosen
+/// branch, and a `!Ref AWS::NoValue` removes the entry that holds it. The conditions are
+/// evaluated by wsctl's own evaluator (the one `plan` uses); other intrinsics stay as they
+/// are.
+pub fn effective(t: &Value, params: &serde_json::Value) -> Value {
+    let text = serde_norway::to_string(t).expect("template serializes");
+    let template = wsctl::deploy::Template::parse("rendered template", &text).expect("a template");
+    let values = params
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect();
+    let conditions = template.evaluate_conditions(&values);
+    let holds = |v: &Value| v.get("Condition").and_then(Value::as_str).is_none_or(|c| conditions[c]);
+    let mut out = prune(t, &conditions).expect("the template itself is a value");
+    for section in ["Resources", "Outputs"] {
+        if let Some(m) = out.get_mut(section).and_then(Value::as_mapping_mut) {
+            m.retain(|_, v| holds(v));
+        }
+    }
+    out
+}
+
+/// `v` with every `!If` resolved; `None` where it is (or resolves to) `!Ref AWS::NoValue`.
+fn prune(v: &Value, conditions: &std::collections::BTreeMap<String, bool>) -> Option<Value> {
+    match v {
+        Value::Tagged(t) if t.tag == "If" => {
+            let args = t.value.as_sequence().expect("!If [condition, then, else]");
+            let name = args[0].as_str().expect("condition name");
+            let holds = *conditions.get(name).unwrap_or_else(|| panic!("no condition {name}"));
+            prune(&args[if holds { 1 } else { 2 }], conditions)
+        }
+        Value::Tagged(t) if t.tag == "Ref" && t.value == "AWS::NoValue" => None,
+        Value::Tagged(t) => {
+            let mut t = t.clone();
+            t.value = prune(&t.value, conditions)?;
+            Some(Value::Tagged(t))
+        }
+        Value::Mapping(m) => {
+            Some(Value::Mapping(m.iter().filter_map(|(k, v)| Some((k.clone(), prune(v, conditions)?))).collect()))
+        }
+        Value::Sequence(s) => Some(Value::Sequence(s.iter().filter_map(|v| prune(v, conditions)).collect())),
+        other => Some(other.clone()),
+    }
+}
