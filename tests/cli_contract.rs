@@ -12,6 +12,7 @@ use wsctl_testkit::TempDir;
 fn clean() -> Command {
     let mut cmd = wsctl();
     cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("NO_COLOR", "1");
+    wsctl_testkit::keep_coverage_profile(&mut cmd);
     cmd.stdin(Stdio::null());
     cmd
 }

@@ -375,8 +375,7 @@ async fn stack_outputs_name_the_resources_and_a_missing_stack_is_reported() {
 fn missing_credentials_are_a_clear_error() {
     let dir = TempDir::new("wsctl-operator-nocreds").expect("temp dir");
     std::fs::write(dir.join("moto.yaml"), "region: us-east-1\n").expect("stage file");
-    let out = Command::new(WSCTL)
-        .env_clear()
+    let out = wsctl_testkit::keep_coverage_profile(Command::new(WSCTL).env_clear())
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", dir.path())
         .env("AWS_EC2_METADATA_DISABLED", "true")

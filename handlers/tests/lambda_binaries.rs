@@ -142,8 +142,7 @@ async fn invoke(name: &str, events: Vec<(String, String)>, tables: &(String, Str
         "message" => env!("CARGO_BIN_EXE_message"),
         other => panic!("no binary {other}"),
     };
-    let child = Command::new(exe)
-        .env_clear()
+    let child = wsctl_testkit::keep_coverage_profile(Command::new(exe).env_clear())
         .env("PATH", "/usr/bin:/bin")
         .env("AWS_LAMBDA_RUNTIME_API", &api)
         .env("AWS_LAMBDA_FUNCTION_NAME", format!("wsctl-{STAGE}-app-{name}"))

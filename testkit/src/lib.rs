@@ -43,6 +43,7 @@ pub use error::TestkitError;
 pub use fixtures::{apigw_fixture, apigw_fixture_with_key, apigw_fixtures_dir, KEY_PLACEHOLDER};
 pub use http::{http_request, HttpResponse};
 pub use moto::MotoServer;
+pub use process::keep_coverage_profile;
 pub use redis::{RedisServer, RespValue};
 pub use redis_cluster::{
     AnnouncedEndpoint, ClusterNodeView, ClusterTls, ClusterTlsFiles, RedisCluster, NODE_TIMEOUT_MS, SLOTS,

@@ -266,6 +266,17 @@ fn port_taken(log: &str) -> bool {
     log.contains("address already in use") || log.contains("eaddrinuse")
 }
 
+/// Gives a child started with a cleared environment (`env_clear`) the coverage
+/// instrumentation's `LLVM_PROFILE_FILE`, which `cargo llvm-cov` sets for the test run:
+/// without it the child writes its profile to `default.profraw` in its working directory,
+/// where the coverage report never looks. Does nothing outside a coverage run.
+pub fn keep_coverage_profile(cmd: &mut Command) -> &mut Command {
+    if let Some(pattern) = std::env::var_os("LLVM_PROFILE_FILE") {
+        cmd.env("LLVM_PROFILE_FILE", pattern);
+    }
+    cmd
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
