@@ -6,6 +6,8 @@
 #
 #   scripts/bench-all.sh                 run everything, append JSON lines, print the table
 #   scripts/bench-all.sh --table [--markdown] FILE [RUN_ID|all]   tables of an earlier run
+#   scripts/bench-all.sh --medians FILE  fan-out rounds (several runs in FILE): medians and
+#                                        per-round ratios to rawfan, as a Markdown table
 #
 # Each measurement gets a fresh server on a fresh 127.0.0.1 port (and, for wsctl-redis, a
 # fresh redis-server on a free port), one client run bounded by --max-seconds and
@@ -25,6 +27,8 @@
 #   CARGO_TARGET_DIR [/root/.cache/wsctl-target]  WSCTL_BIN [build it: cargo build --release]
 #   FANBENCH_BIN, RAWFAN_BIN [build them from the copy of PEERS_SRC]
 #   GATEWAY_LOG [warn]: RUST_LOG of `wsctl dev` (its default logs every connect at info)
+#   SOURCES [""]: `wsctl bench --sources N` (127.0.0.N source addresses; more ephemeral
+#   ports for 19,000-connection runs back to back)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -149,9 +153,47 @@ emit("AGAINST THE TARGETS (same run; fan-out: ratios of publish->last p50 and of
 EOF
 }
 
+# medians FILE: fan-out runs repeated in rounds (several run ids in one file, each with
+# rawfan and the wsctl targets): per round the ratio to rawfan of the same round, then the
+# median of each figure and of each ratio over the rounds.
+medians() {
+  python3 - "$@" <<'EOF'
+import json, statistics, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+fan = [r for r in recs if r.get("scenario") == "fanout" and r.get("exit", 0) == 0]
+rounds = {}
+for r in fan:
+    rounds.setdefault((r["run_id"], r["tool"], r["size"]), {})[r["target"]] = r
+def p2l(r): return r["publish_to_last_ms"]["p50"]
+def burst(r): return r["burst_deliveries_per_s"]["p50"]
+out = {}
+for (run, tool, size), by in sorted(rounds.items()):
+    raw = by.get("rawfan")
+    for target, r in by.items():
+        o = out.setdefault((target, tool, size), {"rounds": [], "p2l": [], "burst": [], "p2l_ratio": [], "burst_ratio": [], "delivered": 0, "expected": 0, "missing": 0})
+        o["rounds"].append(run); o["p2l"].append(p2l(r)); o["burst"].append(burst(r))
+        o["delivered"] += r.get("delivered", 0); o["expected"] += r.get("expected", 0); o["missing"] += r.get("missing", 0)
+        if raw and target != "rawfan":
+            o["p2l_ratio"].append(p2l(r) / p2l(raw)); o["burst_ratio"].append(burst(r) / burst(raw))
+print("| target | tool | S | rounds | p->last p50, median (min-max) ms | burst/s p50, median | p->last / rawfan, median (each round) | burst / rawfan, median (each round) | delivered / expected, missing |")
+print("|---|---|---|---|---|---|---|---|---|")
+med = statistics.median
+rr = lambda xs: "%.2f (%s)" % (med(xs), ", ".join("%.2f" % x for x in xs)) if xs else "-"
+for (target, tool, size), o in sorted(out.items()):
+    print("| %s | %s | %s | %d | %.2f (%.2f-%.2f) | %.0f | %s | %s | %d / %d, %d |" % (
+        target, tool, size, len(o["rounds"]), med(o["p2l"]), min(o["p2l"]), max(o["p2l"]), med(o["burst"]),
+        rr(o["p2l_ratio"]), rr(o["burst_ratio"]), o["delivered"], o["expected"], o["missing"]))
+EOF
+}
+
 if [ "${1:-}" = "--table" ]; then
   shift
   table "$@"
+  exit 0
+fi
+if [ "${1:-}" = "--medians" ]; then
+  shift
+  medians "$@"
   exit 0
 fi
 
@@ -176,6 +218,7 @@ MIXED_CHURN=${MIXED_CHURN:-50}
 MIXED_PUBRATE=${MIXED_PUBRATE:-200}
 MIXED_LIFE=${MIXED_LIFE:-}
 SETTLE_MS=${SETTLE_MS:-500}
+SOURCES=${SOURCES:-}
 # the bench's hard bound: 300 s, or the soak plus its drain
 MAX_S=$((MIXED_S + 100 > 300 ? MIXED_S + 100 : 300))
 PEERS_SRC=${PEERS_SRC:-/work/shared/peers}
@@ -348,6 +391,7 @@ run_one() {
   if [ "$tool" = wsctl ]; then
     cmd=("$WSCTL" --output json bench --url "$URL" --quiet --max-seconds "$MAX_S" --server-pid "$SERVER_PID" --warmup "$WARMUP")
     [ -n "$KEY" ] && cmd+=(--key "$KEY")
+    [ -n "$SOURCES" ] && cmd+=(--sources "$SOURCES")
     case $scenario in
       connect) cmd+=(connect -n "$n" --rate "$CONNECT_RATE" --hold-ms "$HOLD_MS") ;;
       fanout) cmd+=(fanout -s "$n" -m "$MESSAGES" --interval-ms "$INTERVAL_MS" --connect-rate "$SUB_RATE" --settle-ms "$SETTLE_MS") ;;
