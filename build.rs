@@ -46,8 +46,17 @@ fn main() {
     }
     let mut code = String::from("/// Every file of the embedded handlers workspace: (relative path, contents).\n");
     code.push_str("pub const HANDLER_FILES: &[(&str, &[u8])] = &[\n");
+    // Paths relative to the package or to OUT_DIR, resolved when the crate compiles: an
+    // absolute path here would point into whichever checkout first ran this script with a
+    // shared target directory, and break the build once that checkout is gone.
     for (rel, path) in &files {
-        let _ = writeln!(code, "    ({rel:?}, include_bytes!({:?})),", path.display().to_string());
+        let (base, tail) = match (path.strip_prefix(&out), path.strip_prefix(&root)) {
+            (Ok(tail), _) => ("OUT_DIR", tail),
+            (_, Ok(tail)) => ("CARGO_MANIFEST_DIR", tail),
+            _ => panic!("{} is neither in the package nor in OUT_DIR", path.display()),
+        };
+        let tail = tail.to_string_lossy().replace('\\', "/");
+        let _ = writeln!(code, "    ({rel:?}, include_bytes!(concat!(env!({base:?}), \"/\", {tail:?}))),");
     }
     code.push_str("];\n");
     std::fs::write(out.join("embedded_handlers.rs"), code).expect("write embedded_handlers.rs");
