@@ -285,3 +285,38 @@ fn a_deploy_that_fails_its_code_check_is_not_recorded() {
     let listed = history(&h);
     assert_eq!((numbers(&listed), listed["live"].clone()), (vec![2, 1], Value::from(2)), "{listed:#}");
 }
+
+/// After CodeDeploy rolled a canary back, `$LATEST` holds the new build but the `live` alias,
+/// which every caller goes through, points at the old version: the history calls the old
+/// build live, and `rollback` would start from it. moto's CloudFormation creates no alias,
+/// so the test creates the one CodeDeploy would have left.
+#[test]
+fn the_live_entry_is_the_code_behind_the_live_alias_not_latest() {
+    let h = Harness::new("ra", &stage());
+    let b1 = h.manifest("dist1", |f| format!("{f} build 1"));
+    assert_eq!(json(&h.deploy(&b1, true))["historyEntry"], 1);
+    let b2 = h.manifest("dist2", |f| format!("{f} build 2"));
+    assert_eq!(json(&h.deploy(&b2, true))["historyEntry"], 2);
+    assert_eq!(history(&h)["live"], 2, "no alias (moto): $LATEST runs build 2");
+
+    let b1_code = manifest_code(&b1);
+    h.runtime().block_on(async {
+        let lambda = aws_sdk_lambda::Client::new(&h.sdk().await);
+        for f in FUNCTIONS {
+            let name = format!("wsctl-ra-app-{f}");
+            let versions = lambda.list_versions_by_function().function_name(&name).send().await.unwrap();
+            let build_1 = versions
+                .versions()
+                .iter()
+                .filter(|v| v.version() != Some("$LATEST"))
+                .find(|v| v.code_sha256() == Some(b1_code[f].as_str()))
+                .and_then(|v| v.version())
+                .unwrap_or_else(|| panic!("{f}: build 1's published version"))
+                .to_owned();
+            lambda.create_alias().function_name(&name).name("live").function_version(build_1).send().await.unwrap();
+        }
+    });
+    let listed = history(&h);
+    assert_eq!(listed["live"], 1, "the alias runs build 1: {listed:#}");
+    assert_eq!(deployed(&h).latest, manifest_code(&b2), "while $LATEST holds build 2");
+}

@@ -13,7 +13,7 @@
 use super::artifacts::hex_to_base64;
 use super::manifest::Manifest;
 use super::stacks::{self, sdk_error};
-use crate::contract::{self, BOOTSTRAP_STACK, FUNCTIONS};
+use crate::contract::{self, BOOTSTRAP_STACK, FUNCTIONS, LIVE_ALIAS};
 use crate::stage::Stage;
 use anyhow::Context;
 use aws_sdk_s3::primitives::ByteStream;
@@ -225,14 +225,26 @@ pub async fn record(
     )
 }
 
-/// The code each of the six functions runs (Lambda's base64 SHA-256), by function name;
-/// functions that do not exist are left out.
+/// The code each of the six functions runs for its callers (Lambda's base64 SHA-256), by
+/// function name: that of the version its `live` alias points at — every integration,
+/// permission and invoker goes through the alias, so during a canary bake this is the
+/// version that keeps most of the traffic, and after CodeDeploy rolled a release back it
+/// is the old one, although `$LATEST` already holds the new code. Where the alias does not
+/// exist (an emulator that skips `AWS::Lambda::Alias`), `$LATEST`'s. Functions that do not
+/// exist are left out.
 pub async fn running_code(lambda: &aws_sdk_lambda::Client, stage: &Stage) -> BTreeMap<String, String> {
     let app = contract::app_stack(stage);
     let mut running = BTreeMap::new();
     for f in FUNCTIONS {
-        let config = lambda.get_function_configuration().function_name(format!("{app}-{}", f.name)).send().await;
-        if let Some(sha) = config.ok().and_then(|c| c.code_sha256().map(str::to_owned)) {
+        let name = format!("{app}-{}", f.name);
+        let config = match lambda.get_function_configuration().function_name(&name).qualifier(LIVE_ALIAS).send().await {
+            Ok(config) => Some(config),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
+                lambda.get_function_configuration().function_name(&name).send().await.ok()
+            }
+            Err(_) => None,
+        };
+        if let Some(sha) = config.and_then(|c| c.code_sha256().map(str::to_owned)) {
             running.insert(f.name.to_owned(), sha);
         }
     }
