@@ -227,6 +227,40 @@ async fn list_kick_and_revoke_on_the_local_gateway() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
 
+    // keys create --expires-in: the expiry is recorded and listed; keys delete removes the
+    // record, after which the key cannot connect; an unknown id or a bad lifetime is refused.
+    let in_two_hours = || wsctl::output::rfc3339_ms(wsctl_handlers::store::now_ms() + 7_200_000);
+    let earliest = in_two_hours();
+    let expiring = dev.json(&["keys", "create", "--name", "temp", "--expires-in", "2h"]);
+    let latest = in_two_hours();
+    let expires_at = expiring["expiresAt"].as_str().expect("expiresAt").to_owned();
+    let temp_key = expiring["key"].as_str().expect("raw key").to_owned();
+    let temp_id = expiring["keyId"].as_str().expect("key id").to_owned();
+    // Same format, so the strings order as the times do.
+    assert!(earliest <= expires_at && expires_at <= latest, "{earliest} <= {expires_at} <= {latest}");
+    let listed = dev.json(&["keys", "list"]);
+    let entry = listed["keys"].as_array().unwrap().iter().find(|k| k["keyId"] == temp_id.as_str()).expect("listed");
+    assert_eq!(entry["expiresAt"], expires_at.as_str());
+    let table = String::from_utf8_lossy(&dev.wsctl(&["keys", "list"]).stdout).into_owned();
+    assert!(table.contains("EXPIRES") && table.contains(&expires_at[..16].replace('T', " ")), "{table}");
+    let c5 = crate::common::connect_as(&dev.url, &temp_key, "client-5").await.expect("an unexpired key connects");
+    drop(c5);
+    let deleted = dev.json(&["keys", "delete", &temp_id]);
+    assert_eq!(deleted["keyId"], temp_id.as_str(), "{deleted}");
+    let listed = dev.json(&["keys", "list"]);
+    assert!(listed["keys"].as_array().unwrap().iter().all(|k| k["keyId"] != temp_id.as_str()), "{listed}");
+    match crate::common::connect_as(&dev.url, &temp_key, "client-5-again").await {
+        Err(WsError::Http(resp)) => assert_eq!(resp.status().as_u16(), 403),
+        Err(e) => panic!("connect with a deleted key failed oddly: {e}"),
+        Ok(_) => panic!("a deleted key could connect"),
+    }
+    let out = dev.wsctl(&["keys", "delete", &temp_id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found on stage 'local'"), "{out:?}");
+    let out = dev.wsctl(&["keys", "create", "--name", "x", "--expires-in", "30 days"]);
+    assert_eq!(out.status.code(), Some(64), "a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("e.g. 30d"), "{out:?}");
+
     // --watch without a terminal prints one JSON document per refresh.
     let out =
         dev.wsctl(&["--output", "json", "connections", "list", "--watch", "--interval", "0.2", "--iterations", "2"]);

@@ -1,4 +1,4 @@
-//! `wsctl keys create|list|revoke`. Only a key's SHA-256 is ever stored; the raw key is
+//! `wsctl keys create|list|revoke|delete`. Only a key's SHA-256 is ever stored; the raw key is
 //! printed once by `create` and never logged. Each verb is one admin request to the
 //! stage ([`Target::call`]): deployed stages serve it on their API-keys table directly;
 //! `--stage local` asks the gateway (which keeps key hashes in its state dir).
@@ -11,6 +11,7 @@ use crate::ui::Ui;
 use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 use std::path::Path;
+use std::time::Duration;
 use wsctl_handlers::admin::{AdminReply, AdminRequest, KeyView};
 use wsctl_handlers::auth::Scopes;
 use wsctl_handlers::store::now_ms;
@@ -24,6 +25,8 @@ pub enum KeysCommand {
     List(ListArgs),
     /// Revoke a key: it can no longer connect (`--disconnect` also closes its live connections).
     Revoke(RevokeArgs),
+    /// Delete a key's record: it can no longer connect, and it leaves the list.
+    Delete(DeleteArgs),
 }
 
 /// `wsctl keys create`
@@ -39,6 +42,49 @@ pub struct CreateArgs {
     pub max_connections: u32,
     /// Limit the key to rooms starting with this.
     pub room_prefix: Option<String>,
+    /// The key stops working this long after its creation (`None`: never).
+    pub expires_in: Option<Duration>,
+}
+
+/// `wsctl keys delete`
+#[derive(Debug)]
+pub struct DeleteArgs {
+    /// Where the command acts.
+    pub target: TargetArgs,
+    /// Key id (key_…).
+    pub id: String,
+}
+
+/// Longest `--expires-in`: ten years (a key meant to live longer should not expire).
+const MAX_LIFETIME: Duration = Duration::from_secs(3650 * 86_400);
+
+/// Parses a key lifetime such as `15m`, `12h`, `30d` or `3600s` (one number, one unit).
+pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "'{text}' is not a lifetime: write a number and a unit (s, m, h or d), e.g. 30d or 12h"
+            ))
+        }
+    };
+    let n: u64 = number.parse().map_err(|_| {
+        format!("'{text}' is not a lifetime: write a number and a unit (s, m, h or d), e.g. 30d or 12h")
+    })?;
+    let d = Duration::from_secs(n.saturating_mul(unit_secs));
+    if d < Duration::from_secs(60) {
+        return Err(format!("'{text}' is shorter than a minute: a key needs time to be handed over"));
+    }
+    if d > MAX_LIFETIME {
+        return Err(format!("'{text}' is longer than ten years: leave --expires-in out for a key that never expires"));
+    }
+    Ok(d)
 }
 
 /// `wsctl keys list`
@@ -67,6 +113,7 @@ pub async fn run(stages: &Path, aws: &AwsTarget, ui: &Ui, command: KeysCommand) 
         KeysCommand::Create(args) => create(stages, aws, ui, args).await,
         KeysCommand::List(args) => list(stages, aws, ui, args).await,
         KeysCommand::Revoke(args) => revoke(stages, aws, ui, args).await,
+        KeysCommand::Delete(args) => delete(stages, aws, ui, args).await,
     }
 }
 
@@ -129,7 +176,7 @@ async fn create(stages: &Path, aws: &AwsTarget, ui: &Ui, args: CreateArgs) -> Re
         scopes: scopes.to_string(),
         max_connections: args.max_connections,
         room_prefix: args.room_prefix.clone(),
-        expires_at: None,
+        expires_at: args.expires_in.map(|d| now_ms().saturating_add(d.as_millis() as u64)),
     };
     let (key, record) = match target.call(&request).await?.reply {
         AdminReply::KeyCreated { key, record } => (key, record),
@@ -140,13 +187,14 @@ async fn create(stages: &Path, aws: &AwsTarget, ui: &Ui, args: CreateArgs) -> Re
     ui.emit(&with_target(&created, &written_to)?, || {
         let r = &created.record;
         println!(
-            "created {} ({:?}) on stage {}: scopes {}, max connections {}, rooms {}",
+            "created {} ({:?}) on stage {}: scopes {}, max connections {}, rooms {}, {}",
             r.key_id,
             r.name,
             created.stage,
             r.scopes,
             cap(r.max_connections),
-            rooms(r)
+            rooms(r),
+            r.expires_at.map_or_else(|| "never expires".into(), |at| format!("expires {}", utc(at)))
         );
         println!("API key (shown once; store it now, it cannot be shown again):");
         println!("{}", created.key);
@@ -186,7 +234,7 @@ async fn list(stages: &Path, aws: &AwsTarget, ui: &Ui, args: ListArgs) -> Result
         }),
         || {
             let mut table = Table::new(
-                &["KEY ID", "NAME", "SCOPES", "ROOMS", "MAX CONN", "CREATED", "REVOKED"],
+                &["KEY ID", "NAME", "SCOPES", "ROOMS", "MAX CONN", "CREATED", "EXPIRES", "REVOKED"],
                 &["NAME", "ROOMS"],
             );
             for k in &keys {
@@ -197,6 +245,7 @@ async fn list(stages: &Path, aws: &AwsTarget, ui: &Ui, args: ListArgs) -> Result
                     rooms(k),
                     cap(k.max_connections),
                     utc(k.created_at),
+                    k.expires_at.map_or_else(|| "-".into(), utc),
                     k.revoked_at.map_or_else(|| "-".into(), utc),
                 ]);
             }
@@ -254,4 +303,57 @@ async fn revoke(stages: &Path, aws: &AwsTarget, ui: &Ui, args: RevokeArgs) -> Re
         Ok(())
     })?;
     Ok(Outcome::Success)
+}
+
+/// What `keys delete` prints: the record as it was.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Deleted {
+    stage: String,
+    #[serde(flatten, serialize_with = "key_json")]
+    record: KeyView,
+}
+
+async fn delete(stages: &Path, aws: &AwsTarget, ui: &Ui, args: DeleteArgs) -> Result<Outcome> {
+    let target = Target::resolve(stages, aws, &args.target).await?;
+    let written_to = target.guard_write().await?;
+    let stage = target.stage_name().to_owned();
+    let record = match target.call(&AdminRequest::DeleteKey { key_id: args.id.clone() }).await.map(|a| a.reply) {
+        Ok(AdminReply::KeyDeleted { record }) => record,
+        Ok(other) => return Err(unexpected(&other)),
+        Err(e) if e.is_not_found() => {
+            bail!("key {} not found on stage '{stage}' (see `wsctl keys list --stage {stage}`)", args.id)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tracing::debug!(stage = %stage, key_id = %record.key_id, "API key deleted");
+    let report = Deleted { stage, record };
+    ui.emit(&with_target(&report, &written_to)?, || {
+        println!(
+            "deleted {} ({:?}) on stage {}: it can no longer connect; connections it holds stay open until they \
+             end (`wsctl keys revoke --disconnect` before deleting closes them)",
+            report.record.key_id, report.record.name, report.stage
+        );
+        Ok(())
+    })?;
+    Ok(Outcome::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_are_a_number_and_a_unit_between_a_minute_and_ten_years() {
+        assert_eq!(parse_lifetime("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_lifetime("12h"), Ok(Duration::from_secs(12 * 3_600)));
+        assert_eq!(parse_lifetime("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_lifetime("3600s"), Ok(Duration::from_secs(3_600)));
+        for bad in ["", "30", "d", "1.5d", "30 days", "-1d", "30D"] {
+            assert!(parse_lifetime(bad).is_err_and(|e| e.contains("e.g. 30d")), "{bad}");
+        }
+        assert!(parse_lifetime("59s").is_err_and(|e| e.contains("shorter than a minute")));
+        assert!(parse_lifetime("3651d").is_err_and(|e| e.contains("ten years")));
+        assert!(parse_lifetime("99999999999999999999d").is_err(), "overflow is refused, not wrapped");
+    }
 }

@@ -13,6 +13,9 @@ pub enum KeysCommand {
     List(ListArgs),
     /// Revoke a key: it can no longer connect (`--disconnect` also closes its live connections).
     Revoke(RevokeArgs),
+    /// Delete a key's record: it can no longer connect, and it leaves the list (its live
+    /// connections stay open until they end; revoke with `--disconnect` first to close them).
+    Delete(DeleteArgs),
 }
 
 /// `wsctl keys create`
@@ -33,6 +36,19 @@ pub struct CreateArgs {
     /// unsubscribe and publish elsewhere are refused as `forbidden`).
     #[arg(long, value_name = "PREFIX")]
     room_prefix: Option<String>,
+    /// The key stops working this long after now, e.g. `30d`, `12h`, `15m` (a minute to ten
+    /// years); without it the key never expires.
+    #[arg(long, value_name = "LIFETIME", value_parser = wsctl::ops::keys::parse_lifetime)]
+    expires_in: Option<std::time::Duration>,
+}
+
+/// `wsctl keys delete`
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Key id (key_…).
+    id: String,
 }
 
 /// `wsctl keys list`
@@ -63,6 +79,7 @@ impl From<KeysCommand> for wsctl::ops::keys::KeysCommand {
             KeysCommand::Create(x) => wsctl::ops::keys::KeysCommand::Create(x.into()),
             KeysCommand::List(x) => wsctl::ops::keys::KeysCommand::List(x.into()),
             KeysCommand::Revoke(x) => wsctl::ops::keys::KeysCommand::Revoke(x.into()),
+            KeysCommand::Delete(x) => wsctl::ops::keys::KeysCommand::Delete(x.into()),
         }
     }
 }
@@ -75,6 +92,7 @@ impl From<CreateArgs> for wsctl::ops::keys::CreateArgs {
             scopes: a.scopes,
             max_connections: a.max_connections,
             room_prefix: a.room_prefix,
+            expires_in: a.expires_in,
         }
     }
 }
@@ -88,5 +106,11 @@ impl From<ListArgs> for wsctl::ops::keys::ListArgs {
 impl From<RevokeArgs> for wsctl::ops::keys::RevokeArgs {
     fn from(a: RevokeArgs) -> Self {
         wsctl::ops::keys::RevokeArgs { target: a.target.into(), id: a.id, disconnect: a.disconnect }
+    }
+}
+
+impl From<DeleteArgs> for wsctl::ops::keys::DeleteArgs {
+    fn from(a: DeleteArgs) -> Self {
+        wsctl::ops::keys::DeleteArgs { target: a.target.into(), id: a.id }
     }
 }
