@@ -276,6 +276,22 @@ async fn deployed_stage_lists_shows_kicks_and_manages_keys() {
     let unknown = stage.wsctl(moto, &["keys", "revoke", "key_0000000000000000"], mgmt, true);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("not found"));
+
+    // keys create --expires-in writes DynamoDB's TTL attribute (seconds) beside expiresAt;
+    // keys delete removes the item.
+    let expiring = stage.json(moto, &["keys", "create", "--name", "temp", "--expires-in", "1d"], mgmt);
+    let temp_id = expiring["keyId"].as_str().expect("key id").to_owned();
+    let items = client.scan().table_name(&stage.keys_table).send().await.expect("scan keys").items.unwrap_or_default();
+    let item = items.iter().find(|i| i.get("keyId").and_then(|v| v.as_s().ok()) == Some(&temp_id)).expect("stored");
+    let ttl: u64 = item["ttl"].as_n().expect("ttl").parse().expect("a number");
+    let day_from_now = wsctl_handlers::store::now_ms() / 1000 + 86_400;
+    assert!(ttl.abs_diff(day_from_now) <= 60, "ttl {ttl} vs {day_from_now}");
+    let deleted = stage.json(moto, &["keys", "delete", &temp_id], mgmt);
+    assert_eq!(deleted["keyId"], temp_id.as_str(), "{deleted}");
+    let items = client.scan().table_name(&stage.keys_table).send().await.expect("scan keys").items.unwrap_or_default();
+    assert!(items.iter().all(|i| i.get("keyId").and_then(|v| v.as_s().ok()) != Some(&temp_id)), "deleted");
+    let unknown = stage.wsctl(moto, &["keys", "delete", &temp_id], mgmt, true);
+    assert!(!unknown.status.success() && String::from_utf8_lossy(&unknown.stderr).contains("not found"));
     drop(c2);
 }
 
