@@ -157,13 +157,15 @@ async fn read(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyhow::Resul
     serde_json::from_slice(&bytes).with_context(|| format!("s3://{bucket}/{key} is not a wsctl history entry"))
 }
 
+/// Entries read from S3 at once: a stage with hundreds of deploys lists in a few dozen
+/// round trips rather than one per entry.
+const READS_IN_FLIGHT: usize = 16;
+
 /// Every entry of the stage, oldest first.
 pub async fn list(s3: &aws_sdk_s3::Client, bucket: &str, stage: &Stage) -> anyhow::Result<Vec<Entry>> {
-    let mut entries = Vec::new();
-    for n in numbers(s3, bucket, stage).await? {
-        entries.push(read(s3, bucket, &key(stage, n)).await?);
-    }
-    Ok(entries)
+    use futures_util::{StreamExt, TryStreamExt};
+    let keys: Vec<String> = numbers(s3, bucket, stage).await?.into_iter().map(|n| key(stage, n)).collect();
+    futures_util::stream::iter(keys.iter().map(|k| read(s3, bucket, k))).buffered(READS_IN_FLIGHT).try_collect().await
 }
 
 /// Records a successful deploy as the next entry, unless nothing changed and the newest
