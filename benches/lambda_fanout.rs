@@ -253,7 +253,9 @@ impl Subscribers {
     }
 }
 
-/// The next line a child process prints.
+/// The next line a child process prints. The reader is dropped with whatever it buffered
+/// past that line, which is safe only because a subscriber process prints nothing more
+/// until it is answered (`ready`, then its report and exit).
 async fn first_line(child: &mut tokio::process::Child) -> String {
     let stdout = child.stdout.as_mut().expect("stdout");
     let mut line = Vec::new();

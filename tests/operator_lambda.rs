@@ -36,15 +36,6 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}{}x{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-async fn sdk(moto: &MotoServer) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await
-}
-
 fn start_dev(moto: &MotoServer, redis: &RedisServer, connections: &str, keys: &str) -> DevGateway {
     let (redis_url, moto_url) = (redis.url(), moto.endpoint());
     let args = ["--redis-url", &redis_url, "--dynamodb-endpoint", &moto_url];
@@ -140,7 +131,7 @@ async fn rooms_and_publish_go_through_the_admin_and_publish_functions() {
     let moto = MotoServer::shared();
     let redis = RedisServer::shared();
     let (connections, keys) = (unique("lt-conns-"), unique("lt-keys-"));
-    let sdk = sdk(moto).await;
+    let sdk = crate::common::publish_lambda::sdk(&moto.endpoint()).await;
     wsctl_handlers::store::dynamo::ensure_tables(&wsctl_handlers::store::dynamo::client(&sdk), &connections, &keys)
         .await
         .expect("tables");

@@ -151,7 +151,8 @@ Resources:
 #[test]
 fn app_template_honours_the_runtime_contract() {
     for stage in stages() {
-        let app = parse(&render(&stage, "app"));
+        // Rendered once: the raw template, and its parameters for `effective` below.
+        let (app, params) = render_json(&repo_stages(), &stage, "app");
         for f in FUNCTIONS {
             let props = &resource(&app, &format!("{f}Function"))["Properties"];
             assert_eq!(props["Runtime"].as_str(), Some("provided.al2023"));
@@ -219,7 +220,6 @@ fn app_template_honours_the_runtime_contract() {
 
         // Canary stages shift the aliases through CodeDeploy; others have neither the
         // update policy nor any CodeDeploy resource.
-        let (app, params) = render_json(&repo_stages(), &stage, "app");
         let app = effective(&app, &params);
         let canary = stage == "staging" || stage == "prod";
         for f in FUNCTIONS {

@@ -60,6 +60,8 @@ const MAX_LIFETIME: Duration = Duration::from_secs(3650 * 86_400);
 
 /// Parses a key lifetime such as `15m`, `12h`, `30d` or `3600s` (one number, one unit).
 pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
+    let not_a_lifetime =
+        || format!("'{text}' is not a lifetime: write a number and a unit (s, m, h or d), e.g. 30d or 12h");
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
@@ -68,15 +70,9 @@ pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
         "m" => 60,
         "h" => 3_600,
         "d" => 86_400,
-        _ => {
-            return Err(format!(
-                "'{text}' is not a lifetime: write a number and a unit (s, m, h or d), e.g. 30d or 12h"
-            ))
-        }
+        _ => return Err(not_a_lifetime()),
     };
-    let n: u64 = number.parse().map_err(|_| {
-        format!("'{text}' is not a lifetime: write a number and a unit (s, m, h or d), e.g. 30d or 12h")
-    })?;
+    let n: u64 = number.parse().map_err(|_| not_a_lifetime())?;
     let d = Duration::from_secs(n.saturating_mul(unit_secs));
     if d < Duration::from_secs(60) {
         return Err(format!("'{text}' is shorter than a minute: a key needs time to be handed over"));
